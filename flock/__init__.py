@@ -1,0 +1,139 @@
+"""Flock: multi-agent LLM systems on a typed blackboard.
+
+Importing this package has no side effects: no environment files are read, no tracing is installed,
+nothing is printed, and DSPy is imported only when an engine needs it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._artifact import Artifact
+from ._builder import AgentBuilder
+from ._components import (
+    AgentComponent,
+    Context,
+    EngineComponent,
+    EvalInputs,
+    EvalResult,
+    OrchestratorComponent,
+)
+from ._conditions import Condition, Until, When
+from ._context import ContextRequest, CorrelationContext, NoContext
+from ._errors import (
+    ConfigurationError,
+    ContractViolation,
+    DuplicateAgentError,
+    DuplicateArtifactError,
+    FlockClosedError,
+    FlockError,
+    LoopGuardTripped,
+    NotAModelError,
+    OutputError,
+    RunTimeout,
+    TypeConflictError,
+    UnknownAgentError,
+    ValidationFailed,
+    VisibilityError,
+    WorkflowFailed,
+)
+from ._flock import Flock
+from ._function_engine import FunctionEngine
+from ._outcomes import RunSummary, WorkflowError
+from ._spec import AgentSpec, BatchSpec, JoinSpec, OutputDecl, OutputGroup, Subscription
+from ._store import BlackboardStore, FilterConfig, InMemoryStore
+from ._types import flock_type
+from ._visibility import (
+    AfterVisibility,
+    AgentIdentity,
+    AllOfVisibility,
+    LabelledVisibility,
+    PrivateVisibility,
+    PublicVisibility,
+    TenantVisibility,
+    Visibility,
+)
+
+# Names whose modules import DSPy: loaded on first attribute access, never at `import flock`.
+_LAZY = {
+    "DSPyEngine": ("flock._dspy_engine", "DSPyEngine"),
+    "inspect_signature": ("flock._signature", "inspect_signature"),
+    "ChatAdapter": ("dspy", "ChatAdapter"),
+    "JSONAdapter": ("dspy", "JSONAdapter"),
+    "XMLAdapter": ("dspy", "XMLAdapter"),
+    "TwoStepAdapter": ("dspy", "TwoStepAdapter"),
+    "BAMLAdapter": ("dspy.adapters.baml_adapter", "BAMLAdapter"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    target = _LAZY.get(name)
+    if target is None:
+        raise AttributeError(f"module 'flock' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(target[0]), target[1])
+    globals()[name] = value
+    return value
+
+
+__all__ = [
+    "AfterVisibility",
+    "AgentBuilder",
+    "AgentComponent",
+    "AgentIdentity",
+    "AgentSpec",
+    "AllOfVisibility",
+    "Artifact",
+    "BAMLAdapter",
+    "BatchSpec",
+    "BlackboardStore",
+    "ChatAdapter",
+    "Condition",
+    "ConfigurationError",
+    "Context",
+    "ContextRequest",
+    "ContractViolation",
+    "CorrelationContext",
+    "DSPyEngine",
+    "DuplicateAgentError",
+    "DuplicateArtifactError",
+    "EngineComponent",
+    "EvalInputs",
+    "EvalResult",
+    "FilterConfig",
+    "Flock",
+    "FlockClosedError",
+    "FlockError",
+    "FunctionEngine",
+    "InMemoryStore",
+    "JSONAdapter",
+    "JoinSpec",
+    "LabelledVisibility",
+    "LoopGuardTripped",
+    "NoContext",
+    "NotAModelError",
+    "OrchestratorComponent",
+    "OutputDecl",
+    "OutputError",
+    "OutputGroup",
+    "PrivateVisibility",
+    "PublicVisibility",
+    "RunSummary",
+    "RunTimeout",
+    "Subscription",
+    "TenantVisibility",
+    "TwoStepAdapter",
+    "TypeConflictError",
+    "UnknownAgentError",
+    "Until",
+    "ValidationFailed",
+    "Visibility",
+    "VisibilityError",
+    "When",
+    "WorkflowError",
+    "WorkflowFailed",
+    "XMLAdapter",
+    "flock_type",
+    "inspect_signature",
+]

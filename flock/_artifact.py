@@ -1,0 +1,68 @@
+"""The artifact: one immutable, typed value on the blackboard."""
+
+from __future__ import annotations
+
+import builtins
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from uuid import UUID, uuid4
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ._types import type_name
+from ._visibility import PUBLIC, Visibility
+
+M = TypeVar("M", bound=BaseModel)
+
+EXTERNAL = "external"
+"""``produced_by`` of artifacts published from outside any agent."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Artifact(BaseModel):
+    """A published value. Frozen: artifacts are never changed or overwritten.
+
+    Attributes:
+        id: unique id (UUID4).
+        type: registered type name (see ``@flock_type``).
+        payload: the model's fields as JSON-compatible data.
+        produced_by: the agent's name, or ``"external"``.
+        correlation_id: the workflow this artifact belongs to. New for external publishes unless
+            given; inherited by every output of an agent.
+        partition_key: optional key for the user's own partitioning, inherited like the correlation id.
+        tags: free-form labels for subscriptions (``consumes(..., tags={...})``) and queries.
+        visibility: who may see it (see :mod:`flock` visibility types).
+        created_at: publication time (UTC).
+        version: schema/record version, 1 for now.
+        consumed_from: lineage, the ids of the artifacts this one was made from.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    id: UUID = Field(default_factory=uuid4)
+    type: str
+    payload: dict[str, Any]
+    produced_by: str = EXTERNAL
+    correlation_id: str = Field(default_factory=lambda: str(uuid4()))
+    partition_key: str | None = None
+    tags: frozenset[str] = frozenset()
+    visibility: Visibility = PUBLIC
+    created_at: datetime = Field(default_factory=utcnow)
+    version: int = 1
+    consumed_from: tuple[UUID, ...] = ()
+
+    @property
+    def lineage(self) -> tuple[UUID, ...]:
+        """The ids this artifact was made from (alias of ``consumed_from``)."""
+        return self.consumed_from
+
+    def is_a(self, model: builtins.type[BaseModel]) -> bool:
+        """Whether this artifact holds a ``model`` (compared by registered type name)."""
+        return self.type == type_name(model)
+
+    def as_model(self, model: builtins.type[M]) -> M:
+        """Validate the payload into ``model``."""
+        return model.model_validate(self.payload)

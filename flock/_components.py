@@ -1,0 +1,179 @@
+"""Extension points and the values that flow through an activation.
+
+An activation runs the agent's components in this order::
+
+    on_initialize → on_pre_consume → for each output group:
+        on_pre_evaluate → engines (chained) → on_post_evaluate → outputs checked and published
+        → on_post_publish (per artifact)
+    → on_terminate           (on failure: on_error, then on_terminate)
+
+Every hook is optional; a hook that returns ``None`` leaves its value unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic import BaseModel
+
+from ._artifact import Artifact
+from ._types import type_name
+from ._visibility import AgentIdentity
+
+if TYPE_CHECKING:
+    from ._spec import AgentSpec, OutputGroup
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass
+class Context:
+    """What an activation knows besides its inputs.
+
+    Attributes:
+        agent: the agent's name.
+        identity: the agent's visibility identity.
+        correlation_id: the workflow of the inputs.
+        artifacts: context artifacts: by default the visible artifacts of the same correlation id
+            (inputs excluded, newest last, bounded); ``with_context(provider)`` changes this.
+        model: the Flock's resolved model name, for engines that inherit it.
+        subscription: index of the ``consumes()`` call that fired.
+        state: scratch space shared by the components of this activation.
+    """
+
+    agent: str
+    identity: AgentIdentity
+    correlation_id: str
+    artifacts: list[Artifact] = field(default_factory=list)
+    model: str | None = None
+    subscription: int | None = None
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class EvalInputs:
+    """The inputs of one evaluation.
+
+    ``artifacts`` lists every input :class:`Artifact` (for gates, joins and batches every collected
+    artifact, in order); ``models`` holds the same inputs as validated Pydantic models.
+    """
+
+    artifacts: list[Artifact]
+    models: list[BaseModel] = field(default_factory=list)
+    state: dict[str, Any] = field(default_factory=dict)
+
+    def all(self, model: type[M]) -> list[M]:
+        """Every input of type ``model``."""
+        name = type_name(model)
+        return [m for a, m in zip(self.artifacts, self.models, strict=False) if a.type == name]  # type: ignore[misc]
+
+    def first(self, model: type[M]) -> M:
+        """The first input of type ``model``; raises ``LookupError`` if there is none."""
+        found = self.all(model)
+        if not found:
+            raise LookupError(f"no input of type {type_name(model)} in this activation")
+        return found[0]
+
+
+@dataclass
+class EvalResult:
+    """What an engine returns: output models plus anything worth keeping about the call.
+
+    Attributes:
+        outputs: the output values (Pydantic models of the declared types).
+        state: passed on to the next engine in the chain.
+        metrics: numbers about the call (tokens, latency, re-asks), summed into run summaries.
+        trace: reasoning, tool trajectories and similar material kept for tracing, never published.
+    """
+
+    outputs: list[BaseModel] = field(default_factory=list)
+    state: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    trace: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, *outputs: BaseModel, **metrics: float) -> EvalResult:
+        """Shorthand: ``EvalResult.of(Report(...), tokens=12)``."""
+        return cls(outputs=list(outputs), metrics=dict(metrics))
+
+
+def as_eval_result(value: Any) -> EvalResult:
+    """Accept what engines may return: an EvalResult, one model, a sequence of models, or None."""
+    if isinstance(value, EvalResult):
+        return value
+    if value is None:
+        return EvalResult()
+    if isinstance(value, BaseModel):
+        return EvalResult(outputs=[value])
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        items = list(value)
+        if all(isinstance(v, BaseModel) for v in items):
+            return EvalResult(outputs=items)
+    raise TypeError(
+        f"an engine returned {type(value).__name__}; return an EvalResult, a Pydantic model, "
+        "a list of models, or None"
+    )
+
+
+class AgentComponent:
+    """Base class for utilities attached with ``.with_utilities(...)``. Override any hook."""
+
+    name: str | None = None
+
+    async def on_initialize(self, agent: AgentSpec, ctx: Context) -> None:
+        return None
+
+    async def on_pre_consume(self, agent: AgentSpec, ctx: Context, inputs: EvalInputs) -> EvalInputs | None:
+        return None
+
+    async def on_pre_evaluate(self, agent: AgentSpec, ctx: Context, inputs: EvalInputs) -> EvalInputs | None:
+        return None
+
+    async def on_post_evaluate(
+        self, agent: AgentSpec, ctx: Context, inputs: EvalInputs, result: EvalResult
+    ) -> EvalResult | None:
+        return None
+
+    async def on_post_publish(self, agent: AgentSpec, ctx: Context, artifact: Artifact) -> None:
+        return None
+
+    async def on_error(self, agent: AgentSpec, ctx: Context, error: BaseException) -> None:
+        return None
+
+    async def on_terminate(self, agent: AgentSpec, ctx: Context) -> None:
+        return None
+
+
+class EngineComponent(AgentComponent):
+    """Base class for engines: turn inputs into the outputs of one output group.
+
+    ``evaluate`` may return an :class:`EvalResult`, a single model, a list of models, or ``None``.
+    """
+
+    async def evaluate(
+        self, agent: AgentSpec, ctx: Context, inputs: EvalInputs, output_group: OutputGroup
+    ) -> EvalResult | BaseModel | Sequence[BaseModel] | None:
+        raise NotImplementedError(f"{type(self).__name__} must implement evaluate()")
+
+
+class OrchestratorComponent:
+    """Base class for Flock-wide hooks, added with ``Flock(components=[...])`` or ``add_component``.
+
+    ``on_schedule`` may return ``False`` to veto an activation; the veto is logged.
+    """
+
+    name: str | None = None
+
+    async def on_artifact_published(self, flock: Any, artifact: Artifact) -> None:
+        return None
+
+    def on_schedule(self, flock: Any, artifact: Artifact, agent: AgentSpec) -> bool:
+        return True
+
+    async def on_idle(self, flock: Any) -> None:
+        return None
+
+    async def on_shutdown(self, flock: Any) -> None:
+        return None

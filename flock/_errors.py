@@ -1,0 +1,120 @@
+"""The exception tree. Every error Flock raises is a :class:`FlockError`.
+
+::
+
+    FlockError
+    ├── ConfigurationError        a declaration is wrong; raised when it is made
+    │   ├── NotAModelError        a consumed/published type is not a Pydantic model
+    │   ├── DuplicateAgentError   two agents with one name
+    │   ├── TypeConflictError     two classes registered under one type name
+    │   └── VisibilityError       a visibility that would fail open
+    ├── UnknownAgentError         invoke() of an agent that does not exist
+    ├── DuplicateArtifactError    an artifact id that is already on the board
+    ├── FlockClosedError          publish/run after shutdown()
+    ├── OutputError               an engine's outputs break the agent's declaration
+    │   ├── ContractViolation     wrong type or count, invalid fields
+    │   └── ValidationFailed      a ``publishes(validate=...)`` check said no
+    ├── LoopGuardTripped          an agent hit its iteration limit in one workflow
+    ├── RunTimeout                run_until_idle(timeout=...) expired (work stays queued)
+    └── WorkflowFailed            run_until_idle(raise_on_error=True) saw failures
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+
+class FlockError(Exception):
+    """Root of every error Flock raises."""
+
+
+class ConfigurationError(FlockError, ValueError):
+    """A declaration is wrong. Raised when it is made, never mid-run."""
+
+
+class NotAModelError(ConfigurationError, TypeError):
+    """A type given to ``consumes``/``publishes``/``publish`` is not a Pydantic model."""
+
+
+class DuplicateAgentError(ConfigurationError):
+    """Two agents in one Flock share a name."""
+
+
+class TypeConflictError(ConfigurationError):
+    """Two different classes claim the same registered type name."""
+
+
+class VisibilityError(ConfigurationError):
+    """A visibility that would fail open (no tenant, no labels, no agents)."""
+
+
+class UnknownAgentError(FlockError, LookupError):
+    """An agent name that this Flock does not know."""
+
+
+class DuplicateArtifactError(FlockError):
+    """An artifact id that already exists. Artifacts are immutable: never overwritten."""
+
+
+class FlockClosedError(FlockError, RuntimeError):
+    """The Flock was shut down."""
+
+
+class OutputError(FlockError):
+    """An engine produced outputs that break the agent's declaration."""
+
+
+class ContractViolation(OutputError):
+    """Outputs of one output group do not meet the declared contract.
+
+    Attributes:
+        agent: the agent's name.
+        group: index of the output group (the n-th ``publishes()`` call).
+        type_name: the registered name of the offending output type (or ``None``).
+        expected: what the declaration asked for, e.g. ``"exactly 5"``.
+        actual: what came back, e.g. ``"3"``.
+        errors: individual problems, human readable.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        agent: str,
+        group: int,
+        type_name: str | None = None,
+        expected: str | None = None,
+        actual: str | None = None,
+        errors: Sequence[str] = (),
+    ) -> None:
+        super().__init__(message)
+        self.agent = agent
+        self.group = group
+        self.type_name = type_name
+        self.expected = expected
+        self.actual = actual
+        self.errors = list(errors)
+
+
+class ValidationFailed(OutputError):
+    """A ``publishes(validate=...)`` callable rejected an output."""
+
+
+class LoopGuardTripped(FlockError):
+    """An agent reached ``max_agent_iterations`` within one workflow (correlation id)."""
+
+
+class RunTimeout(FlockError, TimeoutError):
+    """A run did not become idle in time. Queued work is kept and resumes on the next run."""
+
+
+class WorkflowFailed(FlockError):
+    """Raised by ``run_until_idle(raise_on_error=True)`` when any agent failed during the run.
+
+    ``errors`` holds the :class:`~flock.WorkflowError` records of the run.
+    """
+
+    def __init__(self, message: str, errors: Sequence[Any]) -> None:
+        super().__init__(message)
+        self.errors = list(errors)

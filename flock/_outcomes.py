@@ -1,0 +1,67 @@
+"""What a run leaves behind besides artifacts: failures and a summary."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import BaseModel
+
+from ._types import flock_type
+
+
+@flock_type(name="flock.WorkflowError")
+class WorkflowError(BaseModel):
+    """Published when an activation fails, with the failing input's correlation id and visibility.
+
+    ``kind`` says what happened: ``"agent_error"`` (the agent or an engine raised),
+    ``"contract"`` (outputs broke the declaration), ``"loop_guard"`` (iteration limit reached),
+    ``"subscription_error"`` (a ``where`` predicate raised), ``"timeout"``.
+    Agents may subscribe to it like any other type.
+    """
+
+    agent: str
+    kind: Literal["agent_error", "contract", "loop_guard", "subscription_error", "timeout"]
+    error_type: str
+    message: str
+    input_ids: list[str] = []
+    output_group: int | None = None
+
+
+@dataclass
+class RunSummary:
+    """Returned by ``run_until_idle``: what happened since the previous run returned."""
+
+    activations: int = 0
+    artifacts_by_type: Counter[str] = field(default_factory=Counter)
+    agents_run: Counter[str] = field(default_factory=Counter)
+    errors: list[WorkflowError] = field(default_factory=list)
+    filtered_outputs: int = 0
+    metrics: Counter[str] = field(default_factory=Counter)
+    wall_time_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    @property
+    def artifacts_published(self) -> int:
+        return sum(self.artifacts_by_type.values())
+
+    def __str__(self) -> str:
+        lines = [
+            f"run: {self.activations} activations, {self.artifacts_published} artifacts, "
+            f"{len(self.errors)} errors, {self.wall_time_s:.3f}s"
+        ]
+        if self.artifacts_by_type:
+            lines.append(
+                "  artifacts: " + ", ".join(f"{k}={v}" for k, v in sorted(self.artifacts_by_type.items()))
+            )
+        if self.agents_run:
+            lines.append("  agents:    " + ", ".join(f"{k}={v}" for k, v in sorted(self.agents_run.items())))
+        if self.metrics:
+            lines.append("  metrics:   " + ", ".join(f"{k}={v:g}" for k, v in sorted(self.metrics.items())))
+        for err in self.errors:
+            lines.append(f"  error [{err.kind}] {err.agent}: {err.message}")
+        return "\n".join(lines)

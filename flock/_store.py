@@ -1,0 +1,157 @@
+"""The blackboard store protocol and the in-memory store."""
+
+from __future__ import annotations
+
+import builtins
+import heapq
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol, TypeVar, runtime_checkable
+from uuid import UUID
+
+from pydantic import BaseModel
+
+from ._artifact import Artifact, utcnow
+from ._errors import DuplicateArtifactError
+from ._types import type_name
+from ._visibility import AgentIdentity
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class FilterConfig:
+    """Which artifacts a query wants. Every field is optional; set fields must all match.
+
+    ``type_names``/``produced_by``/``tags`` match any of their values; ``visibility`` matches the
+    visibility kinds (``"public"``, ``"private"``, ...); ``visible_to`` keeps only artifacts that
+    identity may see now; ``start``/``end`` bound ``created_at`` (inclusive).
+    """
+
+    type_names: frozenset[str] | None = None
+    produced_by: frozenset[str] | None = None
+    correlation_id: str | None = None
+    tags: frozenset[str] | None = None
+    visibility: frozenset[str] | None = None
+    visible_to: AgentIdentity | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("type_names", "produced_by", "tags", "visibility"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, frozenset):
+                object.__setattr__(self, name, frozenset([value] if isinstance(value, str) else value))
+
+    def matches(self, artifact: Artifact, now: datetime | None = None) -> bool:
+        if self.type_names is not None and artifact.type not in self.type_names:
+            return False
+        if self.produced_by is not None and artifact.produced_by not in self.produced_by:
+            return False
+        if self.correlation_id is not None and artifact.correlation_id != self.correlation_id:
+            return False
+        if self.tags is not None and not (self.tags & artifact.tags):
+            return False
+        if self.visibility is not None and artifact.visibility.kind not in self.visibility:
+            return False
+        if self.start is not None and artifact.created_at < self.start:
+            return False
+        if self.end is not None and artifact.created_at > self.end:
+            return False
+        if self.visible_to is not None:
+            return artifact.visibility.allows(
+                self.visible_to, now=now or utcnow(), published_at=artifact.created_at
+            )
+        return True
+
+
+@runtime_checkable
+class BlackboardStore(Protocol):
+    """What the orchestrator needs from a store. Results are in publication order."""
+
+    async def put(self, artifact: Artifact) -> None:
+        """Add an artifact. Raises :class:`DuplicateArtifactError` if its id exists."""
+        ...
+
+    async def get(self, artifact_id: UUID | str) -> Artifact | None: ...
+
+    async def list(self) -> builtins.list[Artifact]: ...
+
+    async def get_by_type(self, model: type[M], *, correlation_id: str | None = None) -> builtins.list[M]: ...
+
+    async def query_artifacts(
+        self, filters: FilterConfig | None = None, *, limit: int = 50, offset: int = 0
+    ) -> tuple[builtins.list[Artifact], int]: ...
+
+    async def count(self, filters: FilterConfig | None = None) -> int: ...
+
+
+class InMemoryStore:
+    """A store in process memory, indexed by type and by correlation id."""
+
+    def __init__(self) -> None:
+        self._items: dict[UUID, Artifact] = {}
+        self._seq: dict[UUID, int] = {}
+        self._by_type: dict[str, list[Artifact]] = {}
+        self._by_corr: dict[str, list[Artifact]] = {}
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    async def put(self, artifact: Artifact) -> None:
+        if artifact.id in self._items:
+            raise DuplicateArtifactError(
+                f"artifact {artifact.id} is already on the board; artifacts are immutable. "
+                "Publish a new artifact (a new id) instead of re-publishing one"
+            )
+        self._items[artifact.id] = artifact
+        self._seq[artifact.id] = len(self._seq)
+        self._by_type.setdefault(artifact.type, []).append(artifact)
+        self._by_corr.setdefault(artifact.correlation_id, []).append(artifact)
+
+    async def get(self, artifact_id: UUID | str) -> Artifact | None:
+        try:
+            key = artifact_id if isinstance(artifact_id, UUID) else UUID(str(artifact_id))
+        except ValueError:
+            return None
+        return self._items.get(key)
+
+    async def list(self) -> builtins.list[Artifact]:
+        return list(self._items.values())
+
+    async def get_by_type(self, model: type[M], *, correlation_id: str | None = None) -> builtins.list[M]:
+        name = type_name(model)
+        found: Iterable[Artifact] = self._by_type.get(name, ())
+        if correlation_id is not None:
+            found = (a for a in found if a.correlation_id == correlation_id)
+        return [model.model_validate(a.payload) for a in found]
+
+    def _candidates(self, filters: FilterConfig) -> Iterable[Artifact]:
+        if filters.correlation_id is not None:
+            return self._by_corr.get(filters.correlation_id, ())
+        if filters.type_names is not None:
+            lists = [self._by_type.get(n, []) for n in sorted(filters.type_names)]
+            if len(lists) == 1:
+                return lists[0]
+            return heapq.merge(*lists, key=lambda a: self._seq[a.id])
+        return self._items.values()
+
+    async def query_artifacts(
+        self, filters: FilterConfig | None = None, *, limit: int = 50, offset: int = 0
+    ) -> tuple[builtins.list[Artifact], int]:
+        filters = filters or FilterConfig()
+        now = utcnow()
+        matched = [a for a in self._candidates(filters) if filters.matches(a, now)]
+        return matched[offset : offset + limit], len(matched)
+
+    async def count(self, filters: FilterConfig | None = None) -> int:
+        filters = filters or FilterConfig()
+        if filters == FilterConfig():
+            return len(self._items)
+        now = utcnow()
+        return sum(1 for a in self._candidates(filters) if filters.matches(a, now))
+
+    async def by_correlation(self, correlation_id: str) -> builtins.list[Artifact]:
+        """Every artifact of one workflow, in publication order."""
+        return list(self._by_corr.get(correlation_id, ()))
