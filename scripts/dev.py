@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""The project's two commands. Needs only python3 (3.11+) and git.
+
+    python3 scripts/dev.py demo    # run the main example pipeline (offline model, traced, no API key)
+    python3 scripts/dev.py check   # the whole quality gate: ruff, mypy, tests, mkdocs --strict
+
+Each command creates the virtual environment ``.venv`` when it is missing and refreshes it when
+``pyproject.toml`` changed, so a fresh clone needs nothing else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PY = BIN / "python"
+
+
+def run(*cmd: str | Path, env: dict[str, str] | None = None) -> None:
+    print("+", " ".join(str(c) for c in cmd), flush=True)
+    result = subprocess.run([str(c) for c in cmd], cwd=ROOT, env=env)
+    if result.returncode != 0:
+        sys.exit(result.returncode)
+
+
+def ensure_venv(extras: str) -> None:
+    """Create or refresh .venv with the package installed (editable) and ``extras``."""
+    stamp = VENV / ".flock-installed"
+    want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + extras.encode()).hexdigest()
+    if stamp.exists() and stamp.read_text() == want and PY.exists():
+        return
+    if not PY.exists():
+        run(sys.executable, "-m", "venv", VENV)
+        run(PY, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
+    target = f".[{extras}]" if extras else "."
+    run(PY, "-m", "pip", "install", "--quiet", "-e", target)
+    stamp.write_text(want)
+
+
+def demo() -> None:
+    ensure_venv("")
+    run(PY, ROOT / "examples" / "01_pipeline.py")
+
+
+def check() -> None:
+    ensure_venv("dev")
+    run(BIN / "ruff", "check", "flock", "tests", "examples", "benchmarks", "scripts")
+    run(BIN / "mypy")
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    run(PY, "-m", "pytest", "-q", "--cov=flock", "--cov-report=term-missing:skip-covered", env=env)
+    with tempfile.TemporaryDirectory() as site:
+        run(BIN / "mkdocs", "build", "--strict", "--quiet", "-d", site)
+    print("check: all gates passed")
+
+
+def main() -> None:
+    commands = {"demo": demo, "check": check}
+    if len(sys.argv) != 2 or sys.argv[1] not in commands:
+        print(__doc__)
+        sys.exit(2)
+    commands[sys.argv[1]]()
+
+
+if __name__ == "__main__":
+    main()
