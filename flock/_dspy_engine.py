@@ -1,0 +1,419 @@
+"""The DSPy engine: one semantic signature per output group, run on a language model, checked.
+
+Per call the engine builds (and caches) the signature for the fired subscription and output group,
+runs a DSPy program under ``dspy.context(lm=..., adapter=...)`` on the async path, re-validates every
+output with its Pydantic model, enforces the declared counts, and re-asks the model with the
+problems (``max_reasks`` times) before giving up with a :class:`~flock.ContractViolation`.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import inspect
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import anyio
+import dspy
+from dspy.utils.exceptions import AdapterParseError
+from dspy.utils.usage_tracker import UsageTracker
+from pydantic import BaseModel, ValidationError
+
+from ._components import Context, EngineComponent, EvalInputs, EvalResult
+from ._contract import contract_errors
+from ._errors import ConfigurationError, ContractViolation
+from ._offline import OfflineLM, SignatureTap, is_offline, reset_tools, set_tools
+from ._signature import (
+    CONTEXT_FIELD,
+    FEEDBACK_FIELD,
+    AgentSignature,
+    InputShape,
+    build_signature,
+    shape_from_models,
+    shape_from_subscription,
+)
+from ._spec import AgentSpec, OutputGroup
+from ._types import type_name
+
+logger = logging.getLogger("flock")
+
+PROGRAMS = ("auto", "predict", "chain_of_thought", "react")
+OFFLINE_NOTICE = (
+    "flock: using the built-in 'offline' model - deterministic placeholder output, no real LLM is called. "
+    "Pass Flock(model=...) or set FLOCK_MODEL to use a real model."
+)
+
+
+class DSPyEngine(EngineComponent):
+    """Run an agent's output groups on a language model through DSPy.
+
+    Args:
+        model: a model name for ``dspy.LM`` (``"openai/gpt-4.1"``), ``"offline"``, a ``dspy.BaseLM``
+            instance (for example :class:`flock.testing.TestModel`), or ``None`` to use the Flock's model.
+        instructions: replaces the agent's description at the top of the instructions.
+        adapter: a DSPy adapter instance or class (default ``ChatAdapter`` without its silent JSON
+            fallback; pass ``ChatAdapter(use_json_adapter_fallback=True)`` with ``adapter_fallback=True``
+            to opt back in). ``TwoStepAdapter`` may be given as the class: the engine's model then
+            also does the extraction.
+        program: ``"auto"`` (ReAct when the agent has tools, else Predict), ``"predict"``,
+            ``"chain_of_thought"`` or ``"react"``.
+        temperature, max_tokens: passed to ``dspy.LM``.
+        max_tool_calls: upper bound on ReAct tool-call iterations.
+        max_reasks: how often to re-ask the model after a contract violation (default 1).
+        cache: DSPy's response cache, off by default.
+        retries: retries on 429, 5xx, timeouts and connection errors (never on other 4xx), with
+            exponential backoff that honours ``Retry-After``.
+        seed: seed of the offline model.
+        lm_kwargs: further keyword arguments for ``dspy.LM`` (``api_base``, ``api_key``, ``timeout``...).
+
+    Example::
+
+        agent.with_engines(DSPyEngine("openai/gpt-4.1-mini", adapter=JSONAdapter(), max_reasks=2))
+    """
+
+    def __init__(
+        self,
+        model: str | Any = None,
+        *,
+        instructions: str | None = None,
+        adapter: Any = None,
+        program: str = "auto",
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        max_tool_calls: int = 10,
+        max_reasks: int = 1,
+        cache: bool = False,
+        retries: int = 3,
+        seed: int = 0,
+        adapter_fallback: bool = False,
+        lm_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        if program not in PROGRAMS:
+            raise ConfigurationError(f"DSPyEngine(program={program!r}): choose one of {', '.join(PROGRAMS)}")
+        for label, value, low in (("max_tool_calls", max_tool_calls, 1), ("max_reasks", max_reasks, 0),
+                                  ("retries", retries, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigurationError(f"DSPyEngine({label}=...) must be an int >= {low}, got {value!r}")
+        if model is not None and not isinstance(model, str | dspy.BaseLM):
+            raise ConfigurationError(
+                f"DSPyEngine(model=...) takes a model name or a dspy.BaseLM, got {type(model).__name__}"
+            )
+        self.model = model
+        self.instructions = instructions
+        self.adapter = adapter
+        self.program = program
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self.max_tool_calls = max_tool_calls
+        self.max_reasks = max_reasks
+        self.cache = cache
+        self.retries = retries
+        self.seed = seed
+        self.adapter_fallback = adapter_fallback
+        self.lm_kwargs = dict(lm_kwargs or {})
+        self._lms: dict[str, dspy.BaseLM] = {}
+        self._adapters: dict[int, Any] = {}
+        self._signatures: dict[tuple[Any, ...], AgentSignature] = {}
+        self._programs: dict[tuple[Any, ...], dspy.Module] = {}
+        self._announced: set[str] = set()
+
+    def __repr__(self) -> str:
+        model = self.model if isinstance(self.model, str | None) else type(self.model).__name__
+        return f"DSPyEngine(model={model!r}, program={self.program!r})"
+
+    # ------------------------------------------------------------------ evaluate
+    async def evaluate(
+        self, agent: AgentSpec, ctx: Context, inputs: EvalInputs, output_group: OutputGroup
+    ) -> EvalResult:
+        """Produce the outputs of ``output_group`` from ``inputs`` (see the module docstring)."""
+        lm = self.lm_for(ctx.model)
+        offline = is_offline(lm)
+        if offline:
+            self._announce(lm, ctx)
+        models = _input_models(agent, ctx, inputs)
+        shapes = _shapes(agent, ctx, models)
+        sig = self.signature(agent, output_group, shapes, has_context=bool(ctx.artifacts))
+        kind = self._program_kind(agent)
+        values = _input_values(sig, models, ctx)
+        adapter = self._adapter_for(lm)
+
+        tracker = _CallCounter()
+        settings: dict[str, Any] = {"lm": lm, "adapter": adapter, "usage_tracker": tracker}
+        if offline:
+            settings["callbacks"] = [*(dspy.settings.callbacks or []), SignatureTap()]
+        trace: dict[str, Any] = {"signature": sig.spec, "program": kind, "adapter": type(adapter).__name__,
+                                 "model": getattr(lm, "model", str(lm))}
+        attempts: list[list[str]] = []
+        reasks = 0
+        feedback: str | None = None
+        while True:
+            program = self._program(agent, sig, kind, feedback is not None)
+            call_values = values if feedback is None else {**values, FEEDBACK_FIELD: feedback}
+            token = set_tools(tuple(getattr(program, "tools", {}).values())) if offline else None
+            try:
+                with dspy.context(**settings):
+                    prediction = await program.acall(**call_values)
+                outputs, errors, first = _collect(sig, output_group, prediction)
+                _keep_trace(trace, prediction)
+            except AdapterParseError as exc:
+                outputs, errors = [], [f"the answer could not be parsed: {_parse_message(exc)}"]
+                first = (output_group.outputs[0].type_name, "output in the requested format", "unparseable")
+            finally:
+                if token is not None:
+                    reset_tools(token)
+            if not errors:
+                break
+            attempts.append(errors)
+            if reasks >= self.max_reasks:
+                trace["attempts"] = attempts
+                raise ContractViolation(
+                    f"agent {agent.name!r}, output group {output_group.index}: "
+                    f"{'; '.join(errors)} (after {reasks} re-ask{'s' if reasks != 1 else ''})",
+                    agent=agent.name,
+                    group=output_group.index,
+                    type_name=first[0],
+                    expected=first[1],
+                    actual=first[2],
+                    errors=errors,
+                )
+            reasks += 1
+            feedback = "Your previous answer broke the output contract:\n" + "\n".join(
+                f"- {e}" for e in errors
+            )
+            logger.info("agent %r: re-asking the model (%d/%d): %s", agent.name, reasks, self.max_reasks,
+                        "; ".join(errors))
+        if attempts:
+            trace["attempts"] = attempts
+        metrics = tracker.metrics()
+        metrics["reasks"] = float(reasks)
+        return EvalResult(outputs=outputs, metrics=metrics, trace=trace)
+
+    # ------------------------------------------------------------------ parts
+    def signature(
+        self, agent: AgentSpec, group: OutputGroup, shapes: Sequence[InputShape], *, has_context: bool
+    ) -> AgentSignature:
+        """The (cached) signature for an agent, output group and input shape."""
+        outs = tuple((d.type_name, d.type, d.fan_out, d.description) for d in group.outputs)
+        key = (agent.name, agent.description, group.index, group.description, outs, tuple(shapes),
+               has_context)
+        sig = self._signatures.get(key)
+        if sig is None:
+            sig = build_signature(
+                agent, group, shapes, has_context=has_context, instructions=self.instructions
+            )
+            self._signatures[key] = sig
+        return sig
+
+    def lm_for(self, flock_model: str | None) -> dspy.BaseLM:
+        """The language model for a call: the engine's own, else the Flock's, else ``"offline"``."""
+        model = self.model if self.model is not None else (flock_model or "offline")
+        if isinstance(model, dspy.BaseLM):
+            return model
+        lm = self._lms.get(model)
+        if lm is None:
+            if model == "offline":
+                lm = OfflineLM(self.seed)
+            else:
+                kwargs = dict(self.lm_kwargs)
+                if self.temperature is not None:
+                    kwargs["temperature"] = self.temperature
+                if self.max_tokens is not None:
+                    kwargs["max_tokens"] = self.max_tokens
+                lm = dspy.LM(model, cache=self.cache, num_retries=self.retries, **kwargs)
+            self._lms[model] = lm
+        return lm
+
+    def _adapter_for(self, lm: dspy.BaseLM) -> Any:
+        adapter = self.adapter
+        if adapter is None:
+            default = self._adapters.get(0)
+            if default is None:
+                default = dspy.ChatAdapter(use_json_adapter_fallback=self.adapter_fallback)
+                self._adapters[0] = default
+            return default
+        if isinstance(adapter, type):
+            made = self._adapters.get(id(lm))
+            if made is None:
+                if issubclass(adapter, dspy.TwoStepAdapter):
+                    made = adapter(lm)
+                elif issubclass(adapter, dspy.ChatAdapter) and not issubclass(adapter, dspy.JSONAdapter):
+                    made = adapter(use_json_adapter_fallback=self.adapter_fallback)
+                else:
+                    made = adapter()
+                self._adapters[id(lm)] = made
+            return made
+        if (
+            isinstance(adapter, dspy.ChatAdapter)
+            and not isinstance(adapter, dspy.JSONAdapter)
+            and adapter.use_json_adapter_fallback
+            and not self.adapter_fallback
+        ):
+            # No silent second call: the fallback stays off unless the engine is told otherwise.
+            quiet = self._adapters.get(-1)
+            if quiet is None:
+                quiet = copy.copy(adapter)
+                quiet.use_json_adapter_fallback = False
+                self._adapters[-1] = quiet
+            return quiet
+        return adapter
+
+    def _program_kind(self, agent: AgentSpec) -> str:
+        if self.program == "auto":
+            return "react" if agent.tools else "predict"
+        return self.program
+
+    def _program(self, agent: AgentSpec, sig: AgentSignature, kind: str, reask: bool) -> dspy.Module:
+        key = (id(sig), kind, reask, agent.tools if kind == "react" else ())
+        program = self._programs.get(key)
+        if program is None:
+            dsig = (sig.with_feedback() if reask else sig).to_dspy()
+            if kind == "predict":
+                program = dspy.Predict(dsig)
+            elif kind == "chain_of_thought":
+                program = dspy.ChainOfThought(dsig)
+            else:
+                tools = [_tool(t) for t in agent.tools]
+                program = dspy.ReAct(dsig, tools=tools, max_iters=self.max_tool_calls)
+            self._programs[key] = program
+        return program
+
+    def _announce(self, lm: dspy.BaseLM, ctx: Context) -> None:
+        if not getattr(lm, "announce", False):
+            return
+        key = str(ctx.state.get("run_id", "engine"))
+        if key in self._announced:
+            return
+        self._announced.add(key)
+        logger.warning(OFFLINE_NOTICE)
+        if logger.hasHandlers():
+            # Without handlers, logging's last-resort handler already wrote the line to stderr.
+            print(OFFLINE_NOTICE, file=sys.stderr)
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+class _CallCounter(UsageTracker):
+    """DSPy usage tracker that also counts calls (DSPy skips entries with empty usage)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def add_usage(self, lm: str, usage_entry: dict[str, Any]) -> None:
+        self.calls += 1
+        super().add_usage(lm, usage_entry)
+
+    def metrics(self) -> dict[str, float]:
+        tokens_in = tokens_out = 0
+        for entries in self.usage_data.values():
+            for entry in entries:
+                tokens_in += int(entry.get("prompt_tokens") or entry.get("input_tokens") or 0)
+                tokens_out += int(entry.get("completion_tokens") or entry.get("output_tokens") or 0)
+        return {"input_tokens": float(tokens_in), "output_tokens": float(tokens_out),
+                "model_calls": float(self.calls)}
+
+
+def _input_models(agent: AgentSpec, ctx: Context, inputs: EvalInputs) -> list[BaseModel]:
+    if len(inputs.models) == len(inputs.artifacts):
+        return list(inputs.models)
+    known = {n: t for s in agent.subscriptions for t, n in zip(s.types, s.type_names, strict=True)}
+    out: list[BaseModel] = []
+    for art in inputs.artifacts:
+        model = known.get(art.type)
+        if model is None:
+            raise ConfigurationError(
+                f"agent {agent.name!r}: no model class known for input type {art.type!r}"
+            )
+        out.append(model.model_validate(art.payload))
+    return out
+
+
+def _shapes(agent: AgentSpec, ctx: Context, models: Sequence[BaseModel]) -> tuple[InputShape, ...]:
+    if ctx.subscription is not None and 0 <= ctx.subscription < len(agent.subscriptions):
+        shapes = shape_from_subscription(agent.subscriptions[ctx.subscription])
+        if {type_name(type(m)) for m in models} <= {s.type_name for s in shapes}:
+            return shapes
+    return shape_from_models(models)
+
+
+def _input_values(sig: AgentSignature, models: Sequence[BaseModel], ctx: Context) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for f in sig.inputs:
+        if f.type_name is None:
+            continue
+        found = [m for m in models if type_name(type(m)) == f.type_name]
+        values[f.name] = found if f.plural else (found[0] if found else None)
+    if any(f.name == CONTEXT_FIELD for f in sig.inputs):
+        values[CONTEXT_FIELD] = [
+            {"type": a.type, "produced_by": a.produced_by, "payload": a.payload} for a in ctx.artifacts
+        ]
+    return values
+
+
+def _collect(
+    sig: AgentSignature, group: OutputGroup, prediction: Any
+) -> tuple[list[BaseModel], list[str], tuple[str | None, str, str]]:
+    """Fresh, validated output models plus every problem found (field errors, then the contract)."""
+    decls = {d.type_name: d for d in group.outputs}
+    outputs: list[BaseModel] = []
+    errors: list[str] = []
+    first: tuple[str | None, str, str] | None = None
+    for f in sig.outputs:
+        decl = decls[f.type_name]  # type: ignore[index]
+        value = getattr(prediction, f.name, None)
+        if value is None:
+            errors.append(f"`{f.name}` is missing")
+            first = first or (f.type_name, f"a value for {f.name}", "missing")
+            continue
+        items = (value if isinstance(value, list) else [value]) if f.plural else [value]
+        for i, item in enumerate(items):
+            data = item.model_dump() if isinstance(item, BaseModel) else item
+            try:
+                outputs.append(decl.type.model_validate(data))  # always a fresh instance
+            except ValidationError as exc:
+                where = f"{f.name}[{i}]" if f.plural else f.name
+                errors.append(f"`{where}` is not a valid {decl.type_name}: {_short(exc)}")
+                first = first or (f.type_name, "valid fields", "invalid")
+    counted = contract_errors(group, outputs)
+    for tname, expected, actual, _message in counted:
+        f = next(x for x in sig.outputs if x.type_name == tname)
+        invalid = sum(1 for e in errors if e.startswith(f"`{f.name}"))
+        note = f" ({invalid} more were invalid)" if invalid else ""
+        errors.append(f"`{f.name}` must hold {expected} {tname}, got {actual}{note}")
+        first = first or (tname, expected, actual)
+    return outputs, errors, first or (None, "", "")
+
+
+def _keep_trace(trace: dict[str, Any], prediction: Any) -> None:
+    reasoning = getattr(prediction, "reasoning", None)
+    if reasoning:
+        trace["reasoning"] = str(reasoning)
+    trajectory = getattr(prediction, "trajectory", None)
+    if trajectory:
+        trace["trajectory"] = {k: v if isinstance(v, str | int | float | bool | dict | list) else str(v)
+                               for k, v in dict(trajectory).items()}
+
+
+def _short(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in exc.errors())
+
+
+def _parse_message(exc: AdapterParseError) -> str:
+    message = getattr(exc, "message", None) or str(exc)
+    return " ".join(str(message).split())
+
+
+def _tool(func: Callable[..., Any]) -> Any:
+    """A ``dspy.Tool`` for ``func``; sync functions run in a worker thread so the loop stays free."""
+    if isinstance(func, dspy.Tool) or inspect.iscoroutinefunction(func):
+        return func
+
+    @functools.wraps(func)
+    async def run(*args: Any, **kwargs: Any) -> Any:
+        return await anyio.to_thread.run_sync(functools.partial(func, *args, **kwargs))
+
+    return dspy.Tool(run, name=getattr(func, "__name__", None), desc=inspect.getdoc(func))
