@@ -1,0 +1,188 @@
+"""A real OpenAI-compatible chat-completions server on 127.0.0.1, for tests and benchmarks.
+
+``POST /v1/chat/completions`` answers from a script (status codes, headers, raw text) or, by
+default, with a valid completion built by the offline model's logic. The server learns which
+signature a prompt belongs to from :attr:`OpenAIServer.recorder`, a DSPy callback the test installs
+with ``dspy.context(callbacks=[server.recorder])``: it records each formatted prompt with its
+signature, adapter and inputs, and the server looks the prompt up when the request arrives. The
+request itself still travels as JSON over HTTP and the answer is parsed by the real adapter.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from dspy.utils.callback import BaseCallback
+
+from flock._offline import ModelCall, OfflineEngine, set_tools
+
+
+@dataclass
+class Reply:
+    """A scripted answer: a status code, optional headers, and text or a raw body."""
+
+    status: int = 200
+    text: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    body: dict[str, Any] | None = None
+
+
+def _key(messages: list[dict[str, Any]]) -> str:
+    return "\x00".join(str(m.get("content") or "") for m in messages)
+
+
+class PromptRecorder(BaseCallback):
+    """Remembers the signature behind every prompt an adapter formats."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, tuple[Any, Any, dict[str, Any]]] = {}
+        self._by_prompt: dict[str, tuple[Any, Any, dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+
+    def on_adapter_format_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
+        sig = inputs.get("signature")
+        if sig is not None and hasattr(sig, "output_fields"):
+            with self._lock:
+                self._pending[call_id] = (instance, sig, dict(inputs.get("inputs") or {}))
+
+    def on_adapter_format_end(self, call_id: str, outputs: Any, exception: Exception | None = None) -> None:
+        with self._lock:
+            entry = self._pending.pop(call_id, None)
+            if entry is not None and isinstance(outputs, list):
+                self._by_prompt[_key(outputs)] = entry
+
+    def lookup(self, messages: list[dict[str, Any]]) -> tuple[Any, Any, dict[str, Any]] | None:
+        with self._lock:
+            return self._by_prompt.get(_key(messages))
+
+
+class OpenAIServer:
+    """Start with ``with OpenAIServer() as server:``; ``server.base_url`` is the ``api_base``.
+
+    Attributes:
+        latency: seconds to wait before answering each request.
+        requests: every request body received, in order.
+    """
+
+    def __init__(self, *, latency: float = 0.0, seed: int = 0) -> None:
+        self.latency = latency
+        self.requests: list[dict[str, Any]] = []
+        self.recorder = PromptRecorder()
+        self.tools: tuple[Any, ...] = ()  # dspy.Tool objects the default answers may call
+        self.engine = OfflineEngine(seed)
+        self._script: list[Reply | str | Callable[[dict[str, Any]], Any] | None] = []
+        self._repeat: Reply | str | None = None
+        self._lock = threading.Lock()
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ control
+    def script(self, *replies: Reply | str | Callable[[dict[str, Any]], Any] | None) -> None:
+        """Answer the next requests with ``replies`` in order (``None`` = the default answer)."""
+        with self._lock:
+            self._script.extend(replies)
+
+    def always(self, reply: Reply | str | None) -> None:
+        """Answer every request with ``reply`` once the script is used up (``None`` resets)."""
+        self._repeat = reply
+
+    @property
+    def base_url(self) -> str:
+        assert self._httpd is not None, "server not started"
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+
+    def lm(self, name: str = "test-model", **kwargs: Any) -> Any:
+        """A ``dspy.LM`` pointed at this server."""
+        import dspy
+
+        kwargs.setdefault("cache", False)
+        return dspy.LM(f"openai/{name}", api_base=self.base_url, api_key="test-key", **kwargs)
+
+    def start(self) -> OpenAIServer:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length) or b"{}")
+                status, headers, payload = server._answer(self.path, body)
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return None
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="openai-server", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> OpenAIServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ answering
+    def _answer(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, str], dict[str, Any]]:
+        if self.latency:
+            time.sleep(self.latency)
+        with self._lock:
+            self.requests.append(body)
+            reply = self._script.pop(0) if self._script else self._repeat
+        if not path.rstrip("/").endswith("/chat/completions"):
+            return 404, {}, {"error": {"message": f"unknown path {path}", "type": "invalid_request_error"}}
+        if callable(reply) and not isinstance(reply, Reply):
+            reply = reply(body)
+        if isinstance(reply, Reply) and reply.status != 200:
+            message = f"scripted status {reply.status}"
+            err = reply.body or {"error": {"message": message, "type": "server_error", "code": reply.status}}
+            return reply.status, reply.headers, err
+        messages = body.get("messages") or []
+        if isinstance(reply, Reply):
+            text = reply.text if reply.text is not None else self._default(messages)
+        else:
+            text = reply if isinstance(reply, str) else self._default(messages)
+        prompt_chars = sum(len(str(m.get("content") or "")) for m in messages)
+        usage = {"prompt_tokens": max(1, prompt_chars // 4), "completion_tokens": max(1, len(text) // 4)}
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        return 200, {}, {
+            "id": f"chatcmpl-{len(self.requests)}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", "test-model"),
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+            ],
+            "usage": usage,
+        }
+
+    def _default(self, messages: list[dict[str, Any]]) -> str:
+        found = self.recorder.lookup(messages)
+        normalized = [{"role": str(m.get("role")), "content": str(m.get("content") or "")} for m in messages]
+        adapter, sig, inputs = found if found is not None else (None, None, {})
+        call = ModelCall(len(self.requests), normalized, sig, adapter, inputs, self.engine)
+        set_tools(self.tools)  # this handler thread's own context
+        return call.default()
