@@ -10,6 +10,7 @@ from typing import Any
 
 from ._artifact import Artifact
 from ._builder import AgentBuilder
+from ._clock import Clock, ManualClock, SystemClock
 from ._components import (
     AgentComponent,
     Context,
@@ -39,8 +40,8 @@ from ._errors import (
 )
 from ._flock import Flock
 from ._function_engine import FunctionEngine
-from ._outcomes import RunSummary, WorkflowError
-from ._spec import AgentSpec, BatchSpec, JoinSpec, OutputDecl, OutputGroup, Subscription
+from ._outcomes import JoinExpired, RunSummary, WorkflowError
+from ._spec import AgentSpec, BatchSpec, JoinSpec, OutputDecl, OutputGroup, ScheduleSpec, Subscription, Tick
 from ._store import BlackboardStore, FilterConfig, InMemoryStore
 from ._types import flock_type
 from ._visibility import (
@@ -89,6 +90,7 @@ __all__ = [
     "BatchSpec",
     "BlackboardStore",
     "ChatAdapter",
+    "Clock",
     "Condition",
     "ConfigurationError",
     "Context",
@@ -108,9 +110,11 @@ __all__ = [
     "FunctionEngine",
     "InMemoryStore",
     "JSONAdapter",
+    "JoinExpired",
     "JoinSpec",
     "LabelledVisibility",
     "LoopGuardTripped",
+    "ManualClock",
     "NoContext",
     "NotAModelError",
     "OrchestratorComponent",
@@ -121,8 +125,11 @@ __all__ = [
     "PublicVisibility",
     "RunSummary",
     "RunTimeout",
+    "ScheduleSpec",
     "Subscription",
+    "SystemClock",
     "TenantVisibility",
+    "Tick",
     "TwoStepAdapter",
     "TypeConflictError",
     "UnknownAgentError",

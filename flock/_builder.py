@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
 from ._errors import ConfigurationError
-from ._spec import AgentSpec, BatchSpec, JoinSpec, OutputDecl, OutputGroup, Subscription
+from ._spec import AgentSpec, BatchSpec, JoinSpec, OutputDecl, OutputGroup, ScheduleSpec, Subscription
 from ._types import require_model
 from ._visibility import _Base as _VisibilityBase
 
@@ -217,6 +218,10 @@ class AgentBuilder:
         """Use a plain Python function as the engine (see :class:`~flock.FunctionEngine`)."""
         from ._function_engine import FunctionEngine
 
+        if not callable(func):
+            raise ConfigurationError(
+                f"agent {self._name!r}: calls() takes a function (sync or async), got {func!r}"
+            )
         return self.with_engines(FunctionEngine(func))
 
     def with_tools(self, funcs: Iterable[Callable[..., Any]]) -> AgentBuilder:
@@ -268,6 +273,61 @@ class AgentBuilder:
                 f"agent {self._name!r}: best_of score must be a callable(EvalResult) -> float"
             )
         return self._update(best_of=(n, score))
+
+    def schedule(
+        self,
+        *,
+        every: timedelta | float | None = None,
+        at: time | datetime | None = None,
+        cron: str | None = None,
+        after: timedelta | float | None = None,
+        max_repeats: int | None = None,
+    ) -> AgentBuilder:
+        """Run the agent on a schedule, with no input artifact; it gets ``ctx.tick`` instead.
+
+        ``every`` repeats (a timedelta or seconds); ``at`` is a daily ``time`` or one ``datetime``;
+        ``cron`` a five-field expression (validated now); ``after`` delays the first run;
+        ``max_repeats`` caps the runs. Scheduled runs happen while the Flock runs
+        (``run_until(..., timeout=...)``); they never keep ``run_until_idle`` from returning and stop
+        with ``shutdown()``.
+        """
+        from ._cron import Cron
+
+        def span(value: timedelta | float | None, what: str) -> timedelta | None:
+            if value is None:
+                return None
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                value = timedelta(seconds=value)
+            if not isinstance(value, timedelta) or value < timedelta(0) or (what == "every" and not value):
+                raise ConfigurationError(
+                    f"agent {self._name!r}: schedule({what}=...) must be a positive timedelta"
+                )
+            return value
+
+        if sum(x is not None for x in (every, at, cron)) > 1:
+            raise ConfigurationError(f"agent {self._name!r}: schedule() takes one of every=, at= or cron=")
+        if every is None and at is None and cron is None and after is None:
+            raise ConfigurationError(
+                f"agent {self._name!r}: schedule() needs every=, at=, cron= or after=: schedule(every=60)"
+            )
+        if at is not None and not isinstance(at, time | datetime):
+            raise ConfigurationError(
+                f"agent {self._name!r}: schedule(at=...) takes a datetime.time or datetime"
+            )
+        if isinstance(at, datetime) and at.tzinfo is None:
+            raise ConfigurationError(
+                f"agent {self._name!r}: schedule(at=...) needs a timezone-aware datetime"
+            )
+        if max_repeats is not None and (not isinstance(max_repeats, int) or max_repeats < 1):
+            raise ConfigurationError(f"agent {self._name!r}: max_repeats must be an int >= 1")
+        spec = ScheduleSpec(
+            every=span(every, "every"),
+            at=at,
+            cron=Cron.parse(cron) if cron is not None else None,
+            after=span(after, "after"),
+            max_repeats=max_repeats,
+        )
+        return self._update(schedule=spec)
 
     def __repr__(self) -> str:
         return f"AgentBuilder({self._name!r})"

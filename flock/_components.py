@@ -39,7 +39,8 @@ class Context:
         artifacts: context artifacts: by default the visible artifacts of the same correlation id
             (inputs excluded, newest last, bounded); ``with_context(provider)`` changes this.
         model: the Flock's resolved model name, for engines that inherit it.
-        subscription: index of the ``consumes()`` call that fired.
+        subscription: index of the ``consumes()`` call that fired (``-1`` for a scheduled run).
+        tick: for scheduled runs, the :class:`~flock.Tick` (iteration and fire time); else ``None``.
         state: scratch space shared by the components of this activation.
     """
 
@@ -49,6 +50,7 @@ class Context:
     artifacts: list[Artifact] = field(default_factory=list)
     model: str | None = None
     subscription: int | None = None
+    tick: Any = None
     state: dict[str, Any] = field(default_factory=dict)
 
 

@@ -18,8 +18,9 @@ import anyio
 from anyio.abc import TaskGroup
 from pydantic import BaseModel
 
-from ._artifact import Artifact, utcnow
+from ._artifact import Artifact
 from ._builder import AgentBuilder
+from ._clock import Clock, SystemClock
 from ._conditions import Condition
 from ._context import CorrelationContext
 from ._errors import (
@@ -30,10 +31,11 @@ from ._errors import (
     UnknownAgentError,
     WorkflowFailed,
 )
-from ._outcomes import RunSummary, WorkflowError
+from ._outcomes import JoinExpired, RunSummary, WorkflowError
+from ._routing import Router
 from ._runtime import execute, failure_artifact
-from ._scheduler import Activation, Gates, RoutingIndex
-from ._spec import AgentSpec, Subscription
+from ._scheduler import Activation
+from ._spec import AgentSpec, Tick
 from ._store import BlackboardStore, InMemoryStore
 from ._types import TypeRegistry, require_model
 from ._visibility import PUBLIC, Visibility, _Base
@@ -66,6 +68,7 @@ class Flock:
         components: :class:`OrchestratorComponent` hooks.
         flush_partial_batches: when all other work is done, deliver incomplete batches instead of
             leaving them waiting (default ``True``).
+        clock: where time comes from (default :class:`SystemClock`; tests use :class:`ManualClock`).
     """
 
     def __init__(
@@ -78,6 +81,7 @@ class Flock:
         max_concurrency: int = 32,
         components: Sequence[Any] = (),
         flush_partial_batches: bool = True,
+        clock: Clock | None = None,
     ) -> None:
         if not isinstance(max_agent_iterations, int) or max_agent_iterations < 1:
             raise ConfigurationError(
@@ -94,20 +98,20 @@ class Flock:
         self._components = list(components)
         self._types = TypeRegistry()
         self._types.register(WorkflowError)
+        self._types.register(JoinExpired)
+        self._clock = clock or SystemClock()
         self._agents: dict[str, AgentSpec] = {}
-        self._index = RoutingIndex()
-        self._index_dirty = False
-        self._gates = Gates()
+        self._router = Router(self)
         self._pending: dict[str, deque[Activation]] = {}
         self._pending_count = 0
         self._running: Counter[str] = Counter()
         self._running_total = 0
-        self._seen: set[tuple[UUID, str, int]] = set()
-        self._iterations: Counter[tuple[str, str]] = Counter()
-        self._tripped: set[tuple[str, str]] = set()
-        self._deferred: list[tuple[str, int, Artifact]] = []
-        self._timers: list[tuple[float, int, Callable[[], Awaitable[None]]]] = []
+        # (deadline, seq, blocks_idle, fire): AfterVisibility releases block idle; passive deadlines
+        # (batch timeouts, join windows, schedules) do not.
+        self._timers: list[tuple[float, int, bool, Callable[[], Awaitable[None]]]] = []
         self._timer_seq = 0
+        self._blocking_timers = 0
+        self._scheduled: set[str] = set()
         self._summary = RunSummary()
         self._summary_started = time.perf_counter()
         self._run_id = uuid4().hex
@@ -126,12 +130,12 @@ class Flock:
                 f"an agent named {name!r} already exists in this Flock; choose another name"
             )
         self._agents[name] = AgentSpec(name=name)
-        self._index_dirty = True
+        self._router.dirty = True
         return AgentBuilder(self, name)
 
     def _replace_spec(self, spec: AgentSpec) -> None:
         self._agents[spec.name] = spec
-        self._index_dirty = True
+        self._router.dirty = True
 
     @property
     def agents(self) -> list[AgentSpec]:
@@ -194,14 +198,14 @@ class Flock:
         self._summary.artifacts_by_type[artifact.type] += 1
         for comp in self._components:
             await comp.on_artifact_published(self, artifact)
-        await self._route(artifact)
-        if self._deferred:
-            await self._recheck_deferred(artifact.correlation_id)
+        await self._router.route(artifact)
+        if self._router.deferred:
+            await self._router.recheck_deferred(artifact.correlation_id)
         self._notify()
 
-    # ----------------------------------------------------------------- routing
+    # ----------------------------------------------------------------- internals
     def _now(self) -> datetime:
-        return utcnow()
+        return self._clock.now()
 
     def _model_of(self, artifact: Artifact) -> BaseModel:
         model = self._types.resolve(artifact.type)
@@ -209,111 +213,7 @@ class Flock:
             raise ConfigurationError(f"artifact type {artifact.type!r} is not registered in this Flock")
         return model.model_validate(artifact.payload)
 
-    async def _route(self, artifact: Artifact, only: tuple[str, int] | None = None) -> None:
-        if self._index_dirty:
-            self._index.rebuild(list(self._agents.values()))
-            self._index_dirty = False
-        now = self._now()
-        model: BaseModel | None = None
-        for spec, sub in self._index.routes(artifact.type):
-            if only is not None and only != (spec.name, sub.index):
-                continue
-            if spec.prevent_self_trigger and artifact.produced_by == spec.name:
-                continue
-            if sub.from_agents is not None and artifact.produced_by not in sub.from_agents:
-                continue
-            if sub.tags is not None and not (sub.tags & artifact.tags):
-                continue
-            if not artifact.visibility.allows(spec.identity, now=now, published_at=artifact.created_at):
-                due = artifact.visibility.available_at(artifact.created_at)
-                if due > now:  # AfterVisibility: look again once its time has come
-                    self._later((due - now).total_seconds(), self._reroute(artifact, spec.name, sub.index))
-                continue
-            key = (artifact.id, spec.name, sub.index)
-            if key in self._seen:
-                continue
-            if sub.where:
-                if model is None:
-                    model = self._model_of(artifact)
-                try:
-                    if not all(pred(model) for pred in sub.where):
-                        continue
-                except Exception as exc:
-                    await self._record_failure(spec.name, (artifact,), kind="subscription_error", error=exc)
-                    continue
-            if not all(c.on_schedule(self, artifact, spec) for c in self._components):
-                log.info("activation of %r by %s vetoed by a component", spec.name, artifact.id)
-                continue
-            self._seen.add(key)
-            if sub.activation is not None and not await sub.activation.evaluate(
-                self, artifact.correlation_id
-            ):
-                self._deferred.append((spec.name, sub.index, artifact))
-                continue
-            await self._accept(spec, sub, artifact)
-
-    async def _accept(self, spec: AgentSpec, sub: Subscription, artifact: Artifact) -> None:
-        if sub.batch is not None:
-            batch = self._gates.add_to_batch(spec, sub, artifact)
-            if sub.batch.timeout is not None and batch is None:
-                key = (spec.name, sub.index, artifact.correlation_id)
-                if self._gates.waiting().get(key) == 1:  # first of a new batch starts its clock
-                    self._later(sub.batch.timeout.total_seconds(), self._flush_batch(key))
-            if batch:
-                await self._enqueue(Activation(spec.name, sub.index, batch))
-        elif sub.is_gate:
-            ready = self._gates.offer(spec, sub, artifact)
-            if ready:
-                await self._enqueue(Activation(spec.name, sub.index, ready))
-        else:
-            await self._enqueue(Activation(spec.name, sub.index, (artifact,)))
-
-    def _reroute(self, artifact: Artifact, agent: str, sub: int) -> Callable[[], Awaitable[None]]:
-        async def fire() -> None:
-            await self._route(artifact, only=(agent, sub))
-
-        return fire
-
-    def _flush_batch(self, key: tuple[str, int, str]) -> Callable[[], Awaitable[None]]:
-        async def fire() -> None:
-            batch = self._gates.take_batch(key)
-            if batch:
-                await self._enqueue(Activation(key[0], key[1], batch))
-
-        return fire
-
-    async def _recheck_deferred(self, correlation_id: str) -> None:
-        still: list[tuple[str, int, Artifact]] = []
-        for name, index, artifact in self._deferred:
-            spec = self._agents[name]
-            sub = spec.subscriptions[index]
-            if artifact.correlation_id == correlation_id and await sub.activation.evaluate(
-                self, correlation_id
-            ):
-                await self._accept(spec, sub, artifact)
-            else:
-                still.append((name, index, artifact))
-        self._deferred = still
-
-    async def _enqueue(self, act: Activation) -> None:
-        key = (act.agent, act.correlation_id)
-        self._iterations[key] += 1
-        if self._iterations[key] > self.max_agent_iterations:
-            if key not in self._tripped:
-                self._tripped.add(key)
-                await self._record_failure(
-                    act.agent,
-                    act.artifacts,
-                    kind="loop_guard",
-                    error=(
-                        f"agent {act.agent!r} reached max_agent_iterations={self.max_agent_iterations} in "
-                        f"workflow {act.correlation_id}; further activations in this workflow are refused. "
-                        "Raise Flock(max_agent_iterations=...) if the loop is intended"
-                    ),
-                )
-            else:
-                log.debug("loop guard refused %s for %s", act.agent, act.correlation_id)
-            return
+    def _queue(self, act: Activation) -> None:
         self._pending.setdefault(act.agent, deque()).append(act)
         self._pending_count += 1
         self._notify()
@@ -340,13 +240,16 @@ class Flock:
         if self._wake is not None:
             self._wake.set()
 
-    def _later(self, delay: float, fire: Callable[[], Awaitable[None]]) -> None:
+    def _later(self, delay: float, fire: Callable[[], Awaitable[None]], *, blocks_idle: bool = True) -> None:
+        """Call ``fire`` after ``delay`` seconds (while the Flock runs)."""
         self._timer_seq += 1
-        heapq.heappush(self._timers, (time.monotonic() + max(delay, 0.0), self._timer_seq, fire))
+        deadline = self._clock.monotonic() + max(delay, 0.0)
+        heapq.heappush(self._timers, (deadline, self._timer_seq, blocks_idle, fire))
+        self._blocking_timers += blocks_idle
         self._notify()
 
     def _is_idle(self) -> bool:
-        return self._pending_count == 0 and self._running_total == 0 and not self._timers
+        return self._pending_count == 0 and self._running_total == 0 and not self._blocking_timers
 
     def _dispatch(self, tg: TaskGroup) -> None:
         for name in list(self._pending):
@@ -377,10 +280,36 @@ class Flock:
             self._notify()
 
     async def _fire_due_timers(self) -> None:
-        now = time.monotonic()
+        now = self._clock.monotonic()
         while self._timers and self._timers[0][0] <= now:
-            _, _, fire = heapq.heappop(self._timers)
+            _, _, blocks, fire = heapq.heappop(self._timers)
+            self._blocking_timers -= blocks
             await fire()
+
+    def _start_schedules(self) -> None:
+        for spec in self._agents.values():
+            if spec.schedule is not None and spec.name not in self._scheduled:
+                self._scheduled.add(spec.name)
+                first = spec.schedule.first(self._now())
+                if first is not None:
+                    self._later(
+                        (first - self._now()).total_seconds(),
+                        self._tick(spec.name, 1, first),
+                        blocks_idle=False,
+                    )
+
+    def _tick(self, agent: str, iteration: int, due: datetime) -> Callable[[], Awaitable[None]]:
+        async def fire() -> None:
+            spec = self._agents[agent]
+            if spec.schedule is None:
+                return
+            await self._router.enqueue(Activation(agent, -1, (), tick=Tick(iteration, self._now())))
+            following = spec.schedule.following(due, iteration)
+            if following is not None:
+                delay = (following - self._now()).total_seconds()
+                self._later(delay, self._tick(agent, iteration + 1, following), blocks_idle=False)
+
+        return fire
 
     async def _drive(self, condition: Condition | None, timeout: float | None) -> bool:
         if self._closed:
@@ -404,26 +333,22 @@ class Flock:
                 self._wake = None
 
     async def _loop(self, tg: TaskGroup, condition: Condition | None) -> bool:
+        self._start_schedules()
         while True:
             self._wake = anyio.Event()
             await self._fire_due_timers()
             if condition is not None and await condition.evaluate(self):
                 return True
             self._dispatch(tg)
-            if self._pending_count == 0 and self._running_total == 0:
-                if self.flush_partial_batches and not self._timers and self._gates.partial_batches():
-                    for key in self._gates.partial_batches():
-                        await self._flush_batch(key)()
+            if self._is_idle():
+                if self.flush_partial_batches and await self._router.flush_partial_batches():
                     continue
-                if not self._timers:
-                    for comp in self._components:
-                        await comp.on_idle(self)
-                    if self._pending_count == 0:
-                        return condition is None
-                    continue
-            delay = self._timers[0][0] - time.monotonic() if self._timers else math.inf
-            with anyio.move_on_after(max(delay, 0.0)):
-                await self._wake.wait()
+                for comp in self._components:
+                    await comp.on_idle(self)
+                if self._is_idle() and (condition is None or not self._timers):
+                    return condition is None
+            deadline = self._timers[0][0] if self._timers else math.inf
+            await self._clock.wait(self._wake, deadline, idle=self._running_total == 0)
 
     async def run_until_idle(
         self, *, timeout: float | None = None, raise_on_error: bool = False
@@ -453,6 +378,8 @@ class Flock:
 
     def _take_summary(self) -> RunSummary:
         summary, self._summary = self._summary, RunSummary()
+        summary.waiting = self._router.waiting()
+        summary.deferred = len(self._router.deferred)
         summary.wall_time_s = time.perf_counter() - self._summary_started
         self._summary_started = time.perf_counter()
         self._run_id = uuid4().hex
@@ -503,6 +430,7 @@ class Flock:
             return
         self._closed = True
         self._timers.clear()
+        self._blocking_timers = 0
         for comp in self._components:
             await comp.on_shutdown(self)
 

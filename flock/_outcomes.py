@@ -29,15 +29,37 @@ class WorkflowError(BaseModel):
     output_group: int | None = None
 
 
+@flock_type(name="flock.JoinExpired")
+class JoinExpired(BaseModel):
+    """Published when a join group's window closes before all its partners arrived.
+
+    The members stay on the board; this event says they were never delivered together.
+    """
+
+    agent: str
+    key: str
+    received: dict[str, int]
+    missing: dict[str, int]
+    member_ids: list[str]
+
+
 @dataclass
 class RunSummary:
-    """Returned by ``run_until_idle``: what happened since the previous run returned."""
+    """Returned by ``run_until_idle``: what happened since the previous run returned.
+
+    ``waiting`` counts artifacts still held by incomplete gates, batches and joins, by agent;
+    ``deferred`` counts artifacts whose activation condition has not been met yet. Neither is lost:
+    they are delivered when their partners arrive or their condition holds.
+    """
 
     activations: int = 0
     artifacts_by_type: Counter[str] = field(default_factory=Counter)
     agents_run: Counter[str] = field(default_factory=Counter)
     errors: list[WorkflowError] = field(default_factory=list)
     filtered_outputs: int = 0
+    expired_joins: int = 0
+    waiting: dict[str, int] = field(default_factory=dict)
+    deferred: int = 0
     metrics: Counter[str] = field(default_factory=Counter)
     wall_time_s: float = 0.0
 
@@ -62,6 +84,12 @@ class RunSummary:
             lines.append("  agents:    " + ", ".join(f"{k}={v}" for k, v in sorted(self.agents_run.items())))
         if self.metrics:
             lines.append("  metrics:   " + ", ".join(f"{k}={v:g}" for k, v in sorted(self.metrics.items())))
+        if self.expired_joins:
+            lines.append(f"  expired joins: {self.expired_joins}")
+        if self.waiting:
+            lines.append("  waiting:   " + ", ".join(f"{k}={v}" for k, v in sorted(self.waiting.items())))
+        if self.deferred:
+            lines.append(f"  deferred:  {self.deferred} (activation conditions not met yet)")
         for err in self.errors:
             lines.append(f"  error [{err.kind}] {err.agent}: {err.message}")
         return "\n".join(lines)

@@ -43,6 +43,7 @@ async def execute(
         correlation_id=act.correlation_id,
         model=flock.model,
         subscription=act.subscription,
+        tick=act.tick,
     )
     ctx.state["run_id"] = flock._run_id
     published: list[Artifact] = []
@@ -164,13 +165,12 @@ def _to_artifact(
     visibility: Visibility = vis if vis is not None else most_restrictive(a.visibility for a in act.artifacts)
     if isinstance(visibility, PrivateVisibility) and visibility.tenant_id is None and spec.tenant_id:
         visibility = PrivateVisibility(agents=visibility.agents, tenant_id=spec.tenant_id)
-    first = act.artifacts[0]
     return Artifact(
         type=name,
         payload=out.model_dump(mode="json"),
         produced_by=spec.name,
-        correlation_id=first.correlation_id,
-        partition_key=first.partition_key,
+        correlation_id=act.correlation_id,
+        partition_key=act.artifacts[0].partition_key if act.artifacts else None,
         visibility=visibility,
         created_at=flock._now(),
         consumed_from=tuple(a.id for a in act.artifacts),

@@ -6,24 +6,32 @@ agent. Gates (AND/count) and batches collect artifacts per correlation id until 
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
+from uuid import uuid4
 
 from ._artifact import Artifact
-from ._spec import AgentSpec, Subscription
+from ._spec import AgentSpec, Subscription, Tick
 
 
 @dataclass(frozen=True)
 class Activation:
-    """One unit of work: an agent, the subscription that fired, and the artifacts it collected."""
+    """One unit of work: an agent, the subscription that fired, and the artifacts it collected.
+
+    Scheduled activations have no artifacts, a ``tick`` and ``subscription == -1``.
+    """
 
     agent: str
     subscription: int
     artifacts: tuple[Artifact, ...]
+    tick: Tick | None = None
+    workflow: str = field(default_factory=lambda: str(uuid4()))
 
     @property
     def correlation_id(self) -> str:
-        return self.artifacts[0].correlation_id
+        return self.artifacts[0].correlation_id if self.artifacts else self.workflow
 
 
 class RoutingIndex:
@@ -55,6 +63,8 @@ class Gates:
     def __init__(self) -> None:
         self._gates: dict[tuple[str, int, str], _GateState] = {}
         self._batches: dict[tuple[str, int, str], list[Artifact]] = {}
+        self._batch_ids: dict[tuple[str, int, str], int] = {}
+        self._counter = itertools.count(1)
 
     def offer(self, spec: AgentSpec, sub: Subscription, artifact: Artifact) -> tuple[Artifact, ...] | None:
         """Add ``artifact`` to its gate; return the complete set when the gate can fire."""
@@ -72,18 +82,32 @@ class Gates:
 
     def add_to_batch(
         self, spec: AgentSpec, sub: Subscription, artifact: Artifact
-    ) -> tuple[Artifact, ...] | None:
-        """Add to a batch; return the batch once it reaches ``size``."""
-        key = (spec.name, sub.index, artifact.correlation_id)
-        batch = self._batches.setdefault(key, [])
+    ) -> tuple[tuple[str, int, str], int, tuple[Artifact, ...] | None]:
+        """Add to a batch. Returns (key, batch number, the full batch once it reaches ``size``).
+
+        The batch number lets a timeout flush exactly the batch it was started for.
+        """
+        group = artifact.correlation_id if sub.batch is None or sub.batch.per_correlation else "*"
+        key = (spec.name, sub.index, group)
+        batch = self._batches.get(key)
+        if batch is None:
+            batch = self._batches[key] = []
+            self._batch_ids[key] = next(self._counter)
         batch.append(artifact)
+        number = self._batch_ids[key]
         size = sub.batch.size if sub.batch else None
         if size is not None and len(batch) >= size:
             del self._batches[key]
-            return tuple(batch)
-        return None
+            return key, number, tuple(batch)
+        return key, number, None
 
-    def take_batch(self, key: tuple[str, int, str]) -> tuple[Artifact, ...] | None:
+    def batch_started(self, key: tuple[str, int, str]) -> bool:
+        return len(self._batches.get(key, ())) == 1
+
+    def take_batch(self, key: tuple[str, int, str], number: int | None = None) -> tuple[Artifact, ...] | None:
+        """Remove and return the open batch under ``key`` (only if it is batch ``number``, when given)."""
+        if number is not None and self._batch_ids.get(key) != number:
+            return None
         batch = self._batches.pop(key, None)
         return tuple(batch) if batch else None
 
@@ -95,3 +119,64 @@ class Gates:
         out = {k: sum(len(q) for q in s.waiting.values()) for k, s in self._gates.items()}
         out.update({k: len(b) for k, b in self._batches.items()})
         return out
+
+
+@dataclass
+class JoinGroup:
+    """Members collected so far for one join key."""
+
+    number: int
+    key: Any
+    opened_at: float
+    opened_seq: int
+    waiting: dict[str, deque[Artifact]] = field(default_factory=dict)
+
+    def members(self) -> list[Artifact]:
+        return [a for q in self.waiting.values() for a in q]
+
+
+class Joins:
+    """Open join groups per (agent, subscription), keyed by the value ``JoinSpec.by`` returns."""
+
+    def __init__(self) -> None:
+        self._groups: dict[tuple[str, int], dict[Any, JoinGroup]] = {}
+        self._seq: dict[tuple[str, int], int] = {}
+        self._counter = itertools.count(1)
+
+    def offer(
+        self, spec: AgentSpec, sub: Subscription, artifact: Artifact, key: Any, now: float
+    ) -> tuple[JoinGroup, tuple[Artifact, ...] | None]:
+        """Add ``artifact`` under ``key``; returns its group and the members once complete."""
+        slot = (spec.name, sub.index)
+        seq = self._seq[slot] = self._seq.get(slot, 0) + 1
+        groups = self._groups.setdefault(slot, {})
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = JoinGroup(next(self._counter), key, now, seq)
+        group.waiting.setdefault(artifact.type, deque()).append(artifact)
+        if any(len(group.waiting.get(n, ())) < c for n, c in sub.counts.items()):
+            return group, None
+        taken = tuple(group.waiting[name].popleft() for name in sub.type_names)
+        if not any(group.waiting.values()):
+            del groups[key]
+        return group, taken
+
+    def expire(self, slot: tuple[str, int], key: Any, number: int) -> JoinGroup | None:
+        """Remove the group ``number`` under ``key`` if it is still open."""
+        group = self._groups.get(slot, {}).get(key)
+        if group is None or group.number != number:
+            return None
+        del self._groups[slot][key]
+        return group
+
+    def expire_by_count(self, slot: tuple[str, int], window: int) -> list[JoinGroup]:
+        """Remove groups that saw ``window`` further arrivals of their subscription without completing."""
+        seq = self._seq.get(slot, 0)
+        groups = self._groups.get(slot, {})
+        stale = [g for g in groups.values() if seq - g.opened_seq >= window]
+        for g in stale:
+            del groups[g.key]
+        return stale
+
+    def open_count(self) -> int:
+        return sum(len(g) for g in self._groups.values())

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 
 from pydantic import BaseModel
@@ -20,10 +20,14 @@ Predicate = Callable[[Any], bool]
 
 @dataclass(frozen=True)
 class BatchSpec:
-    """Deliver artifacts in lists: once ``size`` have arrived, or ``timeout`` after the first one."""
+    """Deliver artifacts in lists: once ``size`` have arrived, or ``timeout`` after the first one.
+
+    Batches are collected per correlation id; ``per_correlation=False`` batches across workflows.
+    """
 
     size: int | None = None
     timeout: timedelta | None = None
+    per_correlation: bool = True
 
     def __post_init__(self) -> None:
         from ._errors import ConfigurationError
@@ -40,6 +44,56 @@ class BatchSpec:
                 raise ConfigurationError(f"BatchSpec timeout must be a timedelta or seconds, got {t!r}")
             if self.timeout <= timedelta(0):  # type: ignore[operator,unused-ignore]
                 raise ConfigurationError("BatchSpec timeout must be positive")
+
+
+@dataclass(frozen=True)
+class Tick:
+    """What a scheduled activation receives in ``ctx.tick``: which firing this is, and when."""
+
+    iteration: int
+    fired_at: datetime
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """When a scheduled agent runs. Built by ``AgentBuilder.schedule(...)``.
+
+    ``after`` delays the first run; ``every`` repeats; ``at`` is a daily time of day or one moment;
+    ``cron`` a five-field cron expression; ``max_repeats`` caps the number of runs.
+    """
+
+    every: timedelta | None = None
+    at: time | datetime | None = None
+    cron: Any = None
+    after: timedelta | None = None
+    max_repeats: int | None = None
+
+    def first(self, now: datetime) -> datetime | None:
+        """The first firing time at or after ``now``."""
+        start = now + (self.after or timedelta(0))
+        return self._next(start, inclusive=True)
+
+    def following(self, fired: datetime, iteration: int) -> datetime | None:
+        """The firing after ``fired`` (the ``iteration``-th run), or ``None`` when done."""
+        if self.max_repeats is not None and iteration >= self.max_repeats:
+            return None
+        if self.every is None and self.cron is None and not isinstance(self.at, time):
+            return None  # a one-off: ``after`` alone, or ``at=datetime``
+        return self._next(fired, inclusive=False)
+
+    def _next(self, moment: datetime, *, inclusive: bool) -> datetime | None:
+        if self.cron is not None:
+            return self.cron.next_after(moment - timedelta(microseconds=1) if inclusive else moment)
+        if isinstance(self.at, datetime):
+            return self.at if inclusive and self.at >= moment - (self.after or timedelta(0)) else None
+        if isinstance(self.at, time):
+            candidate = datetime.combine(moment.date(), self.at, tzinfo=self.at.tzinfo or moment.tzinfo)
+            if candidate < moment or (candidate == moment and not inclusive):
+                candidate += timedelta(days=1)
+            return candidate
+        if self.every is not None:
+            return moment if inclusive else moment + self.every
+        return moment if inclusive else None
 
 
 @dataclass(frozen=True)
@@ -143,6 +197,7 @@ class AgentSpec:
     labels: frozenset[str] = frozenset()
     tenant_id: str | None = None
     best_of: tuple[int, Callable[[Any], float]] | None = None
+    schedule: ScheduleSpec | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     @property

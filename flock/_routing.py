@@ -1,0 +1,232 @@
+"""Routing: which agents an artifact wakes, and when their activations are ready.
+
+For each subscription of the artifact's type (an index lookup, never a scan of every agent) the
+router checks self-trigger, producer, tags, visibility, ``where`` and at-most-once, then hands the
+artifact to its gate: plain subscriptions fire at once, AND/count gates wait for their partners in
+the same correlation id, batches collect, joins group by key within a window, and activation
+conditions defer until they hold.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+from uuid import UUID
+
+from pydantic import BaseModel
+
+from ._artifact import Artifact
+from ._outcomes import JoinExpired
+from ._scheduler import Activation, Gates, JoinGroup, Joins, RoutingIndex
+from ._spec import AgentSpec, Subscription
+from ._types import type_name
+from ._visibility import most_restrictive
+
+if TYPE_CHECKING:
+    from ._flock import Flock
+
+log = logging.getLogger("flock")
+
+
+class Router:
+    """Routing state of one Flock: the index, gate buffers, joins, dedup and the loop guard."""
+
+    def __init__(self, flock: Flock) -> None:
+        self._flock = flock
+        self.index = RoutingIndex()
+        self.dirty = True
+        self.gates = Gates()
+        self.joins = Joins()
+        self.seen: set[tuple[UUID, str, int]] = set()
+        self.iterations: Counter[tuple[str, str]] = Counter()
+        self.tripped: set[tuple[str, str]] = set()
+        self.deferred: list[tuple[str, int, Artifact]] = []
+
+    async def route(self, artifact: Artifact, only: tuple[str, int] | None = None) -> None:
+        flock = self._flock
+        if self.dirty:
+            self.index.rebuild(list(flock._agents.values()))
+            self.dirty = False
+        now = flock._now()
+        model: BaseModel | None = None
+        for spec, sub in self.index.routes(artifact.type):
+            if only is not None and only != (spec.name, sub.index):
+                continue
+            if spec.prevent_self_trigger and artifact.produced_by == spec.name:
+                continue
+            if sub.from_agents is not None and artifact.produced_by not in sub.from_agents:
+                continue
+            if sub.tags is not None and not (sub.tags & artifact.tags):
+                continue
+            if not artifact.visibility.allows(spec.identity, now=now, published_at=artifact.created_at):
+                due = artifact.visibility.available_at(artifact.created_at)
+                if due > now:  # AfterVisibility: look again once its time has come
+                    flock._later((due - now).total_seconds(), self._reroute(artifact, spec.name, sub.index))
+                continue
+            key = (artifact.id, spec.name, sub.index)
+            if key in self.seen:
+                continue
+            if sub.where or sub.join:
+                if model is None:
+                    model = flock._model_of(artifact)
+                try:
+                    if not all(pred(model) for pred in sub.where):
+                        continue
+                except Exception as exc:
+                    await flock._record_failure(spec.name, (artifact,), kind="subscription_error", error=exc)
+                    continue
+            if not all(c.on_schedule(flock, artifact, spec) for c in flock._components):
+                log.info("activation of %r by %s vetoed by a component", spec.name, artifact.id)
+                continue
+            self.seen.add(key)
+            if sub.activation is not None and not await sub.activation.evaluate(
+                flock, artifact.correlation_id
+            ):
+                self.deferred.append((spec.name, sub.index, artifact))
+                continue
+            await self.accept(spec, sub, artifact, model)
+
+    async def accept(
+        self, spec: AgentSpec, sub: Subscription, artifact: Artifact, model: BaseModel | None
+    ) -> None:
+        flock = self._flock
+        if sub.batch is not None:
+            key, number, batch = self.gates.add_to_batch(spec, sub, artifact)
+            if batch:
+                await self.enqueue(Activation(spec.name, sub.index, batch))
+            elif sub.batch.timeout is not None and self.gates.batch_started(key):
+                flock._later(
+                    sub.batch.timeout.total_seconds(), self._flush_batch(key, number), blocks_idle=False
+                )
+        elif sub.join is not None:
+            await self._join(spec, sub, artifact, model or flock._model_of(artifact))
+        elif sub.is_gate:
+            ready = self.gates.offer(spec, sub, artifact)
+            if ready:
+                await self.enqueue(Activation(spec.name, sub.index, ready))
+        else:
+            await self.enqueue(Activation(spec.name, sub.index, (artifact,)))
+
+    async def _join(self, spec: AgentSpec, sub: Subscription, artifact: Artifact, model: BaseModel) -> None:
+        flock = self._flock
+        assert sub.join is not None
+        try:
+            key = sub.join.by(model)
+        except Exception as exc:
+            await flock._record_failure(spec.name, (artifact,), kind="subscription_error", error=exc)
+            return
+        group, ready = self.joins.offer(spec, sub, artifact, key, flock._clock.monotonic())
+        if ready:
+            await self.enqueue(Activation(spec.name, sub.index, ready))
+        window = sub.join.within
+        if isinstance(window, int):
+            for stale in self.joins.expire_by_count((spec.name, sub.index), window):
+                await self._expired(spec, sub, stale)
+        elif ready is None and len(group.members()) == 1:
+            flock._later(
+                window.total_seconds(), self._expire_join(spec, sub, key, group.number), blocks_idle=False
+            )
+
+    def _expire_join(
+        self, spec: AgentSpec, sub: Subscription, key: object, number: int
+    ) -> Callable[[], Awaitable[None]]:
+        async def fire() -> None:
+            group = self.joins.expire((spec.name, sub.index), key, number)
+            if group is not None:
+                await self._expired(spec, sub, group)
+
+        return fire
+
+    async def _expired(self, spec: AgentSpec, sub: Subscription, group: JoinGroup) -> None:
+        flock = self._flock
+        members = group.members()
+        received = Counter(a.type for a in members)
+        missing = {n: c - received.get(n, 0) for n, c in sub.counts.items() if received.get(n, 0) < c}
+        event = JoinExpired(
+            agent=spec.name,
+            key=repr(group.key),
+            received=dict(received),
+            missing=missing,
+            member_ids=[str(a.id) for a in members],
+        )
+        log.warning("join of agent %r expired for key %r; missing %s", spec.name, group.key, missing)
+        flock._summary.expired_joins += 1
+        await flock._publish_artifact(
+            Artifact(
+                type=type_name(JoinExpired),
+                payload=event.model_dump(mode="json"),
+                produced_by=spec.name,
+                correlation_id=members[0].correlation_id,
+                visibility=most_restrictive(a.visibility for a in members),
+                created_at=flock._now(),
+                consumed_from=tuple(a.id for a in members),
+            )
+        )
+
+    def _reroute(self, artifact: Artifact, agent: str, sub: int) -> Callable[[], Awaitable[None]]:
+        async def fire() -> None:
+            await self.route(artifact, only=(agent, sub))
+
+        return fire
+
+    def _flush_batch(self, key: tuple[str, int, str], number: int | None) -> Callable[[], Awaitable[None]]:
+        async def fire() -> None:
+            batch = self.gates.take_batch(key, number)
+            if batch:
+                await self.enqueue(Activation(key[0], key[1], batch))
+
+        return fire
+
+    async def flush_partial_batches(self) -> bool:
+        """Deliver every incomplete batch now. Returns whether there were any."""
+        keys = self.gates.partial_batches()
+        for key in keys:
+            await self._flush_batch(key, None)()
+        return bool(keys)
+
+    async def recheck_deferred(self, correlation_id: str) -> None:
+        still: list[tuple[str, int, Artifact]] = []
+        for name, index, artifact in self.deferred:
+            spec = self._flock._agents[name]
+            sub = spec.subscriptions[index]
+            if artifact.correlation_id == correlation_id and await sub.activation.evaluate(
+                self._flock, correlation_id
+            ):
+                await self.accept(spec, sub, artifact, None)
+            else:
+                still.append((name, index, artifact))
+        self.deferred = still
+
+    async def enqueue(self, act: Activation) -> None:
+        """Queue an activation unless the loop guard refuses it (which is recorded, never silent)."""
+        flock = self._flock
+        key = (act.agent, act.correlation_id)
+        self.iterations[key] += 1
+        if self.iterations[key] > flock.max_agent_iterations:
+            if key not in self.tripped:
+                self.tripped.add(key)
+                await flock._record_failure(
+                    act.agent,
+                    act.artifacts,
+                    kind="loop_guard",
+                    error=(
+                        f"agent {act.agent!r} reached max_agent_iterations={flock.max_agent_iterations} in "
+                        f"workflow {act.correlation_id}; further activations in this workflow are refused. "
+                        "Raise Flock(max_agent_iterations=...) if the loop is intended"
+                    ),
+                )
+            else:
+                log.debug("loop guard refused %s for %s", act.agent, act.correlation_id)
+            return
+        flock._queue(act)
+
+    def waiting(self) -> dict[str, int]:
+        """Artifacts held by incomplete gates, batches and joins, summed per agent."""
+        out: Counter[str] = Counter()
+        for (agent, _, _), n in self.gates.waiting().items():
+            out[agent] += n
+        for (agent, _), groups in self.joins._groups.items():
+            out[agent] += sum(len(g.members()) for g in groups.values())
+        return {agent: n for agent, n in out.items() if n}
