@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ._artifact import Artifact
+from ._artifact import Artifact, utcnow
 from ._spec import AgentSpec
 from ._store import FilterConfig
 from ._visibility import AgentIdentity
@@ -38,12 +38,28 @@ class CorrelationContext:
     async def __call__(self, request: ContextRequest) -> list[Artifact]:
         if self.limit <= 0:
             return []
-        items, _ = await request.store.query_artifacts(
-            FilterConfig(correlation_id=request.correlation_id, visible_to=request.identity),
-            limit=1_000_000,
-        )
+        # Read the workflow backwards in growing pages and stop once ``limit`` are found: each
+        # activation then costs O(limit), not O(size of the workflow), which would make a long
+        # workflow quadratic. Visibility is checked here rather than in the store so that the
+        # store's correlation index answers the page directly.
+        store, identity = request.store, request.identity
         inputs = {a.id for a in request.inputs}
-        return [a for a in items if a.id not in inputs][-self.limit :]
+        scope = FilterConfig(correlation_id=request.correlation_id)
+        now = utcnow()
+        newest_first: list[Artifact] = []
+        end = await store.count(scope)
+        window = self.limit + len(inputs)
+        while end > 0 and len(newest_first) < self.limit:
+            start = max(0, end - window)
+            page, _ = await store.query_artifacts(scope, limit=end - start, offset=start)
+            for a in reversed(page):
+                if a.id not in inputs and a.visibility.allows(identity, now=now, published_at=a.created_at):
+                    newest_first.append(a)
+                    if len(newest_first) == self.limit:
+                        break
+            end, window = start, window * 2
+        newest_first.reverse()
+        return newest_first
 
 
 class NoContext:

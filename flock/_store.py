@@ -19,6 +19,8 @@ from ._visibility import AgentIdentity
 
 M = TypeVar("M", bound=BaseModel)
 
+_UNSET = (None, None, None, None, None, None)
+
 
 @dataclass(frozen=True)
 class FilterConfig:
@@ -137,18 +139,38 @@ class InMemoryStore:
             return heapq.merge(*lists, key=lambda a: self._seq[a.id])
         return self._items.values()
 
+    def _exact(self, filters: FilterConfig) -> builtins.list[Artifact] | None:
+        """The full answer to ``filters`` when one index gives it, else ``None``.
+
+        Lets a page of one workflow (the default context) or of one type cost O(page), not a scan
+        of every artifact through :meth:`FilterConfig.matches`.
+        """
+        f = filters
+        if (f.produced_by, f.tags, f.visibility, f.visible_to, f.start, f.end) != _UNSET:
+            return None
+        if f.correlation_id is not None:
+            return self._by_corr.get(f.correlation_id, []) if f.type_names is None else None
+        if f.type_names is not None:
+            return self._by_type.get(next(iter(f.type_names)), []) if len(f.type_names) == 1 else None
+        return list(self._items.values())
+
     async def query_artifacts(
         self, filters: FilterConfig | None = None, *, limit: int = 50, offset: int = 0
     ) -> tuple[builtins.list[Artifact], int]:
         filters = filters or FilterConfig()
-        now = utcnow()
-        matched = [a for a in self._candidates(filters) if filters.matches(a, now)]
+        matched = self._exact(filters)
+        if matched is None:
+            now = utcnow()
+            matched = [a for a in self._candidates(filters) if filters.matches(a, now)]
         return matched[offset : offset + limit], len(matched)
 
     async def count(self, filters: FilterConfig | None = None) -> int:
         filters = filters or FilterConfig()
         if filters == FilterConfig():
             return len(self._items)
+        exact = self._exact(filters)
+        if exact is not None:
+            return len(exact)
         now = utcnow()
         return sum(1 for a in self._candidates(filters) if filters.matches(a, now))
 
