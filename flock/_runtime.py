@@ -100,9 +100,10 @@ async def execute(
 
 async def _context_for(flock: Flock, spec: AgentSpec, act: Activation) -> list[Artifact]:
     provider = spec.context_provider or flock._context_provider
+    identity = spec.identity  # a property that builds a model: once, not once per artifact
     request = ContextRequest(
         agent=spec,
-        identity=spec.identity,
+        identity=identity,
         correlation_id=act.correlation_id,
         inputs=act.artifacts,
         store=flock.store,
@@ -110,7 +111,7 @@ async def _context_for(flock: Flock, spec: AgentSpec, act: Activation) -> list[A
     found = await call_provider(provider, request)
     now = flock._now()
     # Enforced here, not trusted to the provider: context never shows what the agent may not see.
-    return [a for a in found if a.visibility.allows(spec.identity, now=now, published_at=a.created_at)]
+    return [a for a in found if a.visibility.allows(identity, now=now, published_at=a.created_at)]
 
 
 async def _evaluate(
