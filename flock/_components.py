@@ -2,10 +2,14 @@
 
 An activation runs the agent's components in this order::
 
-    on_initialize → on_pre_consume → for each output group:
-        on_pre_evaluate → engines (chained) → on_post_evaluate → outputs checked and published
-        → on_post_publish (per artifact)
+    on_initialize → on_pre_consume
+    → for each output group: on_pre_evaluate → engines (chained) → on_post_evaluate → outputs checked
+    → every group's outputs published together → on_post_publish (per artifact)
     → on_terminate           (on failure: on_error, then on_terminate)
+
+All outputs of one activation are committed in one step with the consumption of its inputs, so
+a crash never leaves half an activation on the board. If a later group fails, the earlier groups'
+outputs are still published, together with the WorkflowError.
 
 Every hook is optional; a hook that returns ``None`` leaves its value unchanged.
 """

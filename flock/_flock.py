@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import logging
 import math
@@ -36,11 +37,12 @@ from ._routing import Router
 from ._runtime import execute, failure_artifact
 from ._scheduler import Activation
 from ._spec import AgentSpec, Tick
-from ._store import BlackboardStore, InMemoryStore
-from ._types import TypeRegistry, require_model
+from ._store import ActivationRecord, BlackboardStore, InMemoryStore
+from ._types import TypeRegistry, require_model, type_name
 from ._visibility import PUBLIC, Visibility, _Base
 
 log = logging.getLogger("flock")
+_WORKFLOW_ERROR = type_name(WorkflowError)
 
 
 def resolve_model(model: str | None) -> str:
@@ -195,7 +197,24 @@ class Flock:
 
     async def _publish_artifact(self, artifact: Artifact) -> None:
         await self.store.put(artifact)
+        await self._announce(artifact)
+
+    async def _commit(self, record: ActivationRecord | None, outputs: list[Artifact]) -> None:
+        """Store an activation's outputs with its consumption records in one step, then route them."""
+        if record is None:
+            for artifact in outputs:
+                await self.store.put(artifact)
+        else:
+            await self.store.commit_activation(record, outputs)
+        for artifact in outputs:
+            await self._announce(artifact)
+
+    async def _announce(self, artifact: Artifact) -> None:
         self._summary.artifacts_by_type[artifact.type] += 1
+        if artifact.type == _WORKFLOW_ERROR:
+            record = WorkflowError.model_validate(artifact.payload)
+            log.warning("agent %r failed (%s): %s", record.agent, record.kind, record.message)
+            self._summary.errors.append(record)
         for comp in self._components:
             await comp.on_artifact_published(self, artifact)
         await self._router.route(artifact)
@@ -213,7 +232,8 @@ class Flock:
             raise ConfigurationError(f"artifact type {artifact.type!r} is not registered in this Flock")
         return model.model_validate(artifact.payload)
 
-    def _queue(self, act: Activation) -> None:
+    async def _queue(self, act: Activation) -> None:
+        await self.store.record_activation(act.record)
         self._pending.setdefault(act.agent, deque()).append(act)
         self._pending_count += 1
         self._notify()
@@ -227,13 +247,29 @@ class Flock:
         error: BaseException | str,
         output_group: int | None = None,
     ) -> None:
-        art = failure_artifact(
-            agent, inputs, kind=kind, error=error, output_group=output_group, now=self._now()
+        await self._publish_artifact(
+            self._failure(agent, inputs, kind=kind, error=error, output_group=output_group)
         )
-        record = WorkflowError.model_validate(art.payload)
-        log.warning("agent %r failed (%s): %s", agent, kind, record.message)
-        self._summary.errors.append(record)
-        await self._publish_artifact(art)
+
+    def _failure(
+        self,
+        agent: str,
+        inputs: tuple[Artifact, ...],
+        *,
+        kind: str,
+        error: BaseException | str,
+        output_group: int | None = None,
+        artifact_id: UUID | None = None,
+    ) -> Artifact:
+        return failure_artifact(
+            agent,
+            inputs,
+            kind=kind,
+            error=error,
+            output_group=output_group,
+            now=self._now(),
+            artifact_id=artifact_id,
+        )
 
     # ----------------------------------------------------------------- running
     def _notify(self) -> None:
@@ -266,6 +302,7 @@ class Flock:
 
     async def _run_one(self, act: Activation) -> None:
         try:
+            await self.store.record_activation(dataclasses.replace(act.record, status="running"))
             await execute(self, act)
             self._summary.activations += 1
             self._summary.agents_run[act.agent] += 1

@@ -220,7 +220,7 @@ class Router:
             else:
                 log.debug("loop guard refused %s for %s", act.agent, act.correlation_id)
             return
-        flock._queue(act)
+        await flock._queue(act)
 
     def waiting(self) -> dict[str, int]:
         """Artifacts held by incomplete gates, batches and joins, summed per agent."""

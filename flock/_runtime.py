@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from typing import TYPE_CHECKING, Any
+from uuid import UUID, uuid4, uuid5
 
 import anyio
 from pydantic import BaseModel
@@ -16,6 +17,7 @@ from ._errors import OutputError
 from ._outcomes import WorkflowError
 from ._scheduler import Activation
 from ._spec import AgentSpec, OutputDecl, OutputGroup
+from ._store import output_id
 from ._types import type_name
 from ._visibility import PrivateVisibility, Visibility, _Base, most_restrictive
 
@@ -32,10 +34,13 @@ async def execute(
 ) -> list[Artifact]:
     """Run ``act`` to completion and return its outputs.
 
-    Failures become WorkflowError artifacts (nothing is raised) unless ``raise_errors``; with
-    ``publish=False`` outputs are built and returned but not put on the board.
+    The outputs of every output group, the consumption of the inputs and the activation's
+    completion are committed to the store together, after all groups ran. A failure becomes a
+    WorkflowError artifact committed with whatever the earlier groups produced (nothing is
+    raised) unless ``raise_errors``; with ``publish=False`` outputs are built but not stored.
     """
     spec = flock._agents[act.agent]
+    record = act.record
     inputs = EvalInputs(artifacts=list(act.artifacts), models=[flock._model_of(a) for a in act.artifacts])
     ctx = Context(
         agent=spec.name,
@@ -46,7 +51,8 @@ async def execute(
         tick=act.tick,
     )
     ctx.state["run_id"] = flock._run_id
-    published: list[Artifact] = []
+    produced: list[Artifact] = []
+    failure: Artifact | None = None
     group_index: int | None = None
     utilities = spec.utilities
     try:
@@ -66,14 +72,10 @@ async def execute(
             flock._summary.metrics.update(result.metrics)
             kept = check_group(spec.name, group, result.outputs)
             flock._summary.filtered_outputs += len(result.outputs) - len(kept)
-            artifacts = [_to_artifact(flock, spec, group, act, out) for out in kept]
-            if publish:
-                for art in artifacts:
-                    await flock._publish_artifact(art)
-            published.extend(artifacts)
-            for art in artifacts:
-                for u in utilities:
-                    await u.on_post_publish(spec, ctx, art)
+            produced.extend(
+                _to_artifact(flock, spec, group, act, out, output_id(record.id, group.index, position))
+                for position, out in enumerate(kept)
+            )
     except Exception as exc:
         for u in utilities:
             try:
@@ -81,21 +83,34 @@ async def execute(
             except Exception as hook_exc:  # a failing error hook must not hide the original failure
                 log.exception("on_error hook of agent %r raised: %s", spec.name, hook_exc)
         if raise_errors:
+            await _terminate(flock, spec, ctx, act)
             raise
-        await flock._record_failure(
+        failure = flock._failure(
             spec.name,
             act.artifacts,
             kind="contract" if isinstance(exc, OutputError) else "agent_error",
             error=exc,
             output_group=group_index,
+            artifact_id=uuid5(record.id, "failure"),
         )
-    finally:
-        for u in utilities:
-            try:
-                await u.on_terminate(spec, ctx)
-            except Exception as hook_exc:
-                await flock._record_failure(spec.name, act.artifacts, kind="agent_error", error=hook_exc)
-    return published
+    if publish:
+        await flock._commit(record if act.journaled else None, [*produced, *([failure] if failure else [])])
+        try:
+            for art in produced:
+                for u in utilities:
+                    await u.on_post_publish(spec, ctx, art)
+        except Exception as hook_exc:
+            await flock._record_failure(spec.name, act.artifacts, kind="agent_error", error=hook_exc)
+    await _terminate(flock, spec, ctx, act)
+    return produced
+
+
+async def _terminate(flock: Flock, spec: AgentSpec, ctx: Context, act: Activation) -> None:
+    for u in spec.utilities:
+        try:
+            await u.on_terminate(spec, ctx)
+        except Exception as hook_exc:
+            await flock._record_failure(spec.name, act.artifacts, kind="agent_error", error=hook_exc)
 
 
 async def _context_for(flock: Flock, spec: AgentSpec, act: Activation) -> list[Artifact]:
@@ -152,7 +167,7 @@ async def _evaluate(
 
 
 def _to_artifact(
-    flock: Flock, spec: AgentSpec, group: OutputGroup, act: Activation, out: BaseModel
+    flock: Flock, spec: AgentSpec, group: OutputGroup, act: Activation, out: BaseModel, artifact_id: UUID
 ) -> Artifact:
     name = type_name(type(out))
     decl: OutputDecl = next(o for o in group.outputs if o.type_name == name)
@@ -167,6 +182,7 @@ def _to_artifact(
     if isinstance(visibility, PrivateVisibility) and visibility.tenant_id is None and spec.tenant_id:
         visibility = PrivateVisibility(agents=visibility.agents, tenant_id=spec.tenant_id)
     return Artifact(
+        id=artifact_id,
         type=name,
         payload=out.model_dump(mode="json"),
         produced_by=spec.name,
@@ -186,6 +202,7 @@ def failure_artifact(
     error: BaseException | str,
     output_group: int | None,
     now: Any,
+    artifact_id: UUID | None = None,
 ) -> Artifact:
     message = error if isinstance(error, str) else f"{error}"
     record = WorkflowError(
@@ -198,6 +215,7 @@ def failure_artifact(
     )
     first = inputs[0] if inputs else None
     return Artifact(
+        id=artifact_id or uuid4(),
         type=type_name(WorkflowError),
         payload=record.model_dump(mode="json"),
         produced_by=agent,

@@ -9,11 +9,13 @@ from __future__ import annotations
 import itertools
 from collections import deque
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 from uuid import uuid4
 
 from ._artifact import Artifact
 from ._spec import AgentSpec, Subscription, Tick
+from ._store import ActivationRecord
 
 
 @dataclass(frozen=True)
@@ -28,10 +30,19 @@ class Activation:
     artifacts: tuple[Artifact, ...]
     tick: Tick | None = None
     workflow: str = field(default_factory=lambda: str(uuid4()))
+    journaled: bool = True
 
     @property
     def correlation_id(self) -> str:
         return self.artifacts[0].correlation_id if self.artifacts else self.workflow
+
+    @cached_property
+    def record(self) -> ActivationRecord:
+        """The journal entry; its id is stable for the same agent, subscription and inputs."""
+        salt = "" if self.artifacts else f"tick:{self.workflow}"
+        return ActivationRecord.for_inputs(
+            self.agent, self.subscription, [a.id for a in self.artifacts], salt=salt
+        )
 
 
 class RoutingIndex:

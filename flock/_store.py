@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import builtins
 import heapq
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol, TypeVar, runtime_checkable
-from uuid import UUID
+from typing import Literal, Protocol, TypeVar, runtime_checkable
+from uuid import UUID, uuid5
 
 from pydantic import BaseModel
 
@@ -68,9 +68,48 @@ class FilterConfig:
         return True
 
 
+ActivationStatus = Literal["pending", "running", "done"]
+
+
+@dataclass(frozen=True)
+class ActivationRecord:
+    """The journal entry of one activation: which agent, which subscription, which inputs.
+
+    ``id`` is derived from agent, subscription and input ids, so the same work always has the same
+    id; output ids are derived from it (see :func:`output_id`), which makes re-running an
+    interrupted activation idempotent.
+    """
+
+    id: UUID
+    agent: str
+    subscription: int
+    input_ids: tuple[UUID, ...]
+    status: ActivationStatus = "pending"
+
+    @classmethod
+    def for_inputs(
+        cls, agent: str, subscription: int, input_ids: Sequence[UUID], *, salt: str = ""
+    ) -> ActivationRecord:
+        key = f"{agent}|{subscription}|{','.join(map(str, input_ids))}|{salt}"
+        return cls(uuid5(_NAMESPACE, key), agent, subscription, tuple(input_ids))
+
+
+_NAMESPACE = UUID("6f1c5e2a-4b7d-4c39-9a43-0f1e3d2b8c51")
+
+
+def output_id(activation: UUID, group: int, position: int) -> UUID:
+    """The id of the ``position``-th output of output group ``group`` of an activation."""
+    return uuid5(activation, f"{group}:{position}")
+
+
 @runtime_checkable
 class BlackboardStore(Protocol):
-    """What the orchestrator needs from a store. Results are in publication order."""
+    """What the orchestrator needs from a store. Results are in publication order.
+
+    Besides artifacts, a store keeps the activation journal: which activations are pending or
+    running, and which (artifact, agent, subscription) pairs were consumed. ``commit_activation``
+    writes an activation's outputs, its consumption records and its completion atomically.
+    """
 
     async def put(self, artifact: Artifact) -> None:
         """Add an artifact. Raises :class:`DuplicateArtifactError` if its id exists."""
@@ -88,6 +127,23 @@ class BlackboardStore(Protocol):
 
     async def count(self, filters: FilterConfig | None = None) -> int: ...
 
+    async def record_activation(self, record: ActivationRecord) -> None:
+        """Note that an activation is pending or running (insert or update by ``record.id``)."""
+        ...
+
+    async def commit_activation(self, record: ActivationRecord, outputs: Sequence[Artifact]) -> None:
+        """Atomically: add ``outputs`` (ids already present are skipped: idempotent re-delivery),
+        mark every input consumed by (agent, subscription), and mark the activation done."""
+        ...
+
+    async def consumptions(self) -> set[tuple[UUID, str, int]]:
+        """Every recorded (artifact id, agent, subscription) consumption."""
+        ...
+
+    async def in_flight(self) -> builtins.list[ActivationRecord]:
+        """Activations recorded as pending or running and not yet committed."""
+        ...
+
 
 class InMemoryStore:
     """A store in process memory, indexed by type and by correlation id."""
@@ -97,6 +153,8 @@ class InMemoryStore:
         self._seq: dict[UUID, int] = {}
         self._by_type: dict[str, list[Artifact]] = {}
         self._by_corr: dict[str, list[Artifact]] = {}
+        self._consumed: set[tuple[UUID, str, int]] = set()
+        self._in_flight: dict[UUID, ActivationRecord] = {}
 
     def __len__(self) -> int:
         return len(self._items)
@@ -173,6 +231,22 @@ class InMemoryStore:
             return len(exact)
         now = utcnow()
         return sum(1 for a in self._candidates(filters) if filters.matches(a, now))
+
+    async def record_activation(self, record: ActivationRecord) -> None:
+        self._in_flight[record.id] = record
+
+    async def commit_activation(self, record: ActivationRecord, outputs: Sequence[Artifact]) -> None:
+        for artifact in outputs:
+            if artifact.id not in self._items:
+                await self.put(artifact)
+        self._consumed.update((i, record.agent, record.subscription) for i in record.input_ids)
+        self._in_flight.pop(record.id, None)
+
+    async def consumptions(self) -> set[tuple[UUID, str, int]]:
+        return set(self._consumed)
+
+    async def in_flight(self) -> builtins.list[ActivationRecord]:
+        return list(self._in_flight.values())
 
     async def by_correlation(self, correlation_id: str) -> builtins.list[Artifact]:
         """Every artifact of one workflow, in publication order."""
