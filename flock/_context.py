@@ -41,23 +41,28 @@ class CorrelationContext:
         # Read the workflow backwards in growing pages and stop once ``limit`` are found: each
         # activation then costs O(limit), not O(size of the workflow), which would make a long
         # workflow quadratic. Visibility is checked here rather than in the store so that the
-        # store's correlation index answers the page directly.
+        # store's correlation index answers the page directly. A workflow that fits in the first
+        # window (the common case) takes one query.
         store, identity = request.store, request.identity
         inputs = {a.id for a in request.inputs}
         scope = FilterConfig(correlation_id=request.correlation_id)
         now = utcnow()
         newest_first: list[Artifact] = []
-        end = await store.count(scope)
         window = self.limit + len(inputs)
-        while end > 0 and len(newest_first) < self.limit:
+        first, end = await store.query_artifacts(scope, limit=window)
+        page: list[Artifact] | None = first if end <= window else None  # else: the oldest, not needed
+        while True:
             start = max(0, end - window)
-            page, _ = await store.query_artifacts(scope, limit=end - start, offset=start)
+            if page is None:
+                page, _ = await store.query_artifacts(scope, limit=end - start, offset=start)
             for a in reversed(page):
                 if a.id not in inputs and a.visibility.allows(identity, now=now, published_at=a.created_at):
                     newest_first.append(a)
                     if len(newest_first) == self.limit:
                         break
-            end, window = start, window * 2
+            if start == 0 or len(newest_first) == self.limit:
+                break
+            end, window, page = start, window * 2, None
         newest_first.reverse()
         return newest_first
 
