@@ -25,7 +25,11 @@ from flock._offline import ModelCall, OfflineEngine, set_tools
 
 @dataclass
 class Reply:
-    """A scripted answer: a status code, optional headers, and text or a raw body."""
+    """A scripted answer: a status code, optional headers, and text or a raw error body.
+
+    Script entries may also be plain text, ``None`` (the default answer), a dict of output values
+    (rendered in the request's adapter format), or a callable taking the :class:`ModelCall`.
+    """
 
     status: int = 200
     text: str | None = None
@@ -34,7 +38,7 @@ class Reply:
 
 
 def _key(messages: list[dict[str, Any]]) -> str:
-    return "\x00".join(str(m.get("content") or "") for m in messages)
+    return "\x00".join(_text(m.get("content")) for m in messages)
 
 
 class PromptRecorder(BaseCallback):
@@ -73,17 +77,18 @@ class OpenAIServer:
     def __init__(self, *, latency: float = 0.0, seed: int = 0) -> None:
         self.latency = latency
         self.requests: list[dict[str, Any]] = []
+        self.arrivals: list[float] = []
         self.recorder = PromptRecorder()
         self.tools: tuple[Any, ...] = ()  # dspy.Tool objects the default answers may call
         self.engine = OfflineEngine(seed)
-        self._script: list[Reply | str | Callable[[dict[str, Any]], Any] | None] = []
+        self._script: list[Reply | str | Callable[[ModelCall], Any] | None] = []
         self._repeat: Reply | str | None = None
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ control
-    def script(self, *replies: Reply | str | Callable[[dict[str, Any]], Any] | None) -> None:
+    def script(self, *replies: Reply | str | Callable[[ModelCall], Any] | None) -> None:
         """Answer the next requests with ``replies`` in order (``None`` = the default answer)."""
         with self._lock:
             self._script.extend(replies)
@@ -128,7 +133,10 @@ class OpenAIServer:
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="openai-server", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, name="openai-server",
+            daemon=True,
+        )
         self._thread.start()
         return self
 
@@ -151,21 +159,26 @@ class OpenAIServer:
             time.sleep(self.latency)
         with self._lock:
             self.requests.append(body)
+            self.arrivals.append(time.monotonic())
             reply = self._script.pop(0) if self._script else self._repeat
         if not path.rstrip("/").endswith("/chat/completions"):
             return 404, {}, {"error": {"message": f"unknown path {path}", "type": "invalid_request_error"}}
+        call = self._call(body.get("messages") or [])
         if callable(reply) and not isinstance(reply, Reply):
-            reply = reply(body)
+            reply = reply(call)
         if isinstance(reply, Reply) and reply.status != 200:
             message = f"scripted status {reply.status}"
             err = reply.body or {"error": {"message": message, "type": "server_error", "code": reply.status}}
             return reply.status, reply.headers, err
-        messages = body.get("messages") or []
         if isinstance(reply, Reply):
-            text = reply.text if reply.text is not None else self._default(messages)
+            reply = reply.text
+        if isinstance(reply, dict):
+            text = call.format(reply)
+        elif isinstance(reply, str):
+            text = reply
         else:
-            text = reply if isinstance(reply, str) else self._default(messages)
-        prompt_chars = sum(len(str(m.get("content") or "")) for m in messages)
+            text = call.default()
+        prompt_chars = sum(len(m["content"]) for m in call.messages)
         usage = {"prompt_tokens": max(1, prompt_chars // 4), "completion_tokens": max(1, len(text) // 4)}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         return 200, {}, {
@@ -179,10 +192,15 @@ class OpenAIServer:
             "usage": usage,
         }
 
-    def _default(self, messages: list[dict[str, Any]]) -> str:
+    def _call(self, messages: list[dict[str, Any]]) -> ModelCall:
         found = self.recorder.lookup(messages)
-        normalized = [{"role": str(m.get("role")), "content": str(m.get("content") or "")} for m in messages]
+        normalized = [{"role": str(m.get("role")), "content": _text(m.get("content"))} for m in messages]
         adapter, sig, inputs = found if found is not None else (None, None, {})
-        call = ModelCall(len(self.requests), normalized, sig, adapter, inputs, self.engine)
         set_tools(self.tools)  # this handler thread's own context
-        return call.default()
+        return ModelCall(len(self.requests) - 1, normalized, sig, adapter, inputs, self.engine)
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, list):  # content parts
+        return "".join(str(p.get("text", "")) if isinstance(p, dict) else str(p) for p in content)
+    return str(content or "")
