@@ -9,8 +9,8 @@ import math
 import os
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from contextlib import nullcontext
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager, nullcontext
 from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
@@ -38,6 +38,7 @@ from ._runtime import execute, failure_artifact
 from ._scheduler import Activation
 from ._spec import AgentSpec, Tick
 from ._store import ActivationRecord, BlackboardStore, InMemoryStore
+from ._tracing import SpanIndex, publish_span, tracer
 from ._types import TypeRegistry, require_model, type_name
 from ._visibility import PUBLIC, Visibility, _Base
 
@@ -121,6 +122,8 @@ class Flock:
         self._drive_lock: anyio.Lock | None = None
         self._engine: Any = None
         self._closed = False
+        self._spans = SpanIndex()
+        self._totals: Counter[str] = Counter()
 
     # ----------------------------------------------------------------- declaration
     def agent(self, name: str) -> AgentBuilder:
@@ -210,11 +213,17 @@ class Flock:
             await self._announce(artifact)
 
     async def _announce(self, artifact: Artifact) -> None:
+        with publish_span(self._spans, artifact):
+            await self._route_new(artifact)
+
+    async def _route_new(self, artifact: Artifact) -> None:
         self._summary.artifacts_by_type[artifact.type] += 1
+        self._totals["artifacts"] += 1
         if artifact.type == _WORKFLOW_ERROR:
             record = WorkflowError.model_validate(artifact.payload)
             log.warning("agent %r failed (%s): %s", record.agent, record.kind, record.message)
             self._summary.errors.append(record)
+            self._totals["errors"] += 1
         for comp in self._components:
             await comp.on_artifact_published(self, artifact)
         await self._router.route(artifact)
@@ -304,6 +313,7 @@ class Flock:
         try:
             await self.store.record_activation(dataclasses.replace(act.record, status="running"))
             await execute(self, act)
+            self._totals["activations"] += 1
             self._summary.activations += 1
             self._summary.agents_run[act.agent] += 1
         except anyio.get_cancelled_exc_class():
@@ -459,6 +469,28 @@ class Flock:
                 ) from exc
             self._engine = DSPyEngine()
         return self._engine
+
+    @asynccontextmanager
+    async def traced_run(self, name: str) -> AsyncIterator[Any]:
+        """One root span for everything inside: publishes, activations, model calls.
+
+        ::
+
+            async with flock.traced_run("pitch-review"):
+                await flock.publish(Idea(topic="bees"))
+                await flock.run_until_idle()
+
+        Spans go to the global OpenTelemetry tracer provider (see :mod:`flock.tracing`). Yields the
+        span; at the end it carries ``flock.run.activations``, ``flock.run.artifacts`` and
+        ``flock.run.errors``.
+        """
+        before = Counter(self._totals)
+        with tracer().start_as_current_span(f"flock.run {name}", attributes={"flock.run.name": name}) as span:
+            try:
+                yield span
+            finally:
+                for key in ("activations", "artifacts", "errors"):
+                    span.set_attribute(f"flock.run.{key}", self._totals[key] - before[key])
 
     # ----------------------------------------------------------------- lifecycle
     async def shutdown(self) -> None:

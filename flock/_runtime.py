@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4, uuid5
 
@@ -18,6 +19,7 @@ from ._outcomes import WorkflowError
 from ._scheduler import Activation
 from ._spec import AgentSpec, OutputDecl, OutputGroup
 from ._store import output_id
+from ._tracing import activation_span, evaluate_span, mark_failed
 from ._types import type_name
 from ._visibility import PrivateVisibility, Visibility, _Base, most_restrictive
 
@@ -39,6 +41,15 @@ async def execute(
     WorkflowError artifact committed with whatever the earlier groups produced (nothing is
     raised) unless ``raise_errors``; with ``publish=False`` outputs are built but not stored.
     """
+    with activation_span(
+        flock._spans, act.agent, act.subscription, act.artifacts, act.correlation_id
+    ) as span:
+        return await _execute(flock, act, span, publish=publish, raise_errors=raise_errors)
+
+
+async def _execute(
+    flock: Flock, act: Activation, span: Any, *, publish: bool, raise_errors: bool
+) -> list[Artifact]:
     spec = flock._agents[act.agent]
     record = act.record
     inputs = EvalInputs(artifacts=list(act.artifacts), models=[flock._model_of(a) for a in act.artifacts])
@@ -77,6 +88,8 @@ async def execute(
                 for position, out in enumerate(kept)
             )
     except Exception as exc:
+        kind = "contract" if isinstance(exc, OutputError) else "agent_error"
+        mark_failed(span, exc, kind)
         for u in utilities:
             try:
                 await u.on_error(spec, ctx, exc)
@@ -88,7 +101,7 @@ async def execute(
         failure = flock._failure(
             spec.name,
             act.artifacts,
-            kind="contract" if isinstance(exc, OutputError) else "agent_error",
+            kind=kind,
             error=exc,
             output_group=group_index,
             artifact_id=uuid5(record.id, "failure"),
@@ -133,7 +146,13 @@ async def _evaluate(
     flock: Flock, spec: AgentSpec, ctx: Context, inputs: EvalInputs, group: OutputGroup
 ) -> EvalResult:
     engines = spec.engines or (flock._default_engine(),)
+    with evaluate_span(spec.name, engines, group.index):
+        return await _evaluate_in_span(spec, ctx, inputs, group, engines)
 
+
+async def _evaluate_in_span(
+    spec: AgentSpec, ctx: Context, inputs: EvalInputs, group: OutputGroup, engines: Sequence[Any]
+) -> EvalResult:
     async def chain() -> EvalResult:
         current, result = inputs, EvalResult()
         for i, engine in enumerate(engines):
