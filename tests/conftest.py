@@ -4,9 +4,34 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("DSPY_CACHEDIR", tempfile.mkdtemp(prefix="flock-dspy-cache-"))
 # Tests choose their models explicitly; a developer's FLOCK_MODEL must not leak in.
 os.environ.pop("FLOCK_MODEL", None)
 os.environ.pop("DEFAULT_MODEL", None)
+
+
+@pytest.fixture(scope="session")
+def _span_exporter_session() -> InMemorySpanExporter:
+    """One in-memory exporter behind the global tracer provider (OpenTelemetry allows one per process)."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    return exporter
+
+
+@pytest.fixture
+def spans(_span_exporter_session: InMemorySpanExporter) -> Iterator[InMemorySpanExporter]:
+    """Spans finished during one test (the exporter is cleared before and after)."""
+    _span_exporter_session.clear()
+    yield _span_exporter_session
+    _span_exporter_session.clear()
