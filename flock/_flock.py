@@ -17,7 +17,7 @@ from uuid import UUID, uuid4
 
 import anyio
 from anyio.abc import TaskGroup
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from ._artifact import Artifact
 from ._builder import AgentBuilder
@@ -169,11 +169,18 @@ class Flock:
         if self._closed:
             raise FlockClosedError("this Flock was shut down; create a new Flock to publish again")
         if isinstance(obj, Artifact):
-            if self._types.resolve(obj.type) is None:
+            model = self._types.resolve(obj.type)
+            if model is None:
                 raise ConfigurationError(
                     f"artifact type {obj.type!r} is unknown to this Flock: declare an agent that uses it "
                     "or publish the model instance instead"
                 )
+            try:  # an invalid payload would otherwise fail later, inside routing or an activation
+                model.model_validate(obj.payload)
+            except ValidationError as exc:
+                raise ConfigurationError(
+                    f"artifact {obj.id} has a payload that is not a valid {obj.type}: {exc}"
+                ) from exc
             artifact = obj
         else:
             if not isinstance(obj, BaseModel):

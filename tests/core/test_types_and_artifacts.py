@@ -233,3 +233,18 @@ async def test_publish_rejects_non_models() -> None:
     with pytest.raises(ConfigurationError, match="visibility"):
         await flock.publish(Idea(topic="x"), visibility="public")  # type: ignore[arg-type]
     assert await flock.store.list() == []
+
+
+async def test_a_ready_made_artifact_with_an_invalid_payload_is_rejected() -> None:
+    flock = Flock()
+    seen: list[Idea] = []
+    flock.agent("all").consumes(Idea).calls(seen.append)
+    flock.agent("some").consumes(Idea, where=lambda i: i.topic != "x").calls(seen.append)
+    bad = Artifact(type="Idea", payload={"topic": ["not", "a", "string"]})
+    with pytest.raises(ConfigurationError, match="not a valid Idea"):
+        await flock.publish(bad)
+    assert await flock.store.list() == []
+    await flock.publish(Idea(topic="ok"))
+    summary = await flock.run_until_idle()  # nothing broken was queued
+    assert summary.ok and summary.activations == 2
+    assert seen == [Idea(topic="ok"), Idea(topic="ok")]
