@@ -29,8 +29,14 @@ class Activation:
     subscription: int
     artifacts: tuple[Artifact, ...]
     tick: Tick | None = None
-    workflow: str = field(default_factory=lambda: str(uuid4()))
+    workflow: str = ""
     journaled: bool = True
+
+    def __post_init__(self) -> None:
+        # Only a scheduled activation (no inputs to inherit from) starts a workflow of its own;
+        # a uuid4 for every activation would cost more than the rest of its bookkeeping.
+        if not self.artifacts and not self.workflow:
+            object.__setattr__(self, "workflow", str(uuid4()))
 
     @property
     def correlation_id(self) -> str:
