@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from ._artifact import Artifact, utcnow
@@ -27,6 +28,7 @@ class ContextRequest:
     correlation_id: str
     inputs: tuple[Artifact, ...]
     store: Any
+    now: datetime = field(default_factory=utcnow)
 
 
 class CorrelationContext:
@@ -46,7 +48,7 @@ class CorrelationContext:
         store, identity = request.store, request.identity
         inputs = {a.id for a in request.inputs}
         scope = FilterConfig(correlation_id=request.correlation_id)
-        now = utcnow()
+        now = request.now
         newest_first: list[Artifact] = []
         window = self.limit + len(inputs)
         first, end = await store.query_artifacts(scope, limit=window)

@@ -407,7 +407,11 @@ class Flock:
     async def run_until_idle(
         self, *, timeout: float | None = None, raise_on_error: bool = False
     ) -> RunSummary:
-        """Run until no work is left: no queued or running activations, no pending timers.
+        """Run until no work is left: nothing queued or running and no ``AfterVisibility`` release due.
+
+        Incomplete batches are flushed first (unless ``flush_partial_batches=False``). Passive
+        deadlines (batch timeouts, join windows, schedules) do not keep the run going; artifacts
+        still held by incomplete gates and joins are counted in ``summary.waiting``.
 
         Returns a :class:`RunSummary` of everything since the previous run returned. Failed
         activations are listed in ``summary.errors`` (and published as :class:`WorkflowError`

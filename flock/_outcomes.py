@@ -17,12 +17,12 @@ class WorkflowError(BaseModel):
 
     ``kind`` says what happened: ``"agent_error"`` (the agent or an engine raised),
     ``"contract"`` (outputs broke the declaration), ``"loop_guard"`` (iteration limit reached),
-    ``"subscription_error"`` (a ``where`` predicate raised), ``"timeout"``.
+    ``"subscription_error"`` (a ``where`` predicate or a join key function raised).
     Agents may subscribe to it like any other type.
     """
 
     agent: str
-    kind: Literal["agent_error", "contract", "loop_guard", "subscription_error", "timeout"]
+    kind: Literal["agent_error", "contract", "loop_guard", "subscription_error"]
     error_type: str
     message: str
     input_ids: list[str] = []

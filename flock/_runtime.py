@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4, uuid5
@@ -135,6 +136,7 @@ async def _context_for(flock: Flock, spec: AgentSpec, act: Activation) -> list[A
         correlation_id=act.correlation_id,
         inputs=act.artifacts,
         store=flock.store,
+        now=flock._now(),
     )
     found = await call_provider(provider, request)
     now = flock._now()
@@ -155,8 +157,10 @@ async def _evaluate_in_span(
 ) -> EvalResult:
     async def chain() -> EvalResult:
         current, result = inputs, EvalResult()
+        spent: Counter[str] = Counter()
         for i, engine in enumerate(engines):
             result = as_eval_result(await engine.evaluate(spec, ctx, current, group))
+            spent.update(result.metrics)
             if i + 1 < len(engines):
                 # The next engine sees this one's outputs as its inputs (not published).
                 arts = [
@@ -169,6 +173,7 @@ async def _evaluate_in_span(
                     for m in result.outputs
                 ]
                 current = EvalInputs(artifacts=arts, models=list(result.outputs), state=dict(result.state))
+        result.metrics = dict(spent)  # what the whole chain spent, not only its last engine
         return result
 
     if spec.best_of is None or spec.best_of[0] == 1:

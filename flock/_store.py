@@ -122,7 +122,7 @@ class BlackboardStore(Protocol):
     async def get_by_type(self, model: type[M], *, correlation_id: str | None = None) -> builtins.list[M]: ...
 
     async def query_artifacts(
-        self, filters: FilterConfig | None = None, *, limit: int = 50, offset: int = 0
+        self, filters: FilterConfig | None = None, limit: int = 50, offset: int = 0
     ) -> tuple[builtins.list[Artifact], int]: ...
 
     async def count(self, filters: FilterConfig | None = None) -> int: ...
@@ -213,7 +213,7 @@ class InMemoryStore:
         return list(self._items.values())
 
     async def query_artifacts(
-        self, filters: FilterConfig | None = None, *, limit: int = 50, offset: int = 0
+        self, filters: FilterConfig | None = None, limit: int = 50, offset: int = 0
     ) -> tuple[builtins.list[Artifact], int]:
         filters = filters or FilterConfig()
         matched = self._exact(filters)
