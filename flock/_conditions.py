@@ -6,6 +6,7 @@ with ``&``, ``|`` and ``~``.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -108,8 +109,10 @@ class ArtifactCount(Condition):
         self.text = ">= 1"
 
     def _compare(self, text: str, op: Callable[[int], bool]) -> ArtifactCount:
-        self.op, self.text = op, text
-        return self
+        # A new condition, so `base.at_least(1) | base.at_most(0)` keeps both comparisons.
+        other = copy.copy(self)
+        other.op, other.text = op, text
+        return other
 
     def at_least(self, n: int) -> ArtifactCount:
         return self._compare(f">= {n}", lambda c: c >= n)

@@ -462,3 +462,13 @@ def test_model_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FLOCK_MODEL", "flock/m")
     assert Flock().model == "flock/m"
     assert Flock("explicit/m").model == "explicit/m"
+
+
+async def test_comparisons_make_new_conditions() -> None:
+    flock = Flock()
+    await flock.publish_many([Task(n=i) for i in range(3)])
+    base = Until.artifact_count(Task)
+    assert await flock.run_until(base.at_least(1) | base.at_most(0)) is True
+    assert await flock.run_until(base.at_least(3) & base.at_most(3)) is True
+    assert await flock.run_until(base.exactly(2)) is False
+    assert repr(base.at_least(4)) == "count(Task) >= 4"
