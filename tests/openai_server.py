@@ -37,6 +37,11 @@ class Reply:
     body: dict[str, Any] | None = None
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 256  # the default (5) drops bursts of connections: SYN retries cost 1 s each
+    daemon_threads = True
+
+
 def _key(messages: list[dict[str, Any]]) -> str:
     return "\x00".join(_text(m.get("content")) for m in messages)
 
@@ -84,7 +89,7 @@ class OpenAIServer:
         self._script: list[Reply | str | Callable[[ModelCall], Any] | None] = []
         self._repeat: Reply | str | None = None
         self._lock = threading.Lock()
-        self._httpd: ThreadingHTTPServer | None = None
+        self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ control
@@ -131,7 +136,7 @@ class OpenAIServer:
             def log_message(self, format: str, *args: Any) -> None:
                 return None
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = _Server(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, name="openai-server",
