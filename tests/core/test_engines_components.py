@@ -470,3 +470,39 @@ async def test_where_filters_outputs_after_the_contract_holds() -> None:
     assert summary.filtered_outputs == 1
     # the contract is checked on what the engine returned, before filtering
     assert [(e.agent, e.kind) for e in summary.errors] == [("x", "contract")]
+
+
+async def test_hook_order_when_a_later_group_fails() -> None:
+    log: list[str] = []
+
+    def engine(task: Task, group: OutputGroup):
+        log.append(f"engine{group.index}")
+        if group.index == 1:
+            raise RuntimeError("second group broke")
+        return Final(n=1)
+
+    flock = Flock()
+    flock.agent("a").consumes(Task).publishes(Final).publishes(Note).calls(engine).with_utilities(
+        Recorder(log)
+    )
+    summary = await run_one(flock)
+    # on_error first; then the earlier group's outputs are published with the WorkflowError
+    assert log == [
+        "on_initialize", "on_pre_consume",
+        "on_pre_evaluate", "engine0", "on_post_evaluate",
+        "on_pre_evaluate", "engine1",
+        "on_error:RuntimeError", "on_post_publish:Final", "on_terminate",
+    ]  # fmt: skip
+    assert await finals(flock) == [1]
+    assert [(e.error_type, e.output_group) for e in summary.errors] == [("RuntimeError", 1)]
+    assert len(await flock.store.get_by_type(WorkflowError)) == 1
+
+
+async def test_invoke_runs_hooks_and_on_error_before_raising() -> None:
+    log: list[str] = []
+    flock = Flock()
+    flock.agent("a").consumes(Task).publishes(Final).calls(lambda t: 1 / 0).with_utilities(Recorder(log))
+    with pytest.raises(ZeroDivisionError):
+        await flock.invoke("a", Task())
+    assert log[-2:] == ["on_error:ZeroDivisionError", "on_terminate"]
+    assert await flock.store.list() == []
