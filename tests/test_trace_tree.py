@@ -72,7 +72,8 @@ def test_a_run_is_one_trace_and_activations_hang_under_their_causes(spans: InMem
         assert list(activation.attributes["flock.input.ids"]) == [cause.attributes["flock.artifact.id"]]
         producer = _parent(cause, by_id)
         assert producer is not None and producer.name == "flock.activate brainstorm"
-        children = sorted(s.name for s in finished if s.parent and s.parent.span_id == activation.context.span_id)
+        under = activation.context.span_id
+        children = sorted(s.name for s in finished if s.parent and s.parent.span_id == under)
         # multi-output: one engine evaluation, one publish span per output
         assert children == ["flock.evaluate judge", "flock.publish Score", "flock.publish Summary"]
 
@@ -101,7 +102,7 @@ def test_a_gate_activation_links_its_other_inputs(spans: InMemorySpanExporter) -
     assert link.context.span_id == summary_span.context.span_id
 
 
-def test_a_failing_activation_is_marked_and_its_error_is_published_under_it(spans: InMemorySpanExporter) -> None:
+def test_a_failing_activation_is_marked_and_its_error_is_published(spans: InMemorySpanExporter) -> None:
     flock = Flock()
 
     def broken(topic: Topic) -> Idea:
