@@ -138,7 +138,8 @@ class AgentSignature:
             spec: dict[str, Any] = {}
             for f in self.fields:
                 kind = dspy.InputField if f.input else dspy.OutputField
-                spec[f.name] = (f.type, kind(desc=f.description) if f.description else kind())
+                tp = f.type if f.input else _prompt_type(f.type)
+                spec[f.name] = (tp, kind(desc=f.description) if f.description else kind())
             self._dspy.append(dspy.Signature(spec, self.instructions))
         return self._dspy[0]
 
@@ -151,6 +152,35 @@ class AgentSignature:
                 desc = f"  # {f.description}" if f.description else ""
                 lines.append(f"    {f.name}: {f.type_label}{desc}")
         return "\n".join(lines)
+
+
+def _prompt_type(tp: Any) -> Any:
+    """``tp`` with the Pydantic ``title`` noise removed from the JSON schema the model is shown.
+
+    Output models are shown to the model as a JSON schema; every property carries a ``title`` that
+    repeats its name. A same-named subclass drops them (about 15 characters per property). The engine
+    re-validates every parsed value into the declared class, so the subclass never leaves the engine.
+    """
+    if get_origin(tp) is list:
+        (item,) = get_args(tp)
+        return list[_prompt_type(item)]  # type: ignore[misc]
+    if not (isinstance(tp, type) and issubclass(tp, BaseModel)):
+        return tp
+    original: Any = tp.model_config.get("json_schema_extra")
+
+    def strip(schema: dict[str, Any], cls: Any) -> None:
+        if callable(original):
+            original(schema, cls)
+        elif isinstance(original, dict):
+            schema.update(original)
+        schema.pop("title", None)
+        for prop in schema.get("properties", {}).values():
+            if isinstance(prop, dict):
+                prop.pop("title", None)
+
+    config = {**tp.model_config, "json_schema_extra": strip}
+    return type(tp.__name__, (tp,), {"model_config": config, "__module__": tp.__module__,
+                                     "__qualname__": tp.__qualname__, "__doc__": tp.__doc__})
 
 
 # --------------------------------------------------------------------------- naming
