@@ -65,6 +65,17 @@ def _validators(value: Any, agent: str) -> tuple[tuple[Callable[[Any], bool], st
     return tuple(out)
 
 
+_HOOKS = (
+    "on_initialize",
+    "on_pre_consume",
+    "on_pre_evaluate",
+    "on_post_evaluate",
+    "on_post_publish",
+    "on_error",
+    "on_terminate",
+)
+
+
 class AgentBuilder:
     """Declares one agent. Every method returns the builder, so calls chain::
 
@@ -208,9 +219,10 @@ class AgentBuilder:
         Several engines chain: each one's outputs are the next one's inputs.
         """
         for e in engines:
-            if not callable(getattr(e, "evaluate", None)):
+            if isinstance(e, type) or not callable(getattr(e, "evaluate", None)):
                 raise ConfigurationError(
                     f"agent {self._name!r}: with_engines() takes EngineComponent instances, got {e!r}"
+                    + (f"; pass an instance: {e.__name__}()" if isinstance(e, type) else "")
                 )
         return self._update(engines=tuple(engines))
 
@@ -233,6 +245,17 @@ class AgentBuilder:
 
     def with_utilities(self, *components: Any) -> AgentBuilder:
         """Attach :class:`~flock.AgentComponent` hooks."""
+        for c in components:
+            missing = [h for h in _HOOKS if not callable(getattr(c, h, None))]
+            if isinstance(c, type) or missing:
+                raise ConfigurationError(
+                    f"agent {self._name!r}: with_utilities() takes AgentComponent instances, got {c!r}"
+                    + (
+                        f"; pass an instance: {c.__name__}()"
+                        if isinstance(c, type)
+                        else "; subclass flock.AgentComponent and override the hooks you need"
+                    )
+                )
         return self._update(utilities=(*self.spec.utilities, *components))
 
     def with_context(self, provider: Any) -> AgentBuilder:
