@@ -20,6 +20,7 @@ from flock import (
     TenantVisibility,
     UnknownAgentError,
     Until,
+    When,
     WorkflowError,
     WorkflowFailed,
     flock_type,
@@ -472,3 +473,33 @@ async def test_comparisons_make_new_conditions() -> None:
     assert await flock.run_until(base.at_least(3) & base.at_most(3)) is True
     assert await flock.run_until(base.exactly(2)) is False
     assert repr(base.at_least(4)) == "count(Task) >= 4"
+
+
+async def test_until_conditions_filter_by_correlation_tags_and_producer() -> None:
+    flock = Flock()
+    flock.agent("worker").consumes(Task).publishes(Done).calls(done)
+    await flock.publish(Task(n=1), correlation_id="a", tags={"hot"})
+    await flock.publish_many([Task(n=2), Task(n=3)], correlation_id="b")
+    await flock.run_until_idle()
+    assert await flock.run_until(Until.artifact_count(Task, correlation_id="b").exactly(2))
+    assert await flock.run_until(Until.artifact_count(Task, tags="hot").exactly(1))
+    assert await flock.run_until(Until.artifact_count(Done, produced_by="worker").exactly(3))
+    assert await flock.run_until(Until.none(Done, produced_by="someone-else"))
+    assert not await flock.run_until(Until.exists(Task, correlation_id="c"))
+
+
+async def test_activation_conditions_defer_until_the_workflow_is_ready() -> None:
+    flock = Flock()
+    seen: list[int] = []
+    flock.agent("x").consumes(Task, activation=When.correlation(Note).count_at_least(2)).calls(
+        lambda t: seen.append(t.n)
+    )
+    await flock.publish(Task(n=1), correlation_id="w")
+    await flock.publish(Note(n=1), correlation_id="w")
+    assert (await flock.run_until_idle()).activations == 0
+    await flock.publish_many([Note(n=2), Note(n=3)], correlation_id="other")  # another workflow
+    await flock.run_until_idle()
+    assert seen == []
+    await flock.publish(Note(n=4), correlation_id="w")
+    summary = await flock.run_until_idle()
+    assert (seen, summary.activations) == ([1], 1)
