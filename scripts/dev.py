@@ -56,7 +56,8 @@ def check() -> None:
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
     run(PY, "-m", "pytest", "-q", "--cov=flock", "--cov-report=term-missing:skip-covered", env=env)
     with tempfile.TemporaryDirectory() as site:
-        run(BIN / "mkdocs", "build", "--strict", "--quiet", "-d", site)
+        quiet = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+        run(BIN / "mkdocs", "build", "--strict", "--quiet", "-d", site, env=quiet)
     print("check: all gates passed")
 
 
