@@ -81,6 +81,7 @@ class Gates:
         self._gates: dict[tuple[str, int, str], _GateState] = {}
         self._batches: dict[tuple[str, int, str], list[Artifact]] = {}
         self._batch_ids: dict[tuple[str, int, str], int] = {}
+        self._batch_opened: dict[tuple[str, int, str], float] = {}
         self._counter = itertools.count(1)
 
     def offer(self, spec: AgentSpec, sub: Subscription, artifact: Artifact) -> tuple[Artifact, ...] | None:
@@ -97,26 +98,41 @@ class Gates:
             del self._gates[key]
         return tuple(taken)
 
+    @staticmethod
+    def batch_key(spec: AgentSpec, sub: Subscription, artifact: Artifact) -> tuple[str, int, str]:
+        group = artifact.correlation_id if sub.batch is None or sub.batch.per_correlation else "*"
+        return (spec.name, sub.index, group)
+
+    def batch_age(self, key: tuple[str, int, str], now: float) -> float:
+        """Seconds since the open batch under ``key`` received its first artifact (0 if none is open)."""
+        return now - self._batch_opened[key] if key in self._batches else 0.0
+
     def add_to_batch(
-        self, spec: AgentSpec, sub: Subscription, artifact: Artifact
+        self, spec: AgentSpec, sub: Subscription, artifact: Artifact, now: float = 0.0
     ) -> tuple[tuple[str, int, str], int, tuple[Artifact, ...] | None]:
         """Add to a batch. Returns (key, batch number, the full batch once it reaches ``size``).
 
         The batch number lets a timeout flush exactly the batch it was started for.
         """
-        group = artifact.correlation_id if sub.batch is None or sub.batch.per_correlation else "*"
-        key = (spec.name, sub.index, group)
+        key = self.batch_key(spec, sub, artifact)
         batch = self._batches.get(key)
         if batch is None:
             batch = self._batches[key] = []
             self._batch_ids[key] = next(self._counter)
+            self._batch_opened[key] = now
         batch.append(artifact)
         number = self._batch_ids[key]
         size = sub.batch.size if sub.batch else None
         if size is not None and len(batch) >= size:
-            del self._batches[key]
+            self._close_batch(key)
             return key, number, tuple(batch)
         return key, number, None
+
+    def _close_batch(self, key: tuple[str, int, str]) -> list[Artifact] | None:
+        # Forget the batch's number and start time too: one entry per workflow would otherwise stay.
+        self._batch_ids.pop(key, None)
+        self._batch_opened.pop(key, None)
+        return self._batches.pop(key, None)
 
     def batch_started(self, key: tuple[str, int, str]) -> bool:
         return len(self._batches.get(key, ())) == 1
@@ -125,7 +141,7 @@ class Gates:
         """Remove and return the open batch under ``key`` (only if it is batch ``number``, when given)."""
         if number is not None and self._batch_ids.get(key) != number:
             return None
-        batch = self._batches.pop(key, None)
+        batch = self._close_batch(key)
         return tuple(batch) if batch else None
 
     def partial_batches(self) -> list[tuple[str, int, str]]:
