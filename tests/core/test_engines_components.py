@@ -506,3 +506,26 @@ async def test_invoke_runs_hooks_and_on_error_before_raising() -> None:
         await flock.invoke("a", Task())
     assert log[-2:] == ["on_error:ZeroDivisionError", "on_terminate"]
     assert await flock.store.list() == []
+
+
+async def test_a_failing_on_post_publish_hook_is_recorded_and_the_outputs_stay() -> None:
+    class Bad(AgentComponent):
+        async def on_post_publish(self, agent, ctx, artifact):
+            raise LookupError("after publish")
+
+    flock = Flock()
+    flock.agent("a").consumes(Task).publishes(Final).calls(lambda t: Final(n=t.n)).with_utilities(Bad())
+    summary = await run_one(flock)
+    assert await finals(flock) == [1]
+    assert [(e.kind, e.error_type) for e in summary.errors] == [("agent_error", "LookupError")]
+
+
+async def test_non_model_outputs_in_an_eval_result_are_a_contract_violation() -> None:
+    flock = Flock()
+    flock.agent("a").consumes(Task).publishes(Final).with_engines(
+        Returns(lambda t: EvalResult(outputs=["text", Final(n=1)]))
+    )
+    summary = await run_one(flock)
+    assert [e.kind for e in summary.errors] == ["contract"]
+    assert "is not a model" in summary.errors[0].message
+    assert await finals(flock) == []
