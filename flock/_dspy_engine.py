@@ -93,8 +93,11 @@ class DSPyEngine(EngineComponent):
     ) -> None:
         if program not in PROGRAMS:
             raise ConfigurationError(f"DSPyEngine(program={program!r}): choose one of {', '.join(PROGRAMS)}")
-        for label, value, low in (("max_tool_calls", max_tool_calls, 1), ("max_reasks", max_reasks, 0),
-                                  ("retries", retries, 0)):
+        for label, value, low in (
+            ("max_tool_calls", max_tool_calls, 1),
+            ("max_reasks", max_reasks, 0),
+            ("retries", retries, 0),
+        ):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigurationError(f"DSPyEngine({label}=...) must be an int >= {low}, got {value!r}")
         if model is not None and not isinstance(model, str | dspy.BaseLM):
@@ -144,8 +147,12 @@ class DSPyEngine(EngineComponent):
         settings: dict[str, Any] = {"lm": lm, "adapter": adapter, "usage_tracker": tracker}
         if offline:
             settings["callbacks"] = [*(dspy.settings.callbacks or []), SignatureTap()]
-        trace: dict[str, Any] = {"signature": sig.spec, "program": kind, "adapter": type(adapter).__name__,
-                                 "model": getattr(lm, "model", str(lm))}
+        trace: dict[str, Any] = {
+            "signature": sig.spec,
+            "program": kind,
+            "adapter": type(adapter).__name__,
+            "model": getattr(lm, "model", str(lm)),
+        }
         attempts: list[list[str]] = []
         reasks = 0
         feedback: str | None = None
@@ -183,8 +190,13 @@ class DSPyEngine(EngineComponent):
             feedback = "Your previous answer broke the output contract:\n" + "\n".join(
                 f"- {e}" for e in errors
             )
-            logger.info("agent %r: re-asking the model (%d/%d): %s", agent.name, reasks, self.max_reasks,
-                        "; ".join(errors))
+            logger.info(
+                "agent %r: re-asking the model (%d/%d): %s",
+                agent.name,
+                reasks,
+                self.max_reasks,
+                "; ".join(errors),
+            )
         if attempts:
             trace["attempts"] = attempts
         metrics = tracker.metrics()
@@ -197,8 +209,15 @@ class DSPyEngine(EngineComponent):
     ) -> AgentSignature:
         """The (cached) signature for an agent, output group and input shape."""
         outs = tuple((d.type_name, d.type, d.fan_out, d.description) for d in group.outputs)
-        key = (agent.name, agent.description, group.index, group.description, outs, tuple(shapes),
-               has_context)
+        key = (
+            agent.name,
+            agent.description,
+            group.index,
+            group.description,
+            outs,
+            tuple(shapes),
+            has_context,
+        )
         sig = self._signatures.get(key)
         if sig is None:
             sig = build_signature(
@@ -227,38 +246,12 @@ class DSPyEngine(EngineComponent):
         return lm
 
     def _adapter_for(self, lm: dspy.BaseLM) -> Any:
-        adapter = self.adapter
-        if adapter is None:
-            default = self._adapters.get(0)
-            if default is None:
-                default = dspy.ChatAdapter(use_json_adapter_fallback=self.adapter_fallback)
-                self._adapters[0] = default
-            return default
-        if isinstance(adapter, type):
-            made = self._adapters.get(id(lm))
-            if made is None:
-                if issubclass(adapter, dspy.TwoStepAdapter):
-                    made = adapter(lm)
-                elif issubclass(adapter, dspy.ChatAdapter) and not issubclass(adapter, dspy.JSONAdapter):
-                    made = adapter(use_json_adapter_fallback=self.adapter_fallback)
-                else:
-                    made = adapter()
-                self._adapters[id(lm)] = made
-            return made
-        if (
-            isinstance(adapter, dspy.ChatAdapter)
-            and not isinstance(adapter, dspy.JSONAdapter)
-            and adapter.use_json_adapter_fallback
-            and not self.adapter_fallback
-        ):
-            # No silent second call: the fallback stays off unless the engine is told otherwise.
-            quiet = self._adapters.get(-1)
-            if quiet is None:
-                quiet = copy.copy(adapter)
-                quiet.use_json_adapter_fallback = False
-                self._adapters[-1] = quiet
-            return quiet
-        return adapter
+        """The engine's own adapter for ``lm``: made once, never the caller's object itself."""
+        key = id(lm) if isinstance(self.adapter, type) else 0
+        made = self._adapters.get(key)
+        if made is None:
+            made = self._adapters[key] = _own_adapter(self.adapter, lm, self.adapter_fallback)
+        return made
 
     def _program_kind(self, agent: AgentSpec) -> str:
         if self.program == "auto":
@@ -296,6 +289,31 @@ class DSPyEngine(EngineComponent):
 # ---------------------------------------------------------------------- helpers
 
 
+def _own_adapter(adapter: Any, lm: dspy.BaseLM, fallback: bool) -> Any:
+    """An engine-owned adapter: instantiated from a class, or a shallow copy of an instance.
+
+    The copy lets the engine (a) keep ChatAdapter's silent JSON fallback off unless ``fallback`` and
+    (b) memoise the system message per signature: DSPy rebuilds it, JSON schemas included, on every
+    call although it depends on the signature alone (about a third of DSPy's CPU per call).
+    """
+    if adapter is None:
+        made = dspy.ChatAdapter(use_json_adapter_fallback=fallback)
+    elif isinstance(adapter, type):
+        if issubclass(adapter, dspy.TwoStepAdapter):
+            made = adapter(lm)
+        elif issubclass(adapter, dspy.ChatAdapter) and not issubclass(adapter, dspy.JSONAdapter):
+            made = adapter(use_json_adapter_fallback=fallback)
+        else:
+            made = adapter()
+    else:
+        made = copy.copy(adapter)
+        if isinstance(made, dspy.ChatAdapter) and not isinstance(made, dspy.JSONAdapter) and not fallback:
+            made.use_json_adapter_fallback = False  # no silent second call
+    made.format_system_message = functools.lru_cache(maxsize=128)(made.format_system_message)
+    return made
+
+
+
 class _CallCounter(UsageTracker):
     """DSPy usage tracker that also counts calls (DSPy skips entries with empty usage)."""
 
@@ -313,8 +331,11 @@ class _CallCounter(UsageTracker):
             for entry in entries:
                 tokens_in += int(entry.get("prompt_tokens") or entry.get("input_tokens") or 0)
                 tokens_out += int(entry.get("completion_tokens") or entry.get("output_tokens") or 0)
-        return {"input_tokens": float(tokens_in), "output_tokens": float(tokens_out),
-                "model_calls": float(self.calls)}
+        return {
+            "input_tokens": float(tokens_in),
+            "output_tokens": float(tokens_out),
+            "model_calls": float(self.calls),
+        }
 
 
 def _input_models(agent: AgentSpec, ctx: Context, inputs: EvalInputs) -> list[BaseModel]:
@@ -394,8 +415,10 @@ def _keep_trace(trace: dict[str, Any], prediction: Any) -> None:
         trace["reasoning"] = str(reasoning)
     trajectory = getattr(prediction, "trajectory", None)
     if trajectory:
-        trace["trajectory"] = {k: v if isinstance(v, str | int | float | bool | dict | list) else str(v)
-                               for k, v in dict(trajectory).items()}
+        trace["trajectory"] = {
+            k: v if isinstance(v, str | int | float | bool | dict | list) else str(v)
+            for k, v in dict(trajectory).items()
+        }
 
 
 def _short(exc: ValidationError) -> str:
