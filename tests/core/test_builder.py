@@ -242,3 +242,12 @@ def test_publishes_visibility_and_validate_are_kept_on_the_spec() -> None:
     decl = spec.output_groups[0].outputs[0]
     assert decl.visibility == vis
     assert decl.validate[0][1] == "text must not be empty"
+
+
+def test_labels_accumulate_and_switches_default_on() -> None:
+    b = Flock().agent("a").labels("x").labels("y", "z").prevent_self_trigger(False)
+    assert b.spec.labels == frozenset({"x", "y", "z"})
+    assert b.spec.identity.labels == frozenset({"x", "y", "z"})
+    assert b.prevent_self_trigger().spec.prevent_self_trigger is True
+    # an empty where list is "no predicate": every artifact matches
+    assert b.consumes(Task, where=[]).spec.subscriptions[0].where == ()

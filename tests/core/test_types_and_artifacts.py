@@ -248,3 +248,13 @@ async def test_a_ready_made_artifact_with_an_invalid_payload_is_rejected() -> No
     summary = await flock.run_until_idle()  # nothing broken was queued
     assert summary.ok and summary.activations == 2
     assert seen == [Idea(topic="ok"), Idea(topic="ok")]
+
+
+async def test_a_uuid_correlation_id_is_stored_as_text() -> None:
+    from uuid import uuid4
+
+    flock = Flock()
+    corr = uuid4()
+    art = await flock.publish(Idea(topic="x"), correlation_id=corr)
+    assert art.correlation_id == str(corr)
+    assert await flock.store.get_by_type(Idea, correlation_id=str(corr)) == [Idea(topic="x")]
