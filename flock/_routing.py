@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import TYPE_CHECKING
 from uuid import UUID
 
@@ -124,10 +125,17 @@ class Router:
         except Exception as exc:
             await flock._record_failure(spec.name, (artifact,), kind="subscription_error", error=exc)
             return
-        group, ready = self.joins.offer(spec, sub, artifact, key, flock._clock.monotonic())
+        now = flock._clock.monotonic()
+        window = sub.join.within
+        if isinstance(window, timedelta):
+            # A window that closed while nothing ran to fire its timer: expire the group now, so
+            # the newcomer starts a new one instead of completing a group that is already too old.
+            overdue = self.joins.overdue((spec.name, sub.index), key, now - window.total_seconds())
+            if overdue is not None:
+                await self._expired(spec, sub, overdue)
+        group, ready = self.joins.offer(spec, sub, artifact, key, now)
         if ready:
             await self.enqueue(Activation(spec.name, sub.index, ready))
-        window = sub.join.within
         if isinstance(window, int):
             for stale in self.joins.expire_by_count((spec.name, sub.index), window):
                 await self._expired(spec, sub, stale)

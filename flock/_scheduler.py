@@ -194,6 +194,13 @@ class Joins:
             del groups[key]
         return group, taken
 
+    def overdue(self, slot: tuple[str, int], key: Any, opened_before: float) -> JoinGroup | None:
+        """Remove and return the open group under ``key`` if it opened at or before ``opened_before``."""
+        group = self._groups.get(slot, {}).get(key)
+        if group is None or group.opened_at > opened_before:
+            return None
+        return self.expire(slot, key, group.number)
+
     def expire(self, slot: tuple[str, int], key: Any, number: int) -> JoinGroup | None:
         """Remove the group ``number`` under ``key`` if it is still open."""
         group = self._groups.get(slot, {}).get(key)
