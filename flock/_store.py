@@ -7,8 +7,9 @@ import heapq
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from hashlib import sha1
 from typing import Literal, Protocol, TypeVar, runtime_checkable
-from uuid import UUID, uuid5
+from uuid import UUID
 
 from pydantic import BaseModel
 
@@ -91,15 +92,27 @@ class ActivationRecord:
         cls, agent: str, subscription: int, input_ids: Sequence[UUID], *, salt: str = ""
     ) -> ActivationRecord:
         key = f"{agent}|{subscription}|{','.join(map(str, input_ids))}|{salt}"
-        return cls(uuid5(_NAMESPACE, key), agent, subscription, tuple(input_ids))
+        return cls(_uuid5(_NAMESPACE, key), agent, subscription, tuple(input_ids))
 
 
 _NAMESPACE = UUID("6f1c5e2a-4b7d-4c39-9a43-0f1e3d2b8c51")
+_V5_CLEAR = ~((0xC000 << 48) | (0xF000 << 64)) & ((1 << 128) - 1)  # variant and version bits
+_V5_SET = (0x8000 << 48) | (5 << 76)  # RFC 4122 variant, version 5
+
+
+def _uuid5(namespace: UUID, name: str) -> UUID:
+    """Exactly ``uuid.uuid5(namespace, name)``, in half the time.
+
+    Two run per activation (its id and each output's), so the stdlib's per-call import and
+    ``UUID(bytes=..., version=...)`` checks showed up in the orchestration benchmark.
+    """
+    digest = sha1(namespace.bytes + name.encode()).digest()
+    return UUID(int=(int.from_bytes(digest[:16], "big") & _V5_CLEAR) | _V5_SET)
 
 
 def output_id(activation: UUID, group: int, position: int) -> UUID:
     """The id of the ``position``-th output of output group ``group`` of an activation."""
-    return uuid5(activation, f"{group}:{position}")
+    return _uuid5(activation, f"{group}:{position}")
 
 
 @runtime_checkable
