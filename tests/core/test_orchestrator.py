@@ -9,6 +9,7 @@ import pytest
 from pydantic import BaseModel
 
 from flock import (
+    AgentComponent,
     ContractViolation,
     FilterConfig,
     Flock,
@@ -503,3 +504,23 @@ async def test_activation_conditions_defer_until_the_workflow_is_ready() -> None
     await flock.publish(Note(n=4), correlation_id="w")
     summary = await flock.run_until_idle()
     assert (seen, summary.activations) == ([1], 1)
+
+
+async def test_a_timeout_after_the_outputs_were_committed_never_duplicates_them() -> None:
+    release = anyio.Event()
+
+    class SlowAfterPublish(AgentComponent):
+        async def on_post_publish(self, agent, ctx, artifact) -> None:
+            await release.wait()
+
+    flock = Flock()
+    downstream: list[int] = []
+    flock.agent("worker").consumes(Task).publishes(Done).calls(done).with_utilities(SlowAfterPublish())
+    flock.agent("closer").consumes(Done).calls(lambda d: downstream.append(d.n))
+    await flock.publish(Task(n=1))
+    with pytest.raises(RunTimeout):
+        await flock.run_until_idle(timeout=0.1)
+    release.set()
+    await flock.run_until_idle()
+    assert await flock.store.get_by_type(Done) == [Done(n=1)]
+    assert downstream == [1]
