@@ -94,11 +94,13 @@ async def _run_chain(n: int, one_correlation: bool) -> dict[str, Any]:
     inputs = [stages[0](value=i) for i in range(n)]
     options = {"correlation_id": "bench-one"} if one_correlation else {}
     gc.collect()
+    c0 = time.process_time()
     t0 = time.perf_counter()
     await flock.publish_many(inputs, **options)
     t1 = time.perf_counter()
     summary = await flock.run_until_idle()
     t2 = time.perf_counter()
+    cpu = time.process_time() - c0
     activations = summary.activations
     expected = n * STAGES
     if activations != expected or summary.errors:
@@ -124,6 +126,7 @@ async def _run_chain(n: int, one_correlation: bool) -> dict[str, Any]:
         "us_per_activation": wall / activations * 1e6,
         "engine_us_per_activation": engine / activations * 1e6,
         "orchestration_us_per_activation": (wall - engine) / activations * 1e6,
+        "cpu_us_per_activation": cpu / activations * 1e6,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "rss_mb": _vm_kb("VmRSS") / 1024,
     }
@@ -268,6 +271,8 @@ def main() -> None:
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        # Wall-clock numbers are only comparable on an idle machine; this shows if it was not.
+        "load_avg_1m_before": round(os.getloadavg()[0], 2),
     }
     chain = _summarize([_spawn_chain(args.n, False) for _ in range(args.runs)])
     report["chain"] = chain
@@ -310,6 +315,7 @@ def main() -> None:
         "import_rss_mb<=60": report["import"]["median"]["rss_after_mb"] <= TARGET_IMPORT_MB,
         "no_dspy_or_litellm": not (best_imp["imported"]["dspy"] or best_imp["imported"]["litellm"]),
     }
+    report["load_avg_1m_after"] = round(os.getloadavg()[0], 2)
     print(json.dumps(report, indent=2))
 
 
