@@ -35,6 +35,8 @@ _CALL: ContextVar[tuple[Any, Any, dict[str, Any]] | None] = ContextVar("flock_of
 _TOOLS: ContextVar[tuple[Any, ...]] = ContextVar("flock_offline_tools", default=())
 _COUNT = re.compile(r"\b(?:exactly (\d+)|between (\d+) and (\d+))\b")
 _SKIP_INPUTS = frozenset({"trajectory", "feedback", "context"})
+_ALTERNATION = re.compile(r"\^?\(?((?:[\w .-]+\|)+[\w .-]+)\)?\$?")
+_INDEX_SUFFIX = re.compile(r"\s*\(\d+\)$")
 
 
 class SignatureTap(BaseCallback):
@@ -176,8 +178,10 @@ class OfflineEngine:
         values: dict[str, Any] = {}
         for name, info in sig.output_fields.items():
             if name == "reasoning":
-                values[name] = f"Work out {_list_words([n for n in sig.output_fields if n != name])} " \
+                values[name] = (
+                    f"Work out {_list_words([n for n in sig.output_fields if n != name])} "
                     f"from {_list_words(list(sig.input_fields))}."
+                )
                 continue
             values[name] = faker.field(name, info)
         return values
@@ -268,8 +272,10 @@ class _Faker:
 
     def value(self, schema: dict[str, Any], name: str, index: int | None, depth: int = 0) -> Any:
         if "$ref" in schema:
-            schema = {**self.defs.get(schema["$ref"].rsplit("/", 1)[-1], {}), **{
-                k: v for k, v in schema.items() if k != "$ref"}}
+            schema = {
+                **self.defs.get(schema["$ref"].rsplit("/", 1)[-1], {}),
+                **{k: v for k, v in schema.items() if k != "$ref"},
+            }
         for key in ("anyOf", "oneOf", "allOf"):
             if key in schema:
                 options = [o for o in schema[key] if o.get("type") != "null"] or schema[key]
@@ -352,6 +358,14 @@ class _Faker:
             return "https://example.com/" + re.sub(r"\W+", "-", self.subject.lower()).strip("-")[:40]
         if fmt == "uuid":
             return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+        pattern = schema.get("pattern")
+        if isinstance(pattern, str):
+            default = schema.get("default")
+            if isinstance(default, str) and re.search(pattern, default):
+                return default
+            options = _ALTERNATION.fullmatch(pattern)
+            if options:
+                return str(self.rng.choice(options.group(1).split("|")))
         label = name.replace("_", " ").strip().capitalize() or "Value"
         text = f"{label} about {self.subject}" if self.subject else label
         if index is not None:
@@ -378,8 +392,11 @@ def _react_step(faker: _Faker, sig: Any, inputs: dict[str, Any]) -> dict[str, An
     tool = tools.get(name)
     args_schema = {"type": "object", "properties": dict(getattr(tool, "args", {}) or {})}
     args = faker.obj(args_schema, 0)
-    return {"next_thought": f"Call {name} to learn about {faker.subject}.", "next_tool_name": name,
-            "next_tool_args": args}
+    return {
+        "next_thought": f"Call {name} to learn about {faker.subject}.",
+        "next_tool_name": name,
+        "next_tool_args": args,
+    }
 
 
 def _read_two_step(text: str, sig: Any) -> dict[str, Any] | None:
@@ -409,6 +426,7 @@ def _subject(sig: Any, inputs: dict[str, Any]) -> str:
             continue
         found = _first_text(inputs[name])
         if found:
+            found = _INDEX_SUFFIX.sub("", found)
             words = found.split()
             short = " ".join(words[:8])
             return short if len(short) <= 60 else short[:57].rstrip() + "..."
