@@ -76,7 +76,7 @@ class FunctionModel(OfflineLM):
         self.num_retries = retries
 
     @classmethod
-    def script(cls, *answers: Any) -> FunctionModel:
+    def script(cls, *answers: Any, retries: int = 0) -> FunctionModel:
         """Answer call ``i`` with ``answers[i]`` (the last one repeats).
 
         Each answer is anything ``func`` may return, ``None`` for the default answer, or a callable
@@ -95,7 +95,7 @@ class FunctionModel(OfflineLM):
                 return answer(call)
             return answer
 
-        return cls(pick)
+        return cls(pick, retries=retries)
 
 
 class RealModelCallError(FlockError, RuntimeError):
