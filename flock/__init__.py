@@ -42,6 +42,7 @@ from ._flock import Flock
 from ._function_engine import FunctionEngine
 from ._outcomes import JoinExpired, RunSummary, WorkflowError
 from ._spec import AgentSpec, BatchSpec, JoinSpec, OutputDecl, OutputGroup, ScheduleSpec, Subscription, Tick
+from ._sqlite_store import SQLiteStore
 from ._store import BlackboardStore, FilterConfig, InMemoryStore
 from ._types import flock_type
 from ._visibility import (
@@ -125,6 +126,7 @@ __all__ = [
     "PublicVisibility",
     "RunSummary",
     "RunTimeout",
+    "SQLiteStore",
     "ScheduleSpec",
     "Subscription",
     "SystemClock",

@@ -228,9 +228,9 @@ class Flock(RunLoop):
             self._totals["errors"] += 1
         for comp in self._components:
             await comp.on_artifact_published(self, artifact)
-        await self._router.route(artifact)
-        if self._router.deferred:
+        if self._router.deferred:  # held artifacts go first: they arrived before this one
             await self._router.recheck_deferred(artifact.correlation_id)
+        await self._router.route(artifact)
         self._notify()
 
     # ----------------------------------------------------------------- internals

@@ -1,0 +1,99 @@
+"""The SQLite board's schema and its migrations.
+
+The file's ``PRAGMA user_version`` is the number of migrations applied. Opening a file runs the
+missing ones in order, each in its own transaction; a file written by a newer Flock (a version above
+``len(MIGRATIONS)``) is refused rather than misread. To change the schema, append a function to
+``MIGRATIONS``; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+from ._errors import ConfigurationError
+
+
+def _v1(conn: sqlite3.Connection) -> None:
+    # ``seq`` is the publication order; AUTOINCREMENT keeps it monotonic even after retention
+    # deletes rows. ``body`` is the whole artifact as JSON; the other columns are copies that the
+    # indexes and filters need.
+    _run_script(
+        conn,
+        """
+        CREATE TABLE artifacts (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            id TEXT NOT NULL UNIQUE,
+            type TEXT NOT NULL,
+            produced_by TEXT NOT NULL,
+            correlation_id TEXT NOT NULL,
+            partition_key TEXT,
+            visibility_kind TEXT NOT NULL,
+            visibility TEXT NOT NULL,
+            created_us INTEGER NOT NULL,
+            body TEXT NOT NULL
+        );
+        CREATE INDEX artifacts_type ON artifacts (type, seq);
+        CREATE INDEX artifacts_correlation ON artifacts (correlation_id, seq);
+        CREATE INDEX artifacts_producer ON artifacts (produced_by, seq);
+        CREATE INDEX artifacts_created ON artifacts (created_us);
+
+        CREATE TABLE artifact_tags (
+            tag TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            PRIMARY KEY (tag, seq)
+        ) WITHOUT ROWID;
+        CREATE INDEX artifact_tags_seq ON artifact_tags (seq);
+
+        -- Pending and running activations. A row is deleted when its activation commits.
+        CREATE TABLE activations (
+            id TEXT PRIMARY KEY,
+            agent TEXT NOT NULL,
+            subscription INTEGER NOT NULL,
+            input_ids TEXT NOT NULL,
+            status TEXT NOT NULL,
+            recorded_us INTEGER NOT NULL
+        );
+
+        CREATE TABLE consumptions (
+            artifact_id TEXT NOT NULL,
+            agent TEXT NOT NULL,
+            subscription INTEGER NOT NULL,
+            activation_id TEXT NOT NULL,
+            PRIMARY KEY (artifact_id, agent, subscription)
+        ) WITHOUT ROWID;
+        CREATE INDEX consumptions_activation ON consumptions (activation_id);
+        """,
+    )
+
+
+def _run_script(conn: sqlite3.Connection, script: str) -> None:
+    # Not ``executescript``: it commits first, and a migration must be one transaction.
+    lines = [line for line in script.splitlines() if not line.strip().startswith("--")]
+    for statement in "\n".join(lines).split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1]
+"""Migration ``i`` takes a file from version ``i`` to ``i + 1``."""
+
+
+def migrate(conn: sqlite3.Connection, path: str) -> int:
+    """Bring the file up to the current schema; returns the version it had before."""
+    (found,) = conn.execute("PRAGMA user_version").fetchone()
+    if found > len(MIGRATIONS):
+        raise ConfigurationError(
+            f"{path} has board schema version {found}, newer than this Flock understands "
+            f"({len(MIGRATIONS)}); upgrade flock to open it"
+        )
+    for version in range(found, len(MIGRATIONS)):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            MIGRATIONS[version](conn)
+            conn.execute(f"PRAGMA user_version = {version + 1}")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    return int(found)

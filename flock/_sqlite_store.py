@@ -1,0 +1,591 @@
+"""A durable blackboard store on one SQLite file.
+
+Writes go to one writer thread through a queue. The thread takes everything queued, applies it in
+one transaction (each operation inside its own savepoint, so one failing operation does not undo
+the others) and commits; only then is each waiting caller woken. Many concurrent publishes thus
+share one commit (group commit), and no caller hears "done" before its data is on disk. Reads run
+in worker threads on a small pool of read-only connections, which WAL mode lets read while the
+writer writes.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import json
+import os
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+from uuid import UUID
+
+import anyio
+import anyio.lowlevel
+import anyio.to_thread
+from pydantic import BaseModel, TypeAdapter
+
+from ._artifact import Artifact, utcnow
+from ._errors import ConfigurationError, DuplicateArtifactError, FlockClosedError
+from ._sqlite_schema import migrate
+from ._store import ActivationRecord, FilterConfig
+from ._types import type_name
+from ._visibility import Visibility
+
+M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
+
+Durability = Literal["process", "power"]
+_SYNCHRONOUS: dict[str, str] = {"process": "NORMAL", "power": "FULL"}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_VISIBILITY: TypeAdapter[Visibility] = TypeAdapter(Visibility)
+_INSERT = (
+    "INSERT INTO artifacts (id, type, produced_by, correlation_id, partition_key, visibility_kind, "
+    "visibility, created_us, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _micros(moment: datetime) -> int:
+    if moment.tzinfo is None:  # naive times are taken as UTC, as everywhere in Flock
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+@lru_cache(maxsize=1024)
+def _visibility(text: str) -> Any:
+    # Artifacts share few distinct visibilities; parse each once. They are frozen, so sharing is safe.
+    return _VISIBILITY.validate_json(text)
+
+
+@dataclass(frozen=True)
+class _Row:
+    values: tuple[Any, ...]
+    tags: tuple[str, ...]
+
+    @classmethod
+    def of(cls, a: Artifact) -> _Row:
+        vis = a.visibility
+        values = (
+            str(a.id),
+            a.type,
+            a.produced_by,
+            a.correlation_id,
+            a.partition_key,
+            vis.kind,
+            vis.model_dump_json(),
+            _micros(a.created_at),
+            a.model_dump_json(),
+        )
+        return cls(values, tuple(sorted(a.tags)))
+
+
+def _insert(conn: sqlite3.Connection, row: _Row, *, skip_existing: bool) -> bool:
+    """Insert one artifact and its tags; returns whether it was new."""
+    try:
+        cur = conn.execute(_INSERT, row.values)
+    except sqlite3.IntegrityError:
+        if skip_existing:
+            return False
+        raise DuplicateArtifactError(
+            f"artifact {row.values[0]} is already on the board; artifacts are immutable. "
+            "Publish a new artifact (a new id) instead of re-publishing one"
+        ) from None
+    if row.tags:
+        conn.executemany(
+            "INSERT INTO artifact_tags (tag, seq) VALUES (?, ?)", ((t, cur.lastrowid) for t in row.tags)
+        )
+    return True
+
+
+def _where(f: FilterConfig) -> tuple[str, builtins.list[Any]]:
+    """The SQL part of a filter (everything except ``visible_to``)."""
+    clauses: builtins.list[str] = []
+    params: builtins.list[Any] = []
+
+    def any_of(column: str, values: frozenset[str]) -> None:
+        clauses.append(f"{column} IN ({','.join('?' * len(values))})")
+        params.extend(sorted(values))
+
+    if f.type_names is not None:
+        any_of("type", f.type_names)
+    if f.produced_by is not None:
+        any_of("produced_by", f.produced_by)
+    if f.correlation_id is not None:
+        clauses.append("correlation_id = ?")
+        params.append(f.correlation_id)
+    if f.visibility is not None:
+        any_of("visibility_kind", f.visibility)
+    if f.tags is not None:
+        clauses.append(f"seq IN (SELECT seq FROM artifact_tags WHERE tag IN ({','.join('?' * len(f.tags))}))")
+        params.extend(sorted(f.tags))
+    if f.start is not None:
+        clauses.append("created_us >= ?")
+        params.append(_micros(f.start))
+    if f.end is not None:
+        clauses.append("created_us <= ?")
+        params.append(_micros(f.end))
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+class _Decoded:
+    """Artifacts already parsed, by id. Artifacts never change, so an entry is never stale; a
+    deleted artifact is simply never asked for again. Bounded; the oldest entries go first."""
+
+    def __init__(self, size: int = 50_000) -> None:
+        self._size = size
+        self._items: dict[str, Artifact] = {}
+        self._lock = threading.Lock()
+
+    def add(self, key: str, artifact: Artifact) -> None:
+        with self._lock:
+            self._items[key] = artifact
+            if len(self._items) > self._size:
+                del self._items[next(iter(self._items))]
+
+    def artifacts(self, rows: Sequence[tuple[str, str]]) -> builtins.list[Artifact]:
+        out = []
+        for key, body in rows:
+            found = self._items.get(key)
+            if found is None:
+                found = Artifact.model_validate_json(body)
+                self.add(key, found)
+            out.append(found)
+        return out
+
+
+@dataclass(eq=False)
+class _Op:
+    """One queued operation; ``run`` is ``None`` for the request to stop."""
+
+    run: Callable[[sqlite3.Connection], Any] | None
+    token: Any = None
+    event: anyio.Event | None = None
+    outside_transaction: bool = False
+    result: Any = None
+    error: BaseException | None = None
+
+
+class _Retry(Exception):
+    pass
+
+
+def _apply_writes(conn: sqlite3.Connection, ops: Sequence[_Op]) -> None:
+    _transaction(conn, [op for op in ops if not op.outside_transaction])
+    for op in ops:
+        if op.outside_transaction:  # VACUUM cannot run inside a transaction
+            try:
+                op.result = op.run(conn) if op.run else None
+            except Exception as exc:
+                op.error = exc
+
+
+def _transaction(conn: sqlite3.Connection, ops: Sequence[_Op], *, isolated: bool = False) -> None:
+    """Apply ``ops`` in one transaction. The first attempt runs them back to back; if one fails,
+    everything is rolled back and applied again with a savepoint around each operation, so only
+    the failing one is undone. Failures (a duplicate id) are rare; savepoints for all would cost
+    two statements per operation every time."""
+    if not ops:
+        return
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        for op in ops:
+            assert op.run is not None
+            if isolated:
+                conn.execute("SAVEPOINT op")
+            try:
+                op.result, op.error = op.run(conn), None
+            except Exception as exc:
+                if not isolated:
+                    raise _Retry from exc
+                conn.execute("ROLLBACK TO op")
+                op.result, op.error = None, exc
+            if isolated:
+                conn.execute("RELEASE op")
+        conn.execute("COMMIT")
+    except _Retry:
+        conn.execute("ROLLBACK")
+        _transaction(conn, ops, isolated=True)
+    except sqlite3.Error as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        for op in ops:
+            op.result, op.error = None, op.error or exc
+
+
+def _apply_reads(conn: sqlite3.Connection, ops: Sequence[_Op]) -> None:
+    # One read transaction for the batch: every read sees one snapshot, taken after every write
+    # acknowledged before the read was asked for.
+    conn.execute("BEGIN")
+    try:
+        for op in ops:
+            assert op.run is not None
+            try:
+                op.result = op.run(conn)
+            except Exception as exc:
+                op.error = exc
+    finally:
+        conn.execute("COMMIT")
+
+
+class _Worker:
+    """A thread that owns one connection and applies queued operations in batches: it takes
+    everything queued, applies it (``apply``), then wakes the callers of the batch."""
+
+    def __init__(
+        self, conn: sqlite3.Connection, name: str, apply: Callable[[sqlite3.Connection, Sequence[_Op]], None]
+    ) -> None:
+        self.queue: queue.SimpleQueue[_Op] = queue.SimpleQueue()
+        self.broken: BaseException | None = None
+        self.thread = threading.Thread(target=self._loop, args=(conn, apply), name=name, daemon=True)
+        self.thread.start()
+
+    def _loop(
+        self, conn: sqlite3.Connection, apply: Callable[[sqlite3.Connection, Sequence[_Op]], None]
+    ) -> None:
+        try:
+            while True:
+                batch = [self.queue.get()]
+                while True:
+                    try:
+                        batch.append(self.queue.get_nowait())
+                    except queue.Empty:
+                        break
+                ops = [op for op in batch if op.run is not None]
+                try:
+                    if ops:
+                        apply(conn, ops)
+                except BaseException as exc:  # the thread must never die silently
+                    self.broken = exc
+                    for op in ops:
+                        op.error = op.error or exc
+                    raise
+                finally:
+                    _wake(batch)
+                if len(ops) < len(batch):
+                    return
+        finally:
+            conn.close()
+
+
+class SQLiteStore:
+    """A blackboard on a SQLite file that survives the process.
+
+    ::
+
+        flock = Flock(store=SQLiteStore(".flock/board.db"))
+        ...                            # after a crash, with the same agents declared:
+        await flock.resume()           # finishes the work that was in flight
+
+    Every write (``put``, ``commit_activation``, ``record_activation``) returns only after its
+    transaction has committed. ``commit_activation`` stores an activation's outputs, its
+    consumption records and its completion in one transaction; outputs whose ids exist are
+    skipped, so re-running an interrupted activation never duplicates them.
+
+    Args:
+        path: the database file (created with its parent folders if missing).
+        durability: ``"process"`` (default): a committed write survives the process being killed
+            (WAL, ``synchronous=NORMAL``). ``"power"``: it also survives power loss or an OS crash
+            (``synchronous=FULL``: every commit waits for the disk), at a cost in throughput.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, durability: Durability = "process") -> None:
+        if durability not in _SYNCHRONOUS:
+            raise ConfigurationError(
+                f"SQLiteStore(durability={durability!r}): choose 'process' (survives a killed process, "
+                "the default) or 'power' (also survives power loss; slower)"
+            )
+        self.path = Path(path)
+        self.durability = durability
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = self._connect()
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            migrate(conn, str(self.path))
+        except BaseException:
+            conn.close()
+            raise
+        self._decoded = _Decoded()
+        self._lock = threading.Lock()
+        self._closed = False
+        name = self.path.name
+        self._writer = _Worker(conn, f"flock-sqlite-writer:{name}", _apply_writes)
+        self._reader = _Worker(self._connect(readonly=True), f"flock-sqlite-reader:{name}", _apply_reads)
+
+    def _connect(self, *, readonly: bool = False) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 10000")
+        conn.execute(f"PRAGMA synchronous = {_SYNCHRONOUS[self.durability]}")
+        if readonly:
+            conn.execute("PRAGMA query_only = 1")
+        return conn
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({str(self.path)!r}, durability={self.durability!r})"
+
+    async def _submit(self, worker: _Worker, run: Callable[[sqlite3.Connection], T], **options: bool) -> T:
+        op = _Op(
+            run, anyio.lowlevel.current_token(), anyio.Event(), options.get("outside_transaction", False)
+        )
+        with self._lock:
+            if self._closed:
+                raise FlockClosedError(f"{self!r} is closed; open a new SQLiteStore to use the file again")
+            if worker.broken is not None:
+                raise FlockClosedError(f"{self!r} stopped after an internal error: {worker.broken!r}")
+            worker.queue.put(op)
+        assert op.event is not None
+        if worker is self._writer:
+            # Once queued, a write happens: wait for it even if cancelled, so that no later write
+            # of this task can overtake it and no caller leaves with its write undecided.
+            with anyio.CancelScope(shield=True):
+                await op.event.wait()
+        else:
+            await op.event.wait()
+        if op.error is not None:
+            raise op.error
+        return op.result
+
+    async def _write(self, run: Callable[[sqlite3.Connection], T], *, outside_transaction: bool = False) -> T:
+        return await self._submit(self._writer, run, outside_transaction=outside_transaction)
+
+    async def _read(self, run: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._submit(self._reader, run)
+
+    # ------------------------------------------------------------------ artifacts
+    async def put(self, artifact: Artifact) -> None:
+        """Add an artifact. Raises :class:`DuplicateArtifactError` if its id exists."""
+        row = _Row.of(artifact)
+        await self._write(lambda conn: _insert(conn, row, skip_existing=False))
+        self._decoded.add(row.values[0], artifact)
+
+    async def get(self, artifact_id: UUID | str) -> Artifact | None:
+        try:
+            key = str(artifact_id if isinstance(artifact_id, UUID) else UUID(str(artifact_id)))
+        except ValueError:
+            return None
+        rows = await self._read(
+            lambda c: c.execute("SELECT id, body FROM artifacts WHERE id = ?", (key,)).fetchall()
+        )
+        return self._decoded.artifacts(rows)[0] if rows else None
+
+    async def list(self) -> builtins.list[Artifact]:
+        rows = await self._read(lambda c: c.execute("SELECT id, body FROM artifacts ORDER BY seq").fetchall())
+        return self._decoded.artifacts(rows)
+
+    async def get_by_type(self, model: type[M], *, correlation_id: str | None = None) -> builtins.list[M]:
+        where, params = _where(
+            FilterConfig(type_names=frozenset([type_name(model)]), correlation_id=correlation_id)
+        )
+        sql = f"SELECT id, body FROM artifacts{where} ORDER BY seq"
+        rows = await self._read(lambda c: c.execute(sql, params).fetchall())
+        return [model.model_validate(a.payload) for a in self._decoded.artifacts(rows)]
+
+    async def query_artifacts(
+        self, filters: FilterConfig | None = None, *, limit: int = 50, offset: int = 0
+    ) -> tuple[builtins.list[Artifact], int]:
+        filters = filters or FilterConfig()
+        limit, offset = max(limit, 0), max(offset, 0)
+        where, params = _where(filters)
+        if filters.visible_to is None:
+
+            def page(c: sqlite3.Connection) -> tuple[builtins.list[Any], int]:
+                rows = c.execute(
+                    f"SELECT id, body, COUNT(*) OVER () FROM artifacts{where} ORDER BY seq LIMIT ? OFFSET ?",
+                    [*params, limit, offset],
+                ).fetchall()
+                if rows:
+                    return [(r[0], r[1]) for r in rows], int(rows[0][2])
+                (total,) = c.execute(f"SELECT COUNT(*) FROM artifacts{where}", params).fetchone()
+                return [], int(total)
+
+            rows, total = await self._read(page)
+            return self._decoded.artifacts(rows), total
+        identity, now = filters.visible_to, utcnow()
+
+        def visible_page(c: sqlite3.Connection) -> tuple[builtins.list[Any], int]:
+            # SQL narrows the candidates; visibility is decided here, row by row, in publication
+            # order, so the page and the total count only what ``identity`` may see.
+            total, seqs = 0, []
+            for seq, kind, vis, created_us in c.execute(
+                f"SELECT seq, visibility_kind, visibility, created_us FROM artifacts{where} ORDER BY seq",
+                params,
+            ):
+                if kind != "public" and not _visibility(vis).allows(
+                    identity, now=now, published_at=_EPOCH + timedelta(microseconds=created_us)
+                ):
+                    continue
+                if offset <= total < offset + limit:
+                    seqs.append(seq)
+                total += 1
+            if not seqs:
+                return [], total
+            marks = ",".join("?" * len(seqs))
+            return c.execute(
+                f"SELECT id, body FROM artifacts WHERE seq IN ({marks}) ORDER BY seq", seqs
+            ).fetchall(), total
+
+        rows, total = await self._read(visible_page)
+        return self._decoded.artifacts(rows), total
+
+    async def count(self, filters: FilterConfig | None = None) -> int:
+        filters = filters or FilterConfig()
+        if filters.visible_to is not None:
+            return (await self.query_artifacts(filters, limit=0))[1]
+        where, params = _where(filters)
+        (total,) = await self._read(
+            lambda c: c.execute(f"SELECT COUNT(*) FROM artifacts{where}", params).fetchone()
+        )
+        return int(total)
+
+    # ------------------------------------------------------------------ the activation journal
+    async def record_activation(self, record: ActivationRecord) -> None:
+        """Note that an activation is pending or running (insert or update by ``record.id``)."""
+        values = (
+            str(record.id),
+            record.agent,
+            record.subscription,
+            json.dumps([str(i) for i in record.input_ids]),
+            record.status,
+            _micros(utcnow()),
+        )
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO activations (id, agent, subscription, input_ids, status, recorded_us) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET status = excluded.status, "
+                "recorded_us = excluded.recorded_us",
+                values,
+            )
+
+        await self._write(run)
+
+    async def commit_activation(self, record: ActivationRecord, outputs: Sequence[Artifact]) -> None:
+        """In one transaction: the outputs (existing ids skipped), the consumption of every input
+        by (agent, subscription), and the removal of the activation from the in-flight journal."""
+        rows = [_Row.of(a) for a in outputs]
+        activation = str(record.id)
+        consumed = [(str(i), record.agent, record.subscription, activation) for i in record.input_ids]
+
+        def run(conn: sqlite3.Connection) -> builtins.list[bool]:
+            inserted = [_insert(conn, row, skip_existing=True) for row in rows]
+            conn.executemany(
+                "INSERT INTO consumptions (artifact_id, agent, subscription, activation_id) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                consumed,
+            )
+            conn.execute("DELETE FROM activations WHERE id = ?", (activation,))
+            return inserted
+
+        inserted = await self._write(run)
+        for artifact, new in zip(outputs, inserted, strict=True):
+            if new:  # a skipped re-delivery keeps the stored original, which may differ in created_at
+                self._decoded.add(str(artifact.id), artifact)
+
+    async def consumptions(self) -> set[tuple[UUID, str, int]]:
+        rows = await self._read(
+            lambda c: c.execute("SELECT artifact_id, agent, subscription FROM consumptions").fetchall()
+        )
+        return {(UUID(a), agent, int(sub)) for a, agent, sub in rows}
+
+    async def in_flight(self) -> builtins.list[ActivationRecord]:
+        rows = await self._read(
+            lambda c: c.execute(
+                "SELECT id, agent, subscription, input_ids, status FROM activations ORDER BY rowid"
+            ).fetchall()
+        )
+        return [
+            ActivationRecord(UUID(i), agent, int(sub), tuple(UUID(x) for x in json.loads(ids)), status)
+            for i, agent, sub, ids, status in rows
+        ]
+
+    # ------------------------------------------------------------------ operations
+    async def counts_by_type(self) -> dict[str, int]:
+        """How many artifacts of each type the board holds."""
+        rows = await self._read(
+            lambda c: c.execute("SELECT type, COUNT(*) FROM artifacts GROUP BY type ORDER BY type").fetchall()
+        )
+        return {t: int(n) for t, n in rows}
+
+    async def recent(self, n: int = 20) -> builtins.list[Artifact]:
+        """The ``n`` most recently published artifacts, newest first."""
+        rows = await self._read(
+            lambda c: c.execute(
+                "SELECT id, body FROM artifacts ORDER BY seq DESC LIMIT ?", (max(n, 0),)
+            ).fetchall()
+        )
+        return self._decoded.artifacts(rows)
+
+    async def delete_before(self, before: datetime) -> int:
+        """Retention: delete artifacts published before ``before``; returns how many.
+
+        Kept, whatever their age: the inputs of activations still pending or running (``resume``
+        needs them). Deleted with each artifact: its tags and the records of its consumption. A
+        consumption record is never deleted while its artifact remains, so no remaining artifact
+        is ever processed a second time; an output may outlive its inputs (its ``consumed_from``
+        then names deleted ids).
+        """
+        cutoff = _micros(before)
+
+        def run(conn: sqlite3.Connection) -> int:
+            keep = {
+                i for (ids,) in conn.execute("SELECT input_ids FROM activations") for i in json.loads(ids)
+            }
+            doomed = [
+                (seq, aid)
+                for seq, aid in conn.execute("SELECT seq, id FROM artifacts WHERE created_us < ?", (cutoff,))
+                if aid not in keep
+            ]
+            conn.executemany("DELETE FROM artifact_tags WHERE seq = ?", ((s,) for s, _ in doomed))
+            conn.executemany("DELETE FROM consumptions WHERE artifact_id = ?", ((a,) for _, a in doomed))
+            conn.executemany("DELETE FROM artifacts WHERE seq = ?", ((s,) for s, _ in doomed))
+            return len(doomed)
+
+        return await self._write(run)
+
+    async def vacuum(self) -> None:
+        """Give the space of deleted rows back to the file system (rewrites the file; may take a while)."""
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute("VACUUM")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+        await self._write(run, outside_transaction=True)
+
+    # ------------------------------------------------------------------ lifecycle
+    async def close(self) -> None:
+        """Finish queued operations and close the file. Safe to call twice."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            for worker in (self._writer, self._reader):
+                worker.queue.put(_Op(None))
+        for worker in (self._writer, self._reader):
+            await anyio.to_thread.run_sync(worker.thread.join)
+
+    async def __aenter__(self) -> SQLiteStore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+def _wake(batch: Sequence[_Op]) -> None:
+    """Wake the callers of a committed batch: one call into each caller's event loop."""
+    by_loop: dict[int, tuple[Any, builtins.list[anyio.Event]]] = {}
+    for op in batch:
+        if op.event is not None:
+            by_loop.setdefault(id(op.token.native_token), (op.token, []))[1].append(op.event)
+    for token, events in by_loop.values():
+        # A finished event loop has no caller left to wake.
+        with contextlib.suppress(anyio.RunFinishedError):
+            token.backend_class.run_sync_soon(_set_all, (events,), token.native_token)
+
+
+def _set_all(events: Sequence[anyio.Event]) -> None:
+    for event in events:
+        event.set()
