@@ -25,6 +25,15 @@ class Condition:
     async def evaluate(self, flock: Flock, correlation_id: str | None = None) -> bool:
         raise NotImplementedError
 
+    @property
+    def workflow_scoped(self) -> bool:
+        """True when only artifacts of the evaluated workflow can change the answer.
+
+        A held artifact is then re-checked only when its own workflow grows; any other
+        condition is re-checked whenever anything is published.
+        """
+        return False
+
     def __and__(self, other: Condition) -> Condition:
         return _All((self, other))
 
@@ -45,6 +54,10 @@ class _All(Condition):
                 return False
         return True
 
+    @property
+    def workflow_scoped(self) -> bool:
+        return all(p.workflow_scoped for p in self.parts)
+
     def __repr__(self) -> str:
         return "(" + " & ".join(map(repr, self.parts)) + ")"
 
@@ -59,6 +72,10 @@ class _Any(Condition):
                 return True
         return False
 
+    @property
+    def workflow_scoped(self) -> bool:
+        return all(p.workflow_scoped for p in self.parts)
+
     def __repr__(self) -> str:
         return "(" + " | ".join(map(repr, self.parts)) + ")"
 
@@ -69,6 +86,10 @@ class _Not(Condition):
 
     async def evaluate(self, flock: Flock, correlation_id: str | None = None) -> bool:
         return not await self.inner.evaluate(flock, correlation_id)
+
+    @property
+    def workflow_scoped(self) -> bool:
+        return self.inner.workflow_scoped
 
     def __repr__(self) -> str:
         return f"~{self.inner!r}"
@@ -125,6 +146,10 @@ class ArtifactCount(Condition):
 
     def count_at_least(self, n: int) -> ArtifactCount:
         return self.at_least(n)
+
+    @property
+    def workflow_scoped(self) -> bool:
+        return self.per_correlation and self.correlation_id is None
 
     async def evaluate(self, flock: Flock, correlation_id: str | None = None) -> bool:
         corr = self.correlation_id or (correlation_id if self.per_correlation else None)

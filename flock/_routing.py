@@ -202,17 +202,32 @@ class Router:
         return bool(keys)
 
     async def recheck_deferred(self, correlation_id: str) -> None:
+        """Deliver held artifacts whose activation condition now holds, oldest first.
+
+        Called after each publish in ``correlation_id``: workflow-scoped conditions
+        (``When.correlation``) are re-checked for that workflow only, any other condition for every
+        held artifact. Each (subscription, workflow) is evaluated once per call.
+        """
+        flock = self._flock
+        held, self.deferred = self.deferred, []
         still: list[tuple[str, int, Artifact]] = []
-        for name, index, artifact in self.deferred:
-            spec = self._flock._agents[name]
+        answers: dict[tuple[str, int, str], bool] = {}
+        for name, index, artifact in held:
+            spec = flock._agents[name]
             sub = spec.subscriptions[index]
-            if artifact.correlation_id == correlation_id and await sub.activation.evaluate(
-                self._flock, correlation_id
-            ):
+            corr = artifact.correlation_id
+            if corr != correlation_id and getattr(sub.activation, "workflow_scoped", False):
+                still.append((name, index, artifact))
+                continue
+            slot = (name, index, corr)
+            if slot not in answers:
+                answers[slot] = await sub.activation.evaluate(flock, corr)
+            if answers[slot]:
                 await self.accept(spec, sub, artifact, None)
             else:
                 still.append((name, index, artifact))
-        self.deferred = still
+        # Accepting may publish (an expired join), which may hold new artifacts: keep those too.
+        self.deferred[:0] = still
 
     async def enqueue(self, act: Activation) -> None:
         """Queue an activation unless the loop guard refuses it (which is recorded, never silent)."""
