@@ -122,6 +122,7 @@ class DSPyEngine(EngineComponent):
         self._signatures: dict[tuple[Any, ...], AgentSignature] = {}
         self._programs: dict[tuple[Any, ...], dspy.Module] = {}
         self._announced: set[str] = set()
+        self._sub_shapes: dict[int, tuple[Any, tuple[InputShape, ...]]] = {}
 
     def __repr__(self) -> str:
         model = self.model if isinstance(self.model, str | None) else type(self.model).__name__
@@ -132,12 +133,14 @@ class DSPyEngine(EngineComponent):
         self, agent: AgentSpec, ctx: Context, inputs: EvalInputs, output_group: OutputGroup
     ) -> EvalResult:
         """Produce the outputs of ``output_group`` from ``inputs`` (see the module docstring)."""
+        if not output_group.outputs:
+            return EvalResult()  # nothing to produce: no model call
         lm = self.lm_for(ctx.model)
         offline = is_offline(lm)
         if offline:
             self._announce(lm, ctx)
         models = _input_models(agent, ctx, inputs)
-        shapes = _shapes(agent, ctx, models)
+        shapes = self._shapes(agent, ctx, models)
         sig = self.signature(agent, output_group, shapes, has_context=bool(ctx.artifacts))
         kind = self._program_kind(agent)
         values = _input_values(sig, models, ctx)
@@ -225,6 +228,19 @@ class DSPyEngine(EngineComponent):
             )
             self._signatures[key] = sig
         return sig
+
+    def _shapes(self, agent: AgentSpec, ctx: Context, models: Sequence[BaseModel]) -> tuple[InputShape, ...]:
+        """Input shapes of the fired subscription, or of the inputs themselves (``invoke``, mismatch)."""
+        if ctx.subscription is not None and 0 <= ctx.subscription < len(agent.subscriptions):
+            sub = agent.subscriptions[ctx.subscription]
+            cached = self._sub_shapes.get(id(sub))
+            if cached is None or cached[0] is not sub:
+                cached = self._sub_shapes[id(sub)] = (sub, shape_from_subscription(sub))
+            shapes = cached[1]
+            names = {s.type_name for s in shapes}
+            if all(type_name(type(m)) in names for m in models):
+                return shapes
+        return shape_from_models(models)
 
     def lm_for(self, flock_model: str | None) -> dspy.BaseLM:
         """The language model for a call: the engine's own, else the Flock's, else ``"offline"``."""
@@ -351,14 +367,6 @@ def _input_models(agent: AgentSpec, ctx: Context, inputs: EvalInputs) -> list[Ba
             )
         out.append(model.model_validate(art.payload))
     return out
-
-
-def _shapes(agent: AgentSpec, ctx: Context, models: Sequence[BaseModel]) -> tuple[InputShape, ...]:
-    if ctx.subscription is not None and 0 <= ctx.subscription < len(agent.subscriptions):
-        shapes = shape_from_subscription(agent.subscriptions[ctx.subscription])
-        if {type_name(type(m)) for m in models} <= {s.type_name for s in shapes}:
-            return shapes
-    return shape_from_models(models)
 
 
 def _input_values(sig: AgentSignature, models: Sequence[BaseModel], ctx: Context) -> dict[str, Any]:
