@@ -41,6 +41,15 @@ log = logging.getLogger("flock")
 _WORKFLOW_ERROR = type_name(WorkflowError)
 
 
+def _check_component(component: Any) -> None:
+    hooks = ("on_artifact_published", "on_schedule", "on_idle", "on_shutdown")
+    if isinstance(component, type) or not all(callable(getattr(component, h, None)) for h in hooks):
+        raise ConfigurationError(
+            f"components take OrchestratorComponent instances, got {component!r}: subclass "
+            "flock.OrchestratorComponent and pass an instance"
+        )
+
+
 def resolve_model(model: str | None) -> str:
     """explicit > ``FLOCK_MODEL`` > ``DEFAULT_MODEL`` > ``"offline"``."""
     return model or os.environ.get("FLOCK_MODEL") or os.environ.get("DEFAULT_MODEL") or "offline"
@@ -87,6 +96,17 @@ class Flock(RunLoop):
             )
         if not isinstance(max_concurrency, int) or max_concurrency < 1:
             raise ConfigurationError(f"max_concurrency must be an int >= 1, got {max_concurrency!r}")
+        if store is not None and not isinstance(store, BlackboardStore):
+            raise ConfigurationError(
+                f"store= takes a BlackboardStore (such as InMemoryStore()), got {store!r}"
+            )
+        if context_provider is not None and not callable(context_provider):
+            raise ConfigurationError(
+                "context_provider= takes a callable provider(request) -> list[Artifact], "
+                f"such as CorrelationContext(limit=20); got {context_provider!r}"
+            )
+        for component in components:
+            _check_component(component)
         self.model = resolve_model(model)
         self.store: Any = store if store is not None else InMemoryStore()
         self.max_agent_iterations = max_agent_iterations
@@ -144,6 +164,7 @@ class Flock(RunLoop):
 
     def add_component(self, component: Any) -> None:
         """Add an :class:`OrchestratorComponent`."""
+        _check_component(component)
         self._components.append(component)
 
     # ----------------------------------------------------------------- publishing

@@ -22,6 +22,7 @@ from flock import (
     JoinSpec,
     NoContext,
     NotAModelError,
+    OrchestratorComponent,
     PrivateVisibility,
     flock_type,
 )
@@ -251,3 +252,25 @@ def test_labels_accumulate_and_switches_default_on() -> None:
     assert b.prevent_self_trigger().spec.prevent_self_trigger is True
     # an empty where list is "no predicate": every artifact matches
     assert b.consumes(Task, where=[]).spec.subscriptions[0].where == ()
+
+
+@pytest.mark.parametrize(
+    ("options", "hint"),
+    [
+        ({"store": object()}, "BlackboardStore"),
+        ({"context_provider": "recent"}, "CorrelationContext(limit=20)"),
+        ({"components": [object()]}, "subclass flock.OrchestratorComponent"),
+        ({"components": [OrchestratorComponent]}, "OrchestratorComponent instances"),
+    ],
+)
+def test_flock_settings_are_checked_when_the_flock_is_made(options, hint) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        Flock(**options)
+    assert hint in str(info.value)
+
+
+def test_add_component_checks_its_argument() -> None:
+    flock = Flock()
+    with pytest.raises(ConfigurationError, match="OrchestratorComponent"):
+        flock.add_component(print)
+    flock.add_component(OrchestratorComponent())
