@@ -35,3 +35,12 @@ def spans(_span_exporter_session: InMemorySpanExporter) -> Iterator[InMemorySpan
     _span_exporter_session.clear()
     yield _span_exporter_session
     _span_exporter_session.clear()
+
+
+@pytest.fixture(autouse=True)
+def _no_real_model_calls() -> Iterator[None]:
+    """Every test fails on a real provider call (see ``flock.testing.forbid_real_model_calls``)."""
+    from flock.testing import forbid_real_model_calls
+
+    with forbid_real_model_calls():
+        yield
