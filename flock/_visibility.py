@@ -7,13 +7,16 @@ before showing an artifact to an engine.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from ._errors import VisibilityError
+
+_TIMEDELTA: TypeAdapter[timedelta] = TypeAdapter(timedelta)
 
 
 class AgentIdentity(BaseModel):
@@ -118,6 +121,9 @@ class AfterVisibility(_Base):
 
     def __init__(self, **data: Any) -> None:
         ttl = data.get("ttl")
+        if isinstance(ttl, str):  # the JSON form, an ISO 8601 duration: loading a stored artifact
+            with contextlib.suppress(ValidationError):  # not a duration: refused just below
+                data["ttl"] = ttl = _TIMEDELTA.validate_python(ttl)
         if isinstance(ttl, int | float) and not isinstance(ttl, bool):
             data["ttl"] = ttl = timedelta(seconds=ttl)
         if not isinstance(ttl, timedelta) or ttl < timedelta(0):
