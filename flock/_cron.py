@@ -75,7 +75,7 @@ class Cron:
         except ValueError as exc:
             raise ConfigurationError(f"invalid cron expression {expression!r}: {exc}") from None
         weekdays = frozenset(d % 7 for d in fields[4])
-        return cls(
+        cron = cls(
             expression,
             fields[0],
             fields[1],
@@ -85,6 +85,8 @@ class Cron:
             any_day=parts[2] == "*",
             any_weekday=parts[4] == "*",
         )
+        cron.next_after(datetime(2000, 1, 1))  # "0 0 31 2 *" never fires: say so now, not mid-run
+        return cron
 
     def _day_ok(self, day: datetime) -> bool:
         if day.month not in self.months:

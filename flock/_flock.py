@@ -407,6 +407,7 @@ class Flock(RunLoop):
         self._closed = True
         self._timers.clear()
         self._blocking_timers = 0
+        self._notify()  # a run waiting for the next timer ends now instead of at that deadline
         for comp in self._components:
             await comp.on_shutdown(self)
 

@@ -133,7 +133,7 @@ class RunLoop:
             if spec.schedule is None:
                 return
             await self._router.enqueue(Activation(agent, -1, (), tick=Tick(iteration, self._now())))
-            following = spec.schedule.following(due, iteration)
+            following = spec.schedule.following(due, iteration, self._now())
             if following is not None:
                 delay = (following - self._now()).total_seconds()
                 self._later(delay, self._tick(agent, iteration + 1, following), blocks_idle=False)

@@ -5,6 +5,7 @@ Nothing here does work; these are values a test can inspect (``flock.agent("x").
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -73,13 +74,22 @@ class ScheduleSpec:
         start = now + (self.after or timedelta(0))
         return self._next(start, inclusive=True)
 
-    def following(self, fired: datetime, iteration: int) -> datetime | None:
-        """The firing after ``fired`` (the ``iteration``-th run), or ``None`` when done."""
+    def following(self, fired: datetime, iteration: int, now: datetime | None = None) -> datetime | None:
+        """The firing after ``fired`` (the ``iteration``-th run), or ``None`` when done.
+
+        Firings that ``now`` has already passed are skipped: when nothing ran the flock while they
+        were due, the one late run stands for all of them instead of a burst of catch-up runs.
+        """
         if self.max_repeats is not None and iteration >= self.max_repeats:
             return None
         if self.every is None and self.cron is None and not isinstance(self.at, time):
             return None  # a one-off: ``after`` alone, or ``at=datetime``
-        return self._next(fired, inclusive=False)
+        following = self._next(fired, inclusive=False)
+        if now is None or following is None or following > now:
+            return following
+        if self.every is not None:  # stay on the every-grid
+            return following + self.every * (math.floor((now - following) / self.every) + 1)
+        return self._next(now, inclusive=False)
 
     def _next(self, moment: datetime, *, inclusive: bool) -> datetime | None:
         if self.cron is not None:
