@@ -245,12 +245,14 @@ async def chain(inputs: int, latency: float) -> dict[str, Any]:
 
 async def main(quick: bool) -> None:
     results = {
+        "machine": {"cpus": os.cpu_count(), "load_average_before": os.getloadavg()},
         "prompt_size": await prompt_sizes(),
         "one_field_hop": await one_field_hop(),
         "cpu_per_call": await cpu_per_call(100 if quick else 500),
         "chain_0ms": await chain(200, 0.0),
         "chain_50ms": await chain(200, 0.05),
     }
+    results["machine"]["load_average_after"] = os.getloadavg()  # type: ignore[index]
     print(json.dumps(results, indent=2))
 
 

@@ -67,6 +67,9 @@ class DSPyEngine(EngineComponent):
         retries: retries on 429, 5xx, timeouts and connection errors (never on other 4xx), with
             exponential backoff that honours ``Retry-After``.
         seed: seed of the offline model.
+        history: keep DSPy's call history (``dspy.inspect_history()``); off by default, since it
+            holds up to 10,000 full prompts in memory and costs CPU on every call. Flock's traces
+            record the calls instead.
         lm_kwargs: further keyword arguments for ``dspy.LM`` (``api_base``, ``api_key``, ``timeout``...).
 
     Example::
@@ -89,6 +92,7 @@ class DSPyEngine(EngineComponent):
         retries: int = 3,
         seed: int = 0,
         adapter_fallback: bool = False,
+        history: bool = False,
         lm_kwargs: dict[str, Any] | None = None,
     ) -> None:
         if program not in PROGRAMS:
@@ -116,6 +120,7 @@ class DSPyEngine(EngineComponent):
         self.retries = retries
         self.seed = seed
         self.adapter_fallback = adapter_fallback
+        self.history = history
         self.lm_kwargs = dict(lm_kwargs or {})
         self._lms: dict[str, dspy.BaseLM] = {}
         self._adapters: dict[int, Any] = {}
@@ -148,6 +153,8 @@ class DSPyEngine(EngineComponent):
 
         tracker = _CallCounter()
         settings: dict[str, Any] = {"lm": lm, "adapter": adapter, "usage_tracker": tracker}
+        if not self.history:
+            settings["disable_history"] = True
         if offline:
             settings["callbacks"] = [*(dspy.settings.callbacks or []), SignatureTap()]
         trace: dict[str, Any] = {
