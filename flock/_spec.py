@@ -95,7 +95,8 @@ class ScheduleSpec:
         if self.cron is not None:
             return self.cron.next_after(moment - timedelta(microseconds=1) if inclusive else moment)
         if isinstance(self.at, datetime):
-            return self.at if inclusive and self.at >= moment - (self.after or timedelta(0)) else None
+            # A moment already past runs once, late, like a missed repeating firing; never silently not.
+            return max(self.at, moment) if inclusive else None
         if isinstance(self.at, time):
             candidate = datetime.combine(moment.date(), self.at, tzinfo=self.at.tzinfo or moment.tzinfo)
             if candidate < moment or (candidate == moment and not inclusive):

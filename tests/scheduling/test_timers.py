@@ -118,6 +118,13 @@ async def test_at_a_datetime_runs_once() -> None:
     assert heart.times == [moment]
 
 
+async def test_at_a_datetime_already_past_runs_once_at_the_start() -> None:
+    flock, heart = scheduled(at=START - timedelta(days=1))
+    assert await flock.run_until(Until.exists(Beat), timeout=5)
+    assert heart.times == [START]
+    assert await flock.run_until(Until.artifact_count(Beat).at_least(2), timeout=5) is False
+
+
 async def test_cron_every_quarter_hour() -> None:
     flock, heart = scheduled(cron="*/15 * * * *", max_repeats=4)
     await flock.run_until(Until.artifact_count(Beat).at_least(4), timeout=5)
