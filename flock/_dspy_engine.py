@@ -186,7 +186,7 @@ class DSPyEngine(EngineComponent):
             attempts.append(errors)
             if reasks >= self.max_reasks:
                 trace["attempts"] = attempts
-                raise ContractViolation(
+                violation = ContractViolation(
                     f"agent {agent.name!r}, output group {output_group.index}: "
                     f"{'; '.join(errors)} (after {reasks} re-ask{'s' if reasks != 1 else ''})",
                     agent=agent.name,
@@ -196,6 +196,10 @@ class DSPyEngine(EngineComponent):
                     actual=first[2],
                     errors=errors,
                 )
+                # What the failed call cost, for whoever records the failure.
+                violation.metrics = {**tracker.metrics(), "reasks": float(reasks)}  # type: ignore[attr-defined]
+                violation.trace = trace  # type: ignore[attr-defined]
+                raise violation
             reasks += 1
             feedback = "Your previous answer broke the output contract:\n" + "\n".join(
                 f"- {e}" for e in errors
@@ -441,8 +445,17 @@ def _short(exc: ValidationError) -> str:
 
 
 def _parse_message(exc: AdapterParseError) -> str:
-    message = getattr(exc, "message", None) or str(exc)
-    return " ".join(str(message).split())
+    """A short account of a parse failure (DSPy's own message repeats the whole answer)."""
+    name = getattr(exc, "adapter_name", "the adapter")
+    expected = ", ".join(getattr(getattr(exc, "signature", None), "output_fields", {}) or [])
+    parsed = getattr(exc, "parsed_result", None)
+    detail = " ".join(str(exc).split(f"Adapter {name} failed", 1)[0].split())
+    if len(detail) > 500:
+        detail = detail[:500] + " [...]"
+    text = f"{name} expected the fields [{expected}]"
+    if isinstance(parsed, dict):
+        text += f", found [{', '.join(parsed)}]"
+    return f"{text}; {detail}" if detail else text
 
 
 def _tool(func: Callable[..., Any]) -> Any:
