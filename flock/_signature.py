@@ -401,6 +401,11 @@ def _resolve_spec(target: Any, agent: str | None) -> AgentSpec:
     spec = getattr(target, "spec", None)
     if isinstance(spec, AgentSpec):
         return spec
+    specs_attr = getattr(target, "agents", None)
+    if agent is None and isinstance(specs_attr, list | tuple) and len(specs_attr) == 1:
+        only = getattr(specs_attr[0], "spec", specs_attr[0])
+        if isinstance(only, AgentSpec):
+            return only  # a Flock with a single agent needs no name
     if agent is not None:
         for attr in ("agent_spec", "get_agent"):
             fn = getattr(target, attr, None)
