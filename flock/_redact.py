@@ -1,0 +1,79 @@
+"""Keep secrets out of exported spans.
+
+Instrumentation never puts credentials on spans on purpose, but they leak in by accident: an
+exception message that echoes the API key, a captured prompt that contains a token, a user attribute
+named ``api_key``. Every exporter that :func:`flock.tracing.enable_tracing` installs runs spans through
+this filter first. Three rules:
+
+- attributes whose key names a secret (``api_key``, ``authorization``, ``password``, ...) are replaced;
+- values of environment variables whose names look secret (``OPENAI_API_KEY``, ...) are cut out of any
+  string;
+- well-known credential shapes (``sk-...``, ``Bearer ...``, GitHub/Slack/Google/AWS keys) are cut out.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+REDACTED = "[REDACTED]"
+
+_SECRET_NAME = re.compile(
+    r"(api[_.-]?key|apikey|authorization|passw(or)?d|secret|access[_.-]?token|refresh[_.-]?token"
+    r"|credential|private[_.-]?key|cookie|(?:^|[_-])token$)",  # GH_TOKEN, HF_TOKEN; not max_tokens
+    re.IGNORECASE,
+)
+_SECRET_VALUE = re.compile(
+    r"sk-[A-Za-z0-9_\-]{12,}"
+    r"|(?:ghp|gho|ghs|ghu|github_pat)_[A-Za-z0-9_]{20,}"
+    r"|xox[abpr]-[A-Za-z0-9\-]{10,}"
+    r"|AIza[0-9A-Za-z_\-]{30,}"
+    r"|AKIA[0-9A-Z]{16}"
+    r"|(?i:bearer)\s+[A-Za-z0-9._~+/=\-]{12,}"
+)
+_MIN_SECRET_LENGTH = 8  # shorter env values ("1", "true") would redact half the text
+
+
+def secret_name(key: str) -> bool:
+    """Does this attribute or variable name denote a credential? (``gen_ai.usage.input_tokens`` does not.)"""
+    return _SECRET_NAME.search(key.rsplit(".", 1)[-1]) is not None
+
+
+def environment_secrets(environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """Values of environment variables named like credentials, longest first."""
+    env = os.environ if environ is None else environ
+    values = {v for k, v in env.items() if secret_name(k) and len(v) >= _MIN_SECRET_LENGTH}
+    return tuple(sorted(values, key=len, reverse=True))
+
+
+class Redactor:
+    """Scrubs attribute mappings. Build one per export batch so new environment secrets are seen."""
+
+    def __init__(self, secrets: tuple[str, ...] | None = None) -> None:
+        self._secrets = environment_secrets() if secrets is None else secrets
+
+    def text(self, value: str) -> str:
+        for secret in self._secrets:
+            if secret in value:
+                value = value.replace(secret, REDACTED)
+        return _SECRET_VALUE.sub(REDACTED, value)
+
+    def value(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, tuple):
+            return tuple(self.value(v) for v in value)
+        if isinstance(value, list):
+            return [self.value(v) for v in value]
+        return value
+
+    def attributes(self, attributes: Mapping[str, Any] | None) -> dict[str, Any]:
+        if not attributes:
+            return {}
+        return {k: REDACTED if secret_name(k) else self.value(v) for k, v in attributes.items()}
+
+    def needed(self, attributes: Mapping[str, Any] | None) -> bool:
+        """Would :meth:`attributes` change anything? (Lets exporters pass clean spans through untouched.)"""
+        return bool(attributes) and self.attributes(attributes) != dict(attributes or {})

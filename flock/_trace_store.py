@@ -1,0 +1,395 @@
+"""The local trace store: an OpenTelemetry span exporter into one SQLite table, and the queries behind
+``flock traces``.
+
+Standard library only. The file is written in WAL mode so ``flock traces`` can read it while a run is
+still exporting. One row per span; attributes, events, links and the resource are JSON text::
+
+    spans(trace_id, span_id, parent_id, is_root, name, kind, start_ns, end_ns,
+          status, status_message, attributes, events, links, resource)
+
+``is_root`` marks the spans that start a trace in this process (no parent, or a parent in another
+process); a *run* is one trace, named after its earliest root span.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from ._errors import FlockError
+from ._redact import Redactor
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import ReadableSpan
+
+logger = logging.getLogger("flock.tracing")
+
+DEFAULT_STORE = Path(".flock/traces.db")
+"""Where :func:`flock.tracing.enable_tracing` writes and ``flock traces`` reads, relative to the cwd."""
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS spans (
+    trace_id TEXT NOT NULL,
+    span_id TEXT NOT NULL,
+    parent_id TEXT,
+    is_root INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    start_ns INTEGER NOT NULL,
+    end_ns INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    status_message TEXT,
+    attributes TEXT NOT NULL,
+    events TEXT NOT NULL,
+    links TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    PRIMARY KEY (trace_id, span_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS spans_roots ON spans (start_ns) WHERE is_root = 1;
+"""
+_COLUMNS = (
+    "trace_id, span_id, parent_id, is_root, name, kind, start_ns, end_ns, status, status_message, "
+    "attributes, events, links, resource"
+)
+MODEL_OPERATIONS = frozenset({"chat", "text_completion", "generate_content"})
+
+
+class TraceNotFound(FlockError, LookupError):
+    """No trace (or more than one) matches the id given to ``flock traces show``."""
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+class SQLiteSpanExporter(SpanExporter):
+    """Write finished spans into a SQLite file. Use it behind a ``BatchSpanProcessor``::
+
+        provider.add_span_processor(BatchSpanProcessor(SQLiteSpanExporter(".flock/traces.db")))
+
+    The file and its directory are created on construction, so a bad path fails at once rather than in
+    the export thread. Secrets are scrubbed from attributes, event attributes and status messages.
+    """
+
+    def __init__(self, path: str | Path, *, redact: bool = True) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._redact = redact
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = sqlite3.connect(
+            self.path, check_same_thread=False, timeout=10.0, isolation_level=None
+        )
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.executescript(_SCHEMA)
+        self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        redactor = Redactor() if self._redact else None
+        rows = [_row(span, redactor) for span in spans]
+        with self._lock:
+            if self._conn is None:
+                return SpanExportResult.FAILURE
+            try:
+                with self._conn:
+                    self._conn.execute("BEGIN")
+                    self._conn.executemany(
+                        f"INSERT OR REPLACE INTO spans ({_COLUMNS}) VALUES ({', '.join('?' * 14)})", rows
+                    )
+            except sqlite3.Error as exc:  # the export thread must not die; the spans are lost, say so
+                logger.warning("could not write %d spans to %s: %s", len(rows), self.path, exc)
+                return SpanExportResult.FAILURE
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True  # every export commits before it returns
+
+
+def _row(span: ReadableSpan, redactor: Redactor | None) -> tuple[Any, ...]:
+    def attrs(values: Any) -> dict[str, Any]:
+        if redactor is not None:
+            return redactor.attributes(values)
+        return dict(values or {})
+
+    context = span.get_span_context()
+    parent = span.parent
+    status_message = span.status.description
+    if status_message and redactor is not None:
+        status_message = redactor.text(status_message)
+    events = [
+        {"name": e.name, "time_ns": e.timestamp, "attributes": attrs(e.attributes)} for e in span.events
+    ]
+    links = [
+        {
+            "trace_id": format(link.context.trace_id, "032x"),
+            "span_id": format(link.context.span_id, "016x"),
+            "attributes": attrs(link.attributes),
+        }
+        for link in span.links
+    ]
+    start = span.start_time or 0
+    return (
+        format(context.trace_id, "032x") if context else "0" * 32,
+        format(context.span_id, "016x") if context else "0" * 16,
+        format(parent.span_id, "016x") if parent else None,
+        1 if parent is None or parent.is_remote else 0,
+        span.name,
+        span.kind.name,
+        start,
+        span.end_time or start,
+        span.status.status_code.name,
+        status_message,
+        _json(attrs(span.attributes)),
+        _json(events),
+        _json(links),
+        _json(dict(span.resource.attributes) if span.resource else {}),
+    )
+
+
+# --------------------------------------------------------------------------------------------- reading
+
+
+@dataclass
+class SpanRecord:
+    """One stored span, with its children once loaded as part of a :class:`Trace`."""
+
+    trace_id: str
+    span_id: str
+    parent_id: str | None
+    name: str
+    kind: str
+    start_ns: int
+    end_ns: int
+    status: str
+    status_message: str | None
+    attributes: dict[str, Any]
+    events: list[dict[str, Any]]
+    links: list[dict[str, Any]]
+    children: list[SpanRecord] = field(default_factory=list)
+
+    @property
+    def duration_ns(self) -> int:
+        return max(0, self.end_ns - self.start_ns)
+
+    @property
+    def is_error(self) -> bool:
+        return self.status == "ERROR"
+
+    @property
+    def category(self) -> str:
+        """``run``, ``publish``, ``activate``, ``evaluate``, ``model``, ``tool``, ``reask`` or ``other``."""
+        operation = self.attributes.get("gen_ai.operation.name")
+        if operation in MODEL_OPERATIONS:
+            return "model"
+        if operation == "execute_tool":
+            return "tool"
+        head = self.name.split(" ", 1)[0]
+        return {
+            "flock.run": "run",
+            "flock.publish": "publish",
+            "flock.activate": "activate",
+            "flock.evaluate": "evaluate",
+            "flock.reask": "reask",
+        }.get(head, "other")
+
+    @property
+    def tokens(self) -> tuple[int, int]:
+        """(input, output) tokens recorded on this span."""
+        return (
+            _int(self.attributes.get("gen_ai.usage.input_tokens")),
+            _int(self.attributes.get("gen_ai.usage.output_tokens")),
+        )
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+@dataclass
+class RunStats:
+    """What ``flock traces`` shows for one run (one trace)."""
+
+    trace_id: str
+    name: str
+    start_ns: int
+    end_ns: int
+    spans: int = 0
+    agents: list[str] = field(default_factory=list)
+    activations: int = 0
+    artifacts: int = 0
+    artifacts_by_type: dict[str, int] = field(default_factory=dict)
+    model_calls: int = 0
+    tool_calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    errors: int = 0
+
+    @property
+    def duration_ns(self) -> int:
+        return max(0, self.end_ns - self.start_ns)
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass
+class Trace:
+    """A whole trace as a forest (normally one root): spans sorted by start time, children likewise."""
+
+    trace_id: str
+    spans: list[SpanRecord]
+    roots: list[SpanRecord]
+    stats: RunStats
+
+
+def build_trace(trace_id: str, spans: Iterable[SpanRecord]) -> Trace:
+    """Link spans into a tree and aggregate the run's numbers. Spans whose parent is missing are roots."""
+    ordered = sorted(spans, key=lambda s: (s.start_ns, s.end_ns))
+    by_id = {s.span_id: s for s in ordered}
+    roots: list[SpanRecord] = []
+    for span in ordered:
+        span.children = []
+    for span in ordered:
+        parent = by_id.get(span.parent_id) if span.parent_id else None
+        (parent.children if parent is not None else roots).append(span)
+    return Trace(trace_id, ordered, roots, _stats(trace_id, ordered, roots))
+
+
+def _stats(trace_id: str, spans: list[SpanRecord], roots: list[SpanRecord]) -> RunStats:
+    stats = RunStats(
+        trace_id=trace_id,
+        name=str(roots[0].attributes.get("flock.run.name") or roots[0].name) if roots else "",
+        start_ns=min((s.start_ns for s in spans), default=0),
+        end_ns=max((s.end_ns for s in spans), default=0),
+        spans=len(spans),
+    )
+    agents: dict[str, None] = {}
+    for span in spans:
+        category = span.category
+        if category == "activate":
+            stats.activations += 1
+            agents.setdefault(str(span.attributes.get("flock.agent", span.name.split(" ", 1)[-1])))
+        elif category == "publish":
+            stats.artifacts += 1
+            kind = str(span.attributes.get("flock.artifact.type", span.name.split(" ", 1)[-1]))
+            stats.artifacts_by_type[kind] = stats.artifacts_by_type.get(kind, 0) + 1
+        elif category == "model":
+            stats.model_calls += 1
+        elif category == "tool":
+            stats.tool_calls += 1
+        tokens_in, tokens_out = span.tokens
+        stats.input_tokens += tokens_in
+        stats.output_tokens += tokens_out
+        # A failure marks every span it propagates through; count only where it happened.
+        if span.is_error and not _error_below(span):
+            stats.errors += 1
+    stats.agents = list(agents)
+    return stats
+
+
+def _error_below(span: SpanRecord) -> bool:
+    stack = list(span.children)
+    while stack:
+        child = stack.pop()
+        if child.is_error:
+            return True
+        stack.extend(child.children)
+    return False
+
+
+class TraceStore:
+    """Read-only queries over a trace store file (``flock traces`` uses this)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise TraceNotFound(
+                f"no trace store at {self.path}: call flock.tracing.enable_tracing() before a run "
+                "(or pass --db PATH)"
+            )
+        self._conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=10.0)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> TraceStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def recent_trace_ids(self, limit: int = 20) -> list[str]:
+        rows = self._conn.execute(
+            "SELECT trace_id, MIN(start_ns) AS started FROM spans WHERE is_root = 1 "
+            "GROUP BY trace_id ORDER BY started DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def list_runs(self, limit: int = 20) -> list[RunStats]:
+        """The most recent runs, newest first, with their numbers aggregated from all their spans."""
+        return [self.load(trace_id).stats for trace_id in self.recent_trace_ids(limit)]
+
+    def resolve(self, ident: str) -> str:
+        """A full trace id from a prefix of one, or ``latest``."""
+        if ident == "latest":
+            recent = self.recent_trace_ids(1)
+            if not recent:
+                raise TraceNotFound(f"the trace store {self.path} holds no runs yet")
+            return recent[0]
+        prefix = ident.strip().lower()
+        if not prefix or any(c not in "0123456789abcdef" for c in prefix):
+            raise TraceNotFound(f"{ident!r} is not a trace id: give the hex id (or a prefix) or 'latest'")
+        rows = self._conn.execute(
+            "SELECT DISTINCT trace_id FROM spans WHERE trace_id >= ? AND trace_id < ? LIMIT 6",
+            (prefix, prefix + "g"),
+        ).fetchall()
+        if not rows:
+            raise TraceNotFound(f"no trace with id {ident!r} in {self.path}: list them with `flock traces`")
+        if len(rows) > 1:
+            shown = ", ".join(r[0][:16] for r in rows[:5])
+            raise TraceNotFound(f"{ident!r} matches several traces ({shown}, ...): give more of the id")
+        return str(rows[0][0])
+
+    def load(self, trace_id: str) -> Trace:
+        """One trace as a tree. ``trace_id`` must be complete (see :meth:`resolve`)."""
+        rows = self._conn.execute(
+            "SELECT trace_id, span_id, parent_id, name, kind, start_ns, end_ns, status, status_message, "
+            "attributes, events, links FROM spans WHERE trace_id = ?",
+            (trace_id,),
+        ).fetchall()
+        if not rows:
+            raise TraceNotFound(f"no trace with id {trace_id!r} in {self.path}")
+        spans = [
+            SpanRecord(
+                trace_id=r[0],
+                span_id=r[1],
+                parent_id=r[2],
+                name=r[3],
+                kind=r[4],
+                start_ns=r[5],
+                end_ns=r[6],
+                status=r[7],
+                status_message=r[8],
+                attributes=json.loads(r[9]),
+                events=json.loads(r[10]),
+                links=json.loads(r[11]),
+            )
+            for r in rows
+        ]
+        return build_trace(trace_id, spans)
