@@ -1,0 +1,309 @@
+"""Turn on tracing for Flock runs: a local trace store, the console, or any OTLP backend.
+
+Flock's spans go to OpenTelemetry's *global* tracer provider, like any instrumented library. If your
+application already installs a provider, you receive them with no Flock-specific setup. Otherwise call
+:func:`enable_tracing` once, when you want traces (importing Flock never does it)::
+
+    from flock.tracing import enable_tracing
+
+    enable_tracing()                     # spans -> .flock/traces.db, read with `flock traces`
+    enable_tracing(console=True)         # ... and printed to stdout
+    # with OTEL_EXPORTER_OTLP_ENDPOINT set, spans also go to that OTLP backend (pip install 'flock[otlp]')
+
+Prompt and completion text is not recorded unless you opt in, with ``capture_content=True`` or the
+standard ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true``. Secrets are scrubbed from every span
+before it is exported.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sqlite3
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.trace import Link, Status
+
+from ._errors import ConfigurationError
+from ._redact import Redactor
+from ._trace_store import DEFAULT_STORE
+
+if TYPE_CHECKING:
+    from opentelemetry.context import Context
+    from opentelemetry.sdk.trace import Span
+
+__all__ = [
+    "CAPTURE_CONTENT_ENV",
+    "DEFAULT_STORE",
+    "TracingSetupError",
+    "capture_content_enabled",
+    "disable_tracing",
+    "enable_tracing",
+    "flush_tracing",
+]
+
+CAPTURE_CONTENT_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+_TRUE = frozenset({"true", "1", "yes", "on", "span_only", "span_and_event"})
+_OTLP_ENDPOINT_ENVS = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+
+
+class TracingSetupError(ConfigurationError):
+    """Tracing cannot be set up as asked (e.g. an OTLP endpoint is configured but the exporter is missing)."""
+
+
+@dataclass(frozen=True)
+class _Config:
+    store: Path | None
+    console: bool
+    otlp: bool
+    service_name: str | None
+
+
+@dataclass
+class _Installed:
+    provider: TracerProvider
+    switch: _Switch
+    config: _Config | None
+
+
+_lock = threading.Lock()
+_installed: _Installed | None = None
+_capture_content: bool | None = None
+
+
+def capture_content_enabled() -> bool:
+    """Should model/tool spans record prompt and completion text?
+
+    ``enable_tracing(capture_content=...)`` decides when given; otherwise the standard
+    ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` environment variable (``true``/``false``,
+    read on every call). Off by default.
+    """
+    if _capture_content is not None:
+        return _capture_content
+    return os.environ.get(CAPTURE_CONTENT_ENV, "").strip().lower() in _TRUE
+
+
+def enable_tracing(
+    *,
+    store: str | Path | None = DEFAULT_STORE,
+    console: bool = False,
+    otlp: bool | None = None,
+    capture_content: bool | None = None,
+    service_name: str | None = None,
+) -> TracerProvider:
+    """Install a tracer provider that exports Flock's spans, and return it.
+
+    Args:
+        store: SQLite file for the local trace store (read by ``flock traces``); ``None`` for none.
+        console: also print every span to stdout (for debugging).
+        otlp: send spans over OTLP/HTTP. ``None`` (default) means "when ``OTEL_EXPORTER_OTLP_ENDPOINT``
+            (or ``..._TRACES_ENDPOINT``) is set". Needs ``pip install 'flock[otlp]'``.
+        capture_content: record prompts and completions on model spans; ``None`` follows
+            ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``.
+        service_name: the ``service.name`` resource attribute (default ``OTEL_SERVICE_NAME`` or ``flock``).
+
+    Calling it again with the same arguments does nothing; with different ones it flushes and replaces
+    Flock's exporters. If the application already installed an SDK provider, Flock's exporters are added
+    to it instead (OpenTelemetry allows one global provider per process). Spans are exported in batches
+    from a background thread; :func:`flush_tracing` waits for them and :func:`disable_tracing` stops
+    exporting (both also run at interpreter exit).
+
+    Raises:
+        TracingSetupError: OTLP is wanted but the exporter package is missing, nothing would be
+            exported, or a non-SDK tracer provider is already installed.
+    """
+    global _installed, _capture_content
+    otlp_on = otlp if otlp is not None else any(os.environ.get(name) for name in _OTLP_ENDPOINT_ENVS)
+    config = _Config(
+        store=Path(store).resolve() if store is not None else None,
+        console=console,
+        otlp=otlp_on,
+        service_name=service_name,
+    )
+    with _lock:
+        if _installed is not None and _installed.config == config:
+            _capture_content = capture_content
+            return _installed.provider
+        exporters = _exporters(config)  # fails before anything global changes
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        processors = [BatchSpanProcessor(exporter) for exporter in exporters]
+        if _installed is None:
+            provider = _global_provider(service_name)
+            switch = _Switch()
+            provider.add_span_processor(switch)
+            atexit.register(disable_tracing)
+            _installed = _Installed(provider, switch, None)
+        _installed.switch.replace(processors)
+        _installed.config = config
+        _capture_content = capture_content
+        return _installed.provider
+
+
+def flush_tracing(timeout_millis: int = 30_000) -> bool:
+    """Export every finished span now. Returns ``False`` if the timeout expired first."""
+    installed = _installed
+    return installed.switch.force_flush(timeout_millis) if installed is not None else True
+
+
+def disable_tracing() -> None:
+    """Flush and stop Flock's exporters. The provider stays installed (one per process) but exports
+    nothing from Flock until :func:`enable_tracing` is called again."""
+    global _capture_content
+    with _lock:
+        _capture_content = None
+        if _installed is not None:
+            _installed.switch.replace([])
+            _installed.config = None
+
+
+def _exporters(config: _Config) -> list[SpanExporter]:
+    exporters: list[SpanExporter] = []
+    try:
+        if config.otlp:
+            exporters.append(_Redacting(_otlp_exporter()))
+        if config.console:
+            from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+            exporters.append(_Redacting(ConsoleSpanExporter()))
+        if config.store is not None:
+            from ._trace_store import SQLiteSpanExporter
+
+            try:
+                exporters.append(SQLiteSpanExporter(config.store))  # scrubs secrets itself
+            except (OSError, sqlite3.Error) as exc:  # name the file and the reason, not a bare traceback
+                raise TracingSetupError(f"cannot open the trace store {config.store}: {exc}") from exc
+    except BaseException:
+        for exporter in exporters:
+            exporter.shutdown()
+        raise
+    if not exporters:
+        raise TracingSetupError(
+            "enable_tracing() has nowhere to send spans: keep store=..., pass console=True, or set "
+            "OTEL_EXPORTER_OTLP_ENDPOINT"
+        )
+    return exporters
+
+
+def _otlp_exporter() -> SpanExporter:
+    protocol = (
+        os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+        or ""
+    )
+    endpoint = next((os.environ[n] for n in _OTLP_ENDPOINT_ENVS if os.environ.get(n)), "the default endpoint")
+    if protocol.strip().lower() == "grpc":
+        module, package = (
+            "opentelemetry.exporter.otlp.proto.grpc.trace_exporter",
+            "opentelemetry-exporter-otlp-proto-grpc",
+        )
+    else:
+        module, package = "opentelemetry.exporter.otlp.proto.http.trace_exporter", "flock[otlp]"
+    import importlib
+
+    try:
+        exporter_class = importlib.import_module(module).OTLPSpanExporter
+    except ImportError as exc:
+        raise TracingSetupError(
+            f"OTLP export to {endpoint} needs the OTLP exporter, which is not installed: "
+            f"pip install '{package}' (or pass enable_tracing(otlp=False), "
+            "or unset OTEL_EXPORTER_OTLP_ENDPOINT)"
+        ) from exc
+    exporter: SpanExporter = exporter_class()  # reads endpoint, headers and timeouts from OTEL_* variables
+    return exporter
+
+
+def _global_provider(service_name: str | None) -> TracerProvider:
+    from opentelemetry import trace
+    from opentelemetry.sdk.resources import Resource
+
+    current = trace.get_tracer_provider()
+    if isinstance(current, TracerProvider):
+        return current  # the application's own provider: add to it, never replace it
+    if not isinstance(current, trace.ProxyTracerProvider):
+        raise TracingSetupError(
+            f"a {type(current).__name__} is installed as the global tracer provider; Flock can only add "
+            "exporters to an OpenTelemetry SDK TracerProvider"
+        )
+    attributes: dict[str, Any] = {}
+    if service_name or not os.environ.get("OTEL_SERVICE_NAME"):
+        attributes["service.name"] = service_name or "flock"
+    provider = TracerProvider(resource=Resource.create(attributes), shutdown_on_exit=False)
+    trace.set_tracer_provider(provider)
+    return provider
+
+
+class _Switch(SpanProcessor):
+    """A span processor whose delegates can be replaced: the global provider is set once per process,
+    but tracing can be re-configured, disabled and enabled again."""
+
+    def __init__(self) -> None:
+        self._processors: tuple[SpanProcessor, ...] = ()
+
+    def replace(self, processors: Sequence[SpanProcessor]) -> None:
+        old, self._processors = self._processors, tuple(processors)
+        for processor in old:
+            processor.shutdown()  # BatchSpanProcessor.shutdown exports what is queued first
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        for processor in self._processors:
+            processor.on_start(span, parent_context)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        for processor in self._processors:
+            processor.on_end(span)
+
+    def shutdown(self) -> None:
+        self.replace([])
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return all([p.force_flush(timeout_millis) for p in self._processors])
+
+
+class _Redacting(SpanExporter):
+    """Scrub secrets from spans before another exporter sees them (clean spans pass through as they are)."""
+
+    def __init__(self, inner: SpanExporter) -> None:
+        self.inner = inner
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        redactor = Redactor()
+        return self.inner.export([_scrubbed(span, redactor) for span in spans])
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+
+def _scrubbed(span: ReadableSpan, redactor: Redactor) -> ReadableSpan:
+    message = span.status.description
+    dirty = (
+        redactor.needed(span.attributes)
+        or any(redactor.needed(e.attributes) for e in span.events)
+        or any(redactor.needed(link.attributes) for link in span.links)
+        or (message is not None and redactor.text(message) != message)
+    )
+    if not dirty:
+        return span
+    return ReadableSpan(
+        name=span.name,
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes=redactor.attributes(span.attributes),
+        events=[Event(e.name, redactor.attributes(e.attributes), e.timestamp) for e in span.events],
+        links=[Link(link.context, redactor.attributes(link.attributes)) for link in span.links],
+        kind=span.kind,
+        status=Status(span.status.status_code, redactor.text(message) if message else None),
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
