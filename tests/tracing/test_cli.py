@@ -1,0 +1,142 @@
+"""`flock traces` and `flock traces show`, through main() and through a real subprocess."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flock import cli
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = cli.main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_traces_lists_runs_as_a_table(recorded: tuple[Path, str], capsys: pytest.CaptureFixture[str]) -> None:
+    db, trace_id = recorded
+    code, out, err = run_cli(["traces", "--db", str(db)], capsys)
+    assert code == 0, err
+    header, row = out.splitlines()
+    for column in ("TRACE", "STARTED", "DURATION", "RUN", "AGENTS", "ARTIFACTS", "MODEL CALLS", "TOKENS"):
+        assert column in header
+    cells = row.split()
+    assert cells[0] == trace_id[:12]
+    assert "research" in cells
+    assert cells[-5:] == ["3", "8", "8", "3,710", "1"]  # agents, artifacts, model calls, tokens, errors
+    assert "900.0 ms" in row
+
+
+def test_show_prints_the_tree_with_durations_tokens_and_status(
+    recorded: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, trace_id = recorded
+    code, out, err = run_cli(["traces", "show", trace_id[:8], "--db", str(db)], capsys)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert trace_id in lines[0]
+    assert "3 agents (planner, worker, reviewer)" in out
+    assert "2,870 in / 840 out" in out
+    assert "1 error" in out
+    tree = lines[lines.index(next(line for line in lines if line.startswith("SPAN"))) + 1 :]
+    assert tree[0].startswith("flock.run research")
+    assert tree[1].startswith("└─ flock.publish Idea")
+    assert tree[2].startswith("   └─ flock.activate planner")
+    planner_chat = tree[4]
+    assert planner_chat.lstrip("│ ├└─").startswith("chat gpt-4.1")
+    assert "185.0 ms" in planner_chat and "tokens 420 in / 180 out" in planner_chat and " ok " in planner_chat
+    failed = [line for line in tree if "ERROR" in line]
+    assert len(failed) == 2  # the activation and its evaluation
+    assert "flock.activate worker" in failed[0] and "ContractViolation" in failed[0]
+    # the reviewer sits under the publish of its last input, three levels below the worker that made it
+    reviewer = next(i for i, line in enumerate(tree) if "flock.activate reviewer" in line)
+    assert "flock.publish Result" in tree[reviewer - 1]
+    indent = len(tree[reviewer]) - len(tree[reviewer].lstrip("│ ├└─"))
+    assert indent == len(tree[reviewer - 1]) - len(tree[reviewer - 1].lstrip("│ ├└─")) + 3
+
+
+def test_db_option_before_the_subcommand_and_ascii_tree(
+    recorded: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, _ = recorded
+    code, out, _ = run_cli(["traces", "--db", str(db), "show", "latest", "--ascii"], capsys)
+    assert code == 0
+    assert "`- flock.publish Idea" in out
+    assert not any(c in out for c in "├└│")
+
+
+def test_default_store_is_in_the_working_directory(
+    recorded: tuple[Path, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    db, trace_id = recorded
+    (tmp_path / ".flock").mkdir()
+    db.rename(tmp_path / ".flock" / "traces.db")
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run_cli(["traces"], capsys)
+    assert code == 0 and trace_id[:12] in out
+
+
+def test_errors_are_one_line_with_exit_status_1(tmp_path: Path, recorded: tuple[Path, str], capsys) -> None:
+    code, out, err = run_cli(["traces", "--db", str(tmp_path / "missing.db")], capsys)
+    assert (code, out) == (1, "")
+    assert err.startswith("flock: error: no trace store at") and "enable_tracing" in err
+    db, _ = recorded
+    code, _, err = run_cli(["traces", "show", "abcdef0123", "--db", str(db)], capsys)
+    assert code == 1 and "no trace with id 'abcdef0123'" in err
+
+
+def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli([], capsys)
+    assert code == 2
+    assert "traces" in out
+
+
+def test_empty_store_lists_nothing(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from flock._trace_store import SQLiteSpanExporter
+
+    SQLiteSpanExporter(db).shutdown()
+    code, out, _ = run_cli(["traces", "--db", str(db)], capsys)
+    assert (code, out) == (0, "no runs recorded yet\n")
+
+
+def test_python_dash_m_flock_in_a_subprocess(recorded: tuple[Path, str], tmp_path: Path) -> None:
+    db, trace_id = recorded
+    env = {**os.environ, "PYTHONIOENCODING": "ascii"}  # a terminal that cannot draw box characters
+    result = subprocess.run(
+        [sys.executable, "-m", "flock", "traces", "show", trace_id[:10], "--db", str(db)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "`- flock.publish Idea" in result.stdout
+    assert "tokens 420 in / 180 out" in result.stdout
+
+
+def test_other_commands_plug_in_through_the_registry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "flock_store_cmd.py").write_text(
+        "def add_parser(subparsers):\n"
+        "    p = subparsers.add_parser('store', help='inspect a store')\n"
+        "    p.add_argument('--n', type=int, default=1)\n"
+        "    p.set_defaults(handler=lambda args: print('store', args.n) or 0)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(cli, "COMMANDS", (*cli.COMMANDS, "flock_store_cmd"))
+    assert isinstance(cli.build_parser(), argparse.ArgumentParser)
+    code, out, _ = run_cli(["store", "--n", "3"], capsys)
+    assert (code, out) == (0, "store 3\n")
+    code, out, _ = run_cli([], capsys)
+    assert "store" in out and "traces" in out
