@@ -311,6 +311,8 @@ def main() -> None:
     report["targets"] = {
         "orchestration_us_per_activation<=100": med["orchestration_us_per_activation"]
         <= TARGET_US_PER_ACTIVATION,
+        # The same target on CPU time, for runs on a busy machine (see load_avg_1m_*).
+        "cpu_us_per_activation<=100": med["cpu_us_per_activation"] <= TARGET_US_PER_ACTIVATION,
         "import_s<=0.3": report["import"]["median"]["import_s"] <= TARGET_IMPORT_S,
         "import_rss_mb<=60": report["import"]["median"]["rss_after_mb"] <= TARGET_IMPORT_MB,
         "no_dspy_or_litellm": not (best_imp["imported"]["dspy"] or best_imp["imported"]["litellm"]),
