@@ -53,6 +53,16 @@ async def test_retry_after_is_honoured(server: OpenAIServer) -> None:
     assert server.arrivals[1] - server.arrivals[0] >= 0.9
 
 
+async def test_timeouts_are_retried() -> None:
+    with OpenAIServer(latency=0.4) as slow:
+        lm_kwargs = {"api_base": slow.base_url, "api_key": "k", "timeout": 0.1}
+        engine = DSPyEngine("openai/m", retries=1, lm_kwargs=lm_kwargs)
+        with pytest.raises(dspy.utils.exceptions.LMTransportError, match="timed out"):
+            await evaluate(engine, spec(Task, publishes=((Summary, None),)), Task(text="bees"),
+                           recorder=slow.recorder)
+    assert len(slow.requests) == 2  # the call and one retry
+
+
 async def test_client_errors_are_not_retried(server: OpenAIServer) -> None:
     server.always(Reply(400))
     engine = DSPyEngine("openai/m", retries=3, lm_kwargs={"api_base": server.base_url, "api_key": "k"})
