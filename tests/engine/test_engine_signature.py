@@ -122,10 +122,14 @@ camel = st.lists(st.one_of(_word, _acronym), min_size=1, max_size=3).map("".join
 )
 
 
+tricky = st.sampled_from(["Context", "Json", "Text", "Reasoning", "Class", "ModelConfig", "Feedback", "Copy"])
+type_names = st.one_of(camel, tricky, st.builds(lambda a, b: f"{a.lower()}.{b}", camel, camel))
+
+
 @st.composite
 def shapes(draw: st.DrawFn) -> tuple[AgentSpec, OutputGroup]:
-    names = draw(st.lists(camel, min_size=2, max_size=6, unique=True))
-    types = {n: create_model(n, value=(str, ...)) for n in names}
+    names = draw(st.lists(type_names, min_size=2, max_size=6, unique=True))
+    types = {n: create_model(n.rsplit(".", 1)[-1], value=(str, ...)) for n in names}
     n_in = draw(st.integers(1, len(names) - 1))
     ins = [draw(st.sampled_from(names)) for _ in range(n_in)]
     outs = draw(st.lists(st.sampled_from(names), min_size=1, max_size=3, unique=True))
@@ -158,4 +162,6 @@ def test_signatures_are_valid_unique_deterministic_and_plural(
         if f.type_name is not None:
             assert f.plural == (counts[f.type_name] > 1)
     assert ("context" in names) == context
+    dsig = one.to_dspy()  # builds without warnings (warnings are errors in this suite)
+    assert list(dsig.fields) == names
     assert one.instructions.startswith("Do it.") and one.instructions.endswith(".")
