@@ -9,7 +9,7 @@ from engine_support import Idea, Summary, Task, evaluate, spec
 from openai_server import OpenAIServer
 
 from flock import DSPyEngine
-from flock.testing import FunctionModel, RealModelCallError, forbid_real_model_calls
+from flock.testing import FunctionModel, ModelCall, RealModelCallError, forbid_real_model_calls
 
 pytestmark = pytest.mark.anyio
 
@@ -82,3 +82,22 @@ async def test_guard_allows_a_local_server(server: OpenAIServer) -> None:
     with forbid_real_model_calls() as guard:
         answer = await server.lm().acall("hello")
     assert guard.refused == [] and len(answer) == 1 and len(server.requests) == 1
+
+
+async def test_max_tool_calls_bounds_the_react_loop() -> None:
+    used: list[str] = []
+
+    def ping(text: str) -> str:
+        """Echo the text."""
+        used.append(text)
+        return text
+
+    def always_ping(call: ModelCall) -> object:
+        if "next_tool_name" in call.output_fields:
+            return {"next_thought": "again", "next_tool_name": "ping", "next_tool_args": {"text": "hi"}}
+        return call.default()
+
+    engine = DSPyEngine(FunctionModel(always_ping), max_tool_calls=3)
+    result = await evaluate(engine, spec(Task, publishes=((Summary, None),), tools=(ping,)), Task(text="x"))
+    assert used == ["hi", "hi", "hi"]
+    assert len(result.outputs) == 1 and result.metrics["model_calls"] == 4  # 3 steps + the extraction
