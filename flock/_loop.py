@@ -52,6 +52,7 @@ class RunLoop:
     _wake: anyio.Event | None
     _drive_lock: anyio.Lock | None
     _closed: bool
+    _rotation: int = -1  # index of the agent that was served first by the last dispatch
     max_concurrency: int
     flush_partial_batches: bool
     store: Any
@@ -79,7 +80,12 @@ class RunLoop:
         return self._pending_count == 0 and self._running_total == 0 and not self._blocking_timers
 
     def _dispatch(self, tg: TaskGroup) -> None:
-        for name in list(self._pending):
+        names = list(self._pending)
+        if self._running_total >= self.max_concurrency or not names:
+            return
+        # Rotate the starting agent so that, under the global bound, no agent starves the others.
+        self._rotation = (self._rotation + 1) % len(names)
+        for name in names[self._rotation :] + names[: self._rotation]:
             queue = self._pending[name]
             limit = self._agents[name].max_concurrency
             while queue and self._running[name] < limit and self._running_total < self.max_concurrency:
