@@ -112,7 +112,7 @@ def build_graph(trace: Trace) -> FlowGraph:
 
 # ---------------------------------------------------------------------------------------------- layout
 
-NODE_W, NODE_H, COL_GAP, ROW_GAP, MARGIN = 150.0, 46.0, 52.0, 24.0, 16.0
+NODE_W, NODE_H, COL_GAP, ROW_GAP, MARGIN = 150.0, 46.0, 52.0, 24.0, 22.0
 
 
 def layout(graph: FlowGraph) -> None:
@@ -191,3 +191,43 @@ def _topological(nodes: list[Node], edges: list[tuple[str, str]]) -> list[Node]:
                 if indegree[target] == 0:
                     ready.append(by_key[target])
     return ordered
+
+
+def edge_path(graph: FlowGraph, edge: Edge) -> tuple[str, float, float, float]:
+    """SVG path data for an edge, where its count label goes, and the lowest y it reaches.
+
+    Edges go from the right side of a node to the left side of the next. An edge that skips columns
+    and would cross a node on the way is routed above (or below) the columns it skips; an edge
+    against the flow loops underneath both nodes.
+    """
+    a, b = graph.nodes[edge.source], graph.nodes[edge.target]
+    if edge.back:
+        x1, y1, x2, y2 = a.x + NODE_W, a.y + NODE_H * 0.75, b.x, b.y + NODE_H * 0.75
+        low = max(a.y, b.y) + NODE_H + 22
+        path = f"M{x1:.0f},{y1:.0f} C{x1 + 60:.0f},{low:.0f} {x2 - 60:.0f},{low:.0f} {x2:.0f},{y2:.0f}"
+        return path, (x1 + x2) / 2, low - 4, low
+    x1, y1, x2, y2 = a.x + NODE_W, a.y + NODE_H / 2, b.x, b.y + NODE_H / 2
+    between = [n for n in graph.nodes.values() if a.layer < n.layer < b.layer]
+    if not any(_crosses(n, x1, y1, x2, y2) for n in between):
+        bend = max(30.0, (x2 - x1) / 2)
+        path = f"M{x1:.0f},{y1:.0f} C{x1 + bend:.0f},{y1:.0f} {x2 - bend:.0f},{y2:.0f} {x2:.0f},{y2:.0f}"
+        return path, x1 + 16, y1 - 6, max(y1, y2)
+    top = min(n.y for n in between) - 12
+    bottom = max(n.y + NODE_H for n in between) + 12
+    middle = (y1 + y2) / 2
+    lane = top if top > 4 and abs(top - middle) <= abs(bottom - middle) else bottom
+    xa = min(n.x for n in between) - 14
+    xb = max(n.x + NODE_W for n in between) + 14
+    b1, b2 = (xa - x1) / 2, (x2 - xb) / 2
+    path = (
+        f"M{x1:.0f},{y1:.0f} C{x1 + b1:.0f},{y1:.0f} {xa - b1:.0f},{lane:.0f} {xa:.0f},{lane:.0f} "
+        f"L{xb:.0f},{lane:.0f} C{xb + b2:.0f},{lane:.0f} {x2 - b2:.0f},{y2:.0f} {x2:.0f},{y2:.0f}"
+    )
+    return path, (xa + xb) / 2, lane - 4, max(lane, y1, y2)
+
+
+def _crosses(node: Node, x1: float, y1: float, x2: float, y2: float) -> bool:
+    """Would the straight line from (x1, y1) to (x2, y2) pass through ``node``?"""
+    t = (node.x + NODE_W / 2 - x1) / (x2 - x1) if x2 != x1 else 0.0
+    y = y1 + t * (y2 - y1)
+    return node.y - 6 <= y <= node.y + NODE_H + 6

@@ -8,7 +8,7 @@ import json
 from html import escape
 from typing import Any
 
-from ._trace_graph import NODE_H, NODE_W, FlowGraph, Node, build_graph
+from ._trace_graph import NODE_H, NODE_W, FlowGraph, Node, build_graph, edge_path
 from ._trace_store import SpanRecord, Trace
 from ._trace_view import fmt_count, fmt_duration, fmt_time, span_details
 
@@ -212,24 +212,14 @@ def _svg(graph: FlowGraph) -> str:
     if not graph.nodes:
         return "<p>No agents or artifacts in this trace.</p>"
     out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{graph.width:.0f}" height="{graph.height:.0f}" '
-        f'viewBox="0 0 {graph.width:.0f} {graph.height:.0f}" role="img" '
-        'aria-label="agent and artifact flow">',
+        "",  # the <svg> tag, once the edges say how tall the drawing is
         '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" '
         'orient="auto-start-reverse"><path d="M0,0L10,5L0,10z" fill="#94a3b8"/></marker></defs>',
     ]
+    height = graph.height
     for edge in graph.edges.values():
-        a, b = graph.nodes[edge.source], graph.nodes[edge.target]
-        if edge.back:  # loop under both nodes, right side of the source to the left side of the target
-            x1, y1, x2, y2 = a.x + NODE_W, a.y + NODE_H * 0.75, b.x, b.y + NODE_H * 0.75
-            low = max(a.y, b.y) + NODE_H + 22
-            path = f"M{x1:.0f},{y1:.0f} C{x1 + 60:.0f},{low:.0f} {x2 - 60:.0f},{low:.0f} {x2:.0f},{y2:.0f}"
-            mx, my = (x1 + x2) / 2, low - 4
-        else:
-            x1, y1, x2, y2 = a.x + NODE_W, a.y + NODE_H / 2, b.x, b.y + NODE_H / 2
-            bend = max(30.0, (x2 - x1) / 2)
-            path = f"M{x1:.0f},{y1:.0f} C{x1 + bend:.0f},{y1:.0f} {x2 - bend:.0f},{y2:.0f} {x2:.0f},{y2:.0f}"
-            mx, my = x1 + 16, y1 - 6
+        path, mx, my, lowest = edge_path(graph, edge)
+        height = max(height, lowest + 12)
         out.append(
             f'<path class="edge{" back" if edge.back else ""}" d="{path}" marker-end="url(#arrow)" '
             f'data-from="{escape(edge.source)}" data-to="{escape(edge.target)}"/>'
@@ -255,6 +245,10 @@ def _svg(graph: FlowGraph) -> str:
             f"{escape(_node_lines(node))}</text></g>"
         )
     out.append("</svg>")
+    out[0] = (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{graph.width:.0f}" height="{height:.0f}" '
+        f'viewBox="0 0 {graph.width:.0f} {height:.0f}" role="img" aria-label="agent and artifact flow">'
+    )
     return "".join(out)
 
 
@@ -285,8 +279,14 @@ def _waterfall(trace: Trace) -> str:
         err = " err" if span.is_error else ""
         toggle = "▾" if span.children else ""
         agent_attr = f' data-agent="{escape(agent)}"' if agent else ""
-        # the label goes right of the bar, or left of it when the bar ends near the right edge
-        where = f"left:{left + width:.3f}%" if left + width < 86 else f"right:{100 - left:.3f}%"
+        # the label goes right of the bar; left of it when the bar ends near the right edge; inside a
+        # bar that spans (almost) the whole track
+        if left + width < 86:
+            where = f"left:{left + width:.3f}%"
+        elif left > 14:
+            where = f"right:{100 - left:.3f}%"
+        else:
+            where = f"right:{max(0.0, 100 - left - width):.3f}%;color:#fff;padding-right:6px"
         duration = escape(fmt_duration(span.duration_ns))
         out.append(
             f'<div class="row{err} cat-{span.category}" data-id="{span.span_id}" '
