@@ -25,7 +25,7 @@ from pydantic import BaseModel, ValidationError
 from ._components import Context, EngineComponent, EvalInputs, EvalResult
 from ._contract import contract_errors
 from ._errors import ConfigurationError, ContractViolation
-from ._offline import OfflineLM, SignatureTap, is_offline, reset_tools, set_tools
+from ._offline import OfflineLM, SignatureTap, announce_once, is_offline, reset_tools, set_tools
 from ._signature import (
     CONTEXT_FIELD,
     FEEDBACK_FIELD,
@@ -303,14 +303,20 @@ class DSPyEngine(EngineComponent):
     def _announce(self, lm: dspy.BaseLM, ctx: Context) -> None:
         if not getattr(lm, "announce", False):
             return
-        key = str(ctx.state.get("run_id", "engine"))
-        if key in self._announced:
+        run = ctx.state.get("run_id")
+        # Once per run across all engines of the run (run ids are unique per Flock run), else once
+        # per engine when no run id is known (an engine called directly).
+        if not (announce_once(str(run)) if run is not None else self._first_announcement()):
             return
-        self._announced.add(key)
         logger.warning(OFFLINE_NOTICE)
         if logger.hasHandlers():
             # Without handlers, logging's last-resort handler already wrote the line to stderr.
             print(OFFLINE_NOTICE, file=sys.stderr)
+
+    def _first_announcement(self) -> bool:
+        first = not self._announced
+        self._announced.add("engine")
+        return first
 
 
 # ---------------------------------------------------------------------- helpers

@@ -21,6 +21,7 @@ import json
 import random
 import re
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -474,6 +475,23 @@ def _list_words(names: list[str]) -> str:
     if not items:
         return "the inputs"
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+_ANNOUNCED: OrderedDict[str, None] = OrderedDict()
+
+
+def announce_once(run_id: str) -> bool:
+    """True the first time ``run_id`` is seen. Remembers the last 1,024 runs.
+
+    Module level on purpose: the offline notice is once per *run*, across every engine in it, and
+    run ids are unique, so two Flocks never see each other's entries.
+    """
+    if run_id in _ANNOUNCED:
+        return False
+    _ANNOUNCED[run_id] = None
+    while len(_ANNOUNCED) > 1024:
+        _ANNOUNCED.popitem(last=False)
+    return True
 
 
 def is_offline(lm: Any) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from uuid import uuid4
 
 import dspy
 from dspy.adapters.baml_adapter import BAMLAdapter
@@ -73,12 +74,12 @@ def spec(
 
 
 async def evaluate(
-    engine: Any, agent: AgentSpec, *inputs: BaseModel, recorder: Any = None, run_id: str = "run"
+    engine: Any, agent: AgentSpec, *inputs: BaseModel, recorder: Any = None, run_id: str | None = None
 ) -> EvalResult:
     """Call ``engine.evaluate`` directly, as the orchestrator would."""
     arts = [Artifact(type=type_name(type(m)), payload=m.model_dump(mode="json")) for m in inputs]
     ctx = Context(agent=agent.name, identity=agent.identity, correlation_id="c1", model=None, subscription=0)
-    ctx.state["run_id"] = run_id
+    ctx.state["run_id"] = run_id or uuid4().hex
     callbacks = [*(dspy.settings.callbacks or []), recorder] if recorder is not None else None
     with dspy.context(callbacks=callbacks) if callbacks else _nothing():
         result = await engine.evaluate(agent, ctx, EvalInputs(arts, list(inputs)), agent.output_groups[0])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 from typing import Literal
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 from engine_support import ADAPTERS, Idea, Task, evaluate, make_adapter, spec
@@ -66,11 +66,13 @@ async def test_content_is_readable_and_derived_from_the_inputs() -> None:
     assert len(set(titles)) == 3
 
 
-async def test_offline_announces_once_per_run(capsys: pytest.CaptureFixture[str]) -> None:
-    engine = DSPyEngine("offline")
+async def test_offline_announces_once_per_run_across_engines(capsys: pytest.CaptureFixture[str]) -> None:
+    engines = [DSPyEngine("offline"), DSPyEngine()]
     agent = spec(Task, publishes=((Idea, None),))
-    for run in ("r1", "r1", "r2"):
-        await evaluate(engine, agent, Task(text="bees"), run_id=run)
+    first, second = uuid4().hex, uuid4().hex
+    for run in (first, first, second):
+        for engine in engines:
+            await evaluate(engine, agent, Task(text="bees"), run_id=run)
     assert capsys.readouterr().err.count("built-in 'offline' model") == 2
 
 
