@@ -385,7 +385,7 @@ class SQLiteStore:
         return [model.model_validate(a.payload) for a in self._decoded.artifacts(rows)]
 
     async def query_artifacts(
-        self, filters: FilterConfig | None = None, *, limit: int = 50, offset: int = 0
+        self, filters: FilterConfig | None = None, limit: int = 50, offset: int = 0
     ) -> tuple[builtins.list[Artifact], int]:
         filters = filters or FilterConfig()
         limit, offset = max(limit, 0), max(offset, 0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -113,7 +114,8 @@ async def test_resume_finishes_work_that_was_queued_but_never_ran(tmp_path: Path
 
 
 async def test_durability_settings(tmp_path: Path) -> None:
-    for setting, level in (("process", 1), ("power", 2)):  # synchronous NORMAL, FULL
+    settings: list[tuple[Any, int]] = [("process", 1), ("power", 2)]  # synchronous NORMAL, FULL
+    for setting, level in settings:
         async with SQLiteStore(tmp_path / f"{setting}.db", durability=setting) as store:
             await store.put(make(1))
             (found,) = await store._read(lambda c: c.execute("PRAGMA synchronous").fetchone())
