@@ -503,12 +503,23 @@ class SQLiteStore:
         ]
 
     # ------------------------------------------------------------------ operations
-    async def counts_by_type(self) -> dict[str, int]:
-        """How many artifacts of each type the board holds."""
-        rows = await self._read(
-            lambda c: c.execute("SELECT type, COUNT(*) FROM artifacts GROUP BY type ORDER BY type").fetchall()
-        )
-        return {t: int(n) for t, n in rows}
+    async def stats(self) -> dict[str, Any]:
+        """Counts for a glance at the board: artifacts (by type), consumption records, activations
+        in flight, schema version and file size (the main file; the WAL file comes on top)."""
+
+        def run(c: sqlite3.Connection) -> dict[str, Any]:
+            by_type = dict(c.execute("SELECT type, COUNT(*) FROM artifacts GROUP BY type ORDER BY type"))
+            return {
+                "artifacts": sum(by_type.values()),
+                "artifacts_by_type": by_type,
+                "consumption_records": c.execute("SELECT COUNT(*) FROM consumptions").fetchone()[0],
+                "in_flight": c.execute("SELECT COUNT(*) FROM activations").fetchone()[0],
+                "schema_version": c.execute("PRAGMA user_version").fetchone()[0],
+            }
+
+        found = await self._read(run)
+        found["file_bytes"] = self.path.stat().st_size
+        return found
 
     async def recent(self, n: int = 20) -> builtins.list[Artifact]:
         """The ``n`` most recently published artifacts, newest first."""
