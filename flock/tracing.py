@@ -32,7 +32,7 @@ from opentelemetry.trace import Link, Status
 
 from ._errors import ConfigurationError
 from ._redact import Redactor
-from ._trace_store import DEFAULT_STORE
+from ._trace_store import DEFAULT_STORE, SQLiteSpanExporter
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CAPTURE_CONTENT_ENV",
     "DEFAULT_STORE",
+    "SQLiteSpanExporter",
     "TracingSetupError",
     "capture_content_enabled",
     "disable_tracing",
@@ -173,8 +174,6 @@ def _exporters(config: _Config) -> list[SpanExporter]:
 
             exporters.append(_Redacting(ConsoleSpanExporter()))
         if config.store is not None:
-            from ._trace_store import SQLiteSpanExporter
-
             try:
                 exporters.append(SQLiteSpanExporter(config.store))  # scrubs secrets itself
             except (OSError, sqlite3.Error) as exc:  # name the file and the reason, not a bare traceback
