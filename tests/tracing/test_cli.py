@@ -127,16 +127,16 @@ def test_python_dash_m_flock_in_a_subprocess(recorded: tuple[Path, str], tmp_pat
 def test_other_commands_plug_in_through_the_registry(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (tmp_path / "flock_store_cmd.py").write_text(
+    (tmp_path / "flock_demo_cmd.py").write_text(
         "def add_parser(subparsers):\n"
-        "    p = subparsers.add_parser('store', help='inspect a store')\n"
+        "    p = subparsers.add_parser('demo', help='a plugged-in command')\n"
         "    p.add_argument('--n', type=int, default=1)\n"
-        "    p.set_defaults(handler=lambda args: print('store', args.n) or 0)\n"
+        "    p.set_defaults(handler=lambda args: print('demo', args.n) or 0)\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(cli, "COMMANDS", (*cli.COMMANDS, "flock_store_cmd"))
+    monkeypatch.setattr(cli, "COMMANDS", (*cli.COMMANDS, "flock_demo_cmd"))
     assert isinstance(cli.build_parser(), argparse.ArgumentParser)
-    code, out, _ = run_cli(["store", "--n", "3"], capsys)
-    assert (code, out) == (0, "store 3\n")
+    code, out, _ = run_cli(["demo", "--n", "3"], capsys)
+    assert (code, out) == (0, "demo 3\n")
     code, out, _ = run_cli([], capsys)
-    assert "store" in out and "traces" in out
+    assert "demo" in out and "traces" in out
