@@ -82,12 +82,24 @@ class Router:
                 log.info("activation of %r by %s vetoed by a component", spec.name, artifact.id)
                 continue
             self.seen.add(key)
-            if sub.activation is not None and not await sub.activation.evaluate(
-                flock, artifact.correlation_id
-            ):
-                self.deferred.append((spec.name, sub.index, artifact))
-                continue
+            if sub.activation is not None:
+                holds = await self._activation_holds(spec, sub, artifact.correlation_id, (artifact,))
+                if holds is None:  # the condition raised; that was recorded
+                    continue
+                if not holds:
+                    self.deferred.append((spec.name, sub.index, artifact))
+                    continue
             await self.accept(spec, sub, artifact, model)
+
+    async def _activation_holds(
+        self, spec: AgentSpec, sub: Subscription, correlation_id: str, artifacts: tuple[Artifact, ...]
+    ) -> bool | None:
+        """Evaluate an activation condition; ``None`` when it raised (recorded as a WorkflowError)."""
+        try:
+            return bool(await sub.activation.evaluate(self._flock, correlation_id))
+        except Exception as exc:
+            await self._flock._record_failure(spec.name, artifacts, kind="subscription_error", error=exc)
+            return None
 
     async def accept(
         self, spec: AgentSpec, sub: Subscription, artifact: Artifact, model: BaseModel | None
@@ -206,25 +218,30 @@ class Router:
 
         Called after each publish in ``correlation_id``: workflow-scoped conditions
         (``When.correlation``) are re-checked for that workflow only, any other condition for every
-        held artifact. Each (subscription, workflow) is evaluated once per call.
+        held artifact. Each (subscription, workflow) is evaluated once per call; a condition that
+        raises is recorded once for the artifacts it held, which are then released.
         """
         flock = self._flock
         held, self.deferred = self.deferred, []
-        still: list[tuple[str, int, Artifact]] = []
-        answers: dict[tuple[str, int, str], bool] = {}
+        slots: dict[tuple[str, int, str], list[Artifact]] = {}
         for name, index, artifact in held:
-            spec = flock._agents[name]
-            sub = spec.subscriptions[index]
+            sub = flock._agents[name].subscriptions[index]
             corr = artifact.correlation_id
-            if corr != correlation_id and getattr(sub.activation, "workflow_scoped", False):
-                still.append((name, index, artifact))
-                continue
-            slot = (name, index, corr)
-            if slot not in answers:
-                answers[slot] = await sub.activation.evaluate(flock, corr)
-            if answers[slot]:
-                await self.accept(spec, sub, artifact, None)
-            else:
+            if corr == correlation_id or not getattr(sub.activation, "workflow_scoped", False):
+                slots.setdefault((name, index, corr), []).append(artifact)
+        answers: dict[tuple[str, int, str], bool | None] = {}
+        for (name, index, corr), artifacts in slots.items():
+            spec = flock._agents[name]
+            answers[(name, index, corr)] = await self._activation_holds(
+                spec, spec.subscriptions[index], corr, tuple(artifacts)
+            )
+        still: list[tuple[str, int, Artifact]] = []
+        for name, index, artifact in held:
+            answer = answers.get((name, index, artifact.correlation_id), False)
+            if answer:
+                spec = flock._agents[name]
+                await self.accept(spec, spec.subscriptions[index], artifact, None)
+            elif answer is False:
                 still.append((name, index, artifact))
         # Accepting may publish (an expired join), which may hold new artifacts: keep those too.
         self.deferred[:0] = still

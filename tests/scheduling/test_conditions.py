@@ -334,3 +334,19 @@ def test_activation_must_be_a_condition() -> None:
 
     with pytest.raises(ConfigurationError, match="count_at_least"):
         Flock().agent("x").consumes(Doc, activation=lambda: True)
+
+
+async def test_a_raising_activation_condition_is_reported_not_raised() -> None:
+    flock = Flock()
+    fired: list[int] = []
+    broken = Until.any_field(Vote, field="n", predicate=lambda n: n > "x")  # int > str raises
+    flock.agent("a").consumes(Doc, activation=broken).calls(lambda d: fired.append(d.n))
+    flock.agent("b").consumes(Doc).calls(lambda d: fired.append(-d.n))
+    await flock.publish(Doc(n=1))  # no vote yet: the predicate is never called, the doc is held
+    await flock.publish(Vote(n=1))  # now the re-check raises
+    await flock.publish(Doc(n=2))  # and so does the check of a new doc
+    summary = await flock.run_until_idle()
+    assert sorted(fired) == [-2, -1]  # the other agent is unaffected
+    assert [e.kind for e in summary.errors] == ["subscription_error", "subscription_error"]
+    assert all(e.agent == "a" and e.error_type == "TypeError" for e in summary.errors)
+    assert summary.deferred == 0  # reported once each, not re-checked forever
