@@ -134,6 +134,7 @@ class Router:
         assert sub.join is not None
         try:
             key = sub.join.by(model)
+            hash(key)  # groups are keyed by it: an unhashable key is the key function's error too
         except Exception as exc:
             await flock._record_failure(spec.name, (artifact,), kind="subscription_error", error=exc)
             return

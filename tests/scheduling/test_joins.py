@@ -317,3 +317,15 @@ def test_property_every_key_with_both_members_fires_exactly_once(
         assert summary.expired_joins == 0
 
     anyio.run(scenario, backend=anyio_backend)
+
+
+async def test_an_unhashable_join_key_is_reported_like_a_raising_one() -> None:
+    flock = Flock(clock=ManualClock())
+    flock.agent("matcher").consumes(Order, Payment, join=JoinSpec(by=lambda m: [m.key], within=5)).calls(
+        lambda order, payment: None
+    )
+    await flock.publish(Order(key=1))
+    summary = await flock.run_until_idle()
+    (error,) = summary.errors
+    assert error.kind == "subscription_error" and error.error_type == "TypeError"
+    assert "unhashable" in error.message
