@@ -417,7 +417,7 @@ def _collect(
             continue
         items = (value if isinstance(value, list) else [value]) if f.plural else [value]
         for i, item in enumerate(items):
-            data = item.model_dump() if isinstance(item, BaseModel) else item
+            data = item.model_dump(by_alias=True) if isinstance(item, BaseModel) else item
             try:
                 outputs.append(decl.type.model_validate(data))  # always a fresh instance
             except ValidationError as exc:
@@ -425,12 +425,15 @@ def _collect(
                 errors.append(f"`{where}` is not a valid {decl.type_name}: {_short(exc)}")
                 first = first or (f.type_name, "valid fields", "invalid")
     counted = contract_errors(group, outputs)
-    for tname, expected, actual, _message in counted:
-        f = next(x for x in sig.outputs if x.type_name == tname)
-        invalid = sum(1 for e in errors if e.startswith(f"`{f.name}"))
-        note = f" ({invalid} more were invalid)" if invalid else ""
-        errors.append(f"`{f.name}` must hold {expected} {tname}, got {actual}{note}")
+    for tname, expected, actual, message in counted:
+        field = next((x for x in sig.outputs if x.type_name == tname), None)
         first = first or (tname, expected, actual)
+        if field is None or actual == "invalid":
+            errors.append(message)
+            continue
+        invalid = sum(1 for e in errors if e.startswith(f"`{field.name}"))
+        note = f" ({invalid} more were invalid)" if invalid else ""
+        errors.append(f"`{field.name}` must hold {expected} {tname}, got {actual}{note}")
     return outputs, errors, first or (None, "", "")
 
 

@@ -196,11 +196,10 @@ class OfflineEngine:
             return "\n\n".join(f"{k}: {json.dumps(_jsonable(v))}" for k, v in values.items())
         if adapter is None:
             adapter = dspy.ChatAdapter()
-        typed = {}
-        for name, value in values.items():
-            info = sig.output_fields.get(name)
-            typed[name] = _coerce(info.annotation, value) if info is not None else value
-        return str(adapter.format_assistant_message_content(sig, typed))
+        # JSON data, not model instances: instances would be dumped by field name, but the schema
+        # the model is shown (and the parser) uses aliases.
+        data = {k: _jsonable(v) for k, v in values.items()}
+        return str(adapter.format_assistant_message_content(sig, data))
 
 
 class OfflineLM(dspy.LM):
@@ -449,16 +448,9 @@ def _first_text(value: Any) -> str | None:
     return None
 
 
-def _coerce(annotation: Any, value: Any) -> Any:
-    try:
-        return TypeAdapter(annotation).validate_python(value)
-    except (ValueError, TypeError):
-        return value  # let the adapter render it as is; the engine's contract check reports it
-
-
 def _jsonable(value: Any) -> Any:
     if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
+        return value.model_dump(mode="json", by_alias=True)
     if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]
     if isinstance(value, dict):
