@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -16,6 +17,7 @@ from flock import (
     Flock,
     InMemoryStore,
     ManualClock,
+    SQLiteStore,
     Until,
     When,
     WorkflowError,
@@ -95,8 +97,17 @@ async def test_artifact_count_comparisons() -> None:
     assert await holds(flock, Until.artifact_count(Note).exactly(0))
 
 
-async def test_artifact_count_filters_by_correlation_tags_and_producer() -> None:
-    flock = Flock()
+@pytest.mark.parametrize("durable", [False, True], ids=["memory", "sqlite"])
+async def test_artifact_count_filters_by_correlation_tags_and_producer(durable: bool, tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "board.db") if durable else InMemoryStore()
+    try:
+        await check_count_filters(Flock(store=store))
+    finally:
+        if isinstance(store, SQLiteStore):
+            await store.close()
+
+
+async def check_count_filters(flock: Flock) -> None:
     flock.agent("noter").consumes(Doc, tags="urgent").publishes(Note).calls(lambda d: Note(n=d.n))
     await flock.publish_many([Doc(n=1), Doc(n=2)], correlation_id="w1", tags={"urgent"})
     await flock.publish(Doc(n=3), correlation_id="w2", tags={"later", "urgent"})
