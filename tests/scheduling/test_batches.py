@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import anyio
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from flock import BatchSpec, ConfigurationError, Context, EvalInputs, Flock, ManualClock, Until, flock_type
@@ -206,4 +209,28 @@ def test_invalid_batch_specs_fail_at_declaration(kwargs: dict[str, object]) -> N
 
 
 def test_a_batch_timeout_in_seconds_becomes_a_timedelta() -> None:
-    assert BatchSpec(timeout=2).timeout == timedelta(seconds=2)
+    assert BatchSpec(timeout=2).timeout == timedelta(seconds=2)  # type: ignore[arg-type]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    workflows=st.lists(st.sampled_from(["a", "b", "c"]), min_size=1, max_size=25),
+    size=st.integers(min_value=1, max_value=5),
+    per_correlation=st.booleans(),
+)
+def test_property_every_artifact_is_delivered_exactly_once(
+    workflows: list[str], size: int, per_correlation: bool, anyio_backend: str
+) -> None:
+    async def scenario() -> None:
+        flock, batcher, _ = batching_flock(BatchSpec(size=size, per_correlation=per_correlation))
+        for n, workflow in enumerate(workflows):
+            await flock.publish(Item(n=n), correlation_id=workflow)
+        summary = await flock.run_until_idle()
+        delivered = [n for batch in batcher.batches for n in batch]
+        assert sorted(delivered) == list(range(len(workflows)))
+        assert all(1 <= len(batch) <= size for batch in batcher.batches)
+        if per_correlation:
+            assert all(len(c) == 1 for c in batcher.correlations)
+        assert summary.waiting == {}
+
+    anyio.run(scenario, backend=anyio_backend)

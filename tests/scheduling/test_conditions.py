@@ -208,7 +208,8 @@ async def test_conditions_over_ten_thousand_artifacts_use_store_counts() -> None
     flock = Flock(store=store)
     await flock.publish_many([Doc(n=i) for i in range(5_000)], correlation_id="big")
     await flock.publish_many([Doc(n=i) for i in range(4_999)], tags={"rest"})
-    await flock.publish(Artifact(type="sched.Doc", payload={"n": -1}, produced_by="importer", tags={"rest"}))
+    imported = Artifact(type="sched.Doc", payload={"n": -1}, produced_by="importer", tags=frozenset({"rest"}))
+    await flock.publish(imported)
     await flock.publish_many([Note(n=i) for i in range(3)], correlation_id="big")
     store.reads.clear()
 

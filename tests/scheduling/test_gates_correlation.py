@@ -26,7 +26,7 @@ class Recorder:
 
     def __call__(self, *models: BaseModel, inputs: EvalInputs) -> None:
         self.calls.append(
-            [(a.correlation_id, a.type, m.n) for a, m in zip(inputs.artifacts, inputs.models, strict=True)]
+            [(a.correlation_id, a.type, a.payload["n"]) for a in inputs.artifacts]
         )
 
 

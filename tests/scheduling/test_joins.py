@@ -329,3 +329,39 @@ async def test_an_unhashable_join_key_is_reported_like_a_raising_one() -> None:
     (error,) = summary.errors
     assert error.kind == "subscription_error" and error.error_type == "TypeError"
     assert "unhashable" in error.message
+
+
+steps = st.lists(
+    st.tuples(st.sampled_from(["A", "B"]), st.integers(min_value=0, max_value=4), st.integers(0, 4)),
+    min_size=1,
+    max_size=20,
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=steps, count_window=st.booleans())
+def test_property_every_member_is_joined_expired_or_waiting_exactly_once(
+    ops: list[tuple[str, int, int]], count_window: bool, anyio_backend: str
+) -> None:
+    import anyio
+
+    async def scenario() -> None:
+        flock, matcher, clock = join_flock(within=3 if count_window else timedelta(minutes=5))
+        published = []
+        for kind, key, minutes in ops:
+            clock.advance(timedelta(minutes=minutes))
+            published.append(await flock.publish(Order(key=key) if kind == "A" else Payment(key=key)))
+            await flock.run_until_idle()
+        summary = await flock.run_until_idle()
+        joined = [str(a.id) for inputs in matcher.inputs for a in inputs.artifacts]
+        expired = [m for e in await flock.store.get_by_type(JoinExpired) for m in e.member_ids]
+        waiting = summary.waiting.get("matcher", 0)
+        assert len(joined) + len(expired) + waiting == len(published)
+        assert len(set(joined) | set(expired)) == len(joined) + len(expired)  # no artifact twice
+        for inputs in matcher.inputs:
+            assert len({m.key for m in inputs.models}) == 1  # type: ignore[attr-defined]
+            times = [a.created_at for a in inputs.artifacts]
+            if not count_window:  # a group never completes after its window closed
+                assert max(times) - min(times) < timedelta(minutes=5)
+
+    anyio.run(scenario, backend=anyio_backend)
