@@ -346,7 +346,6 @@ def _own_adapter(adapter: Any, lm: dspy.BaseLM, fallback: bool) -> Any:
     return made
 
 
-
 class _CallCounter(UsageTracker):
     """DSPy usage tracker that also counts calls (DSPy skips entries with empty usage)."""
 

@@ -270,8 +270,6 @@ def _read_two_step(text: str, sig: Any) -> dict[str, Any] | None:
     return found if set(found) == set(sig.output_fields) else None
 
 
-
-
 _ANNOUNCED: OrderedDict[str, None] = OrderedDict()
 
 

@@ -179,8 +179,12 @@ def _prompt_type(tp: Any) -> Any:
                 prop.pop("title", None)
 
     config = {**tp.model_config, "json_schema_extra": strip}
-    namespace = {"model_config": config, "__module__": tp.__module__, "__qualname__": tp.__qualname__,
-                 "__doc__": tp.__doc__}
+    namespace = {
+        "model_config": config,
+        "__module__": tp.__module__,
+        "__qualname__": tp.__qualname__,
+        "__doc__": tp.__doc__,
+    }
     try:
         return type(tp.__name__, (tp,), namespace)
     except (TypeError, ValueError):

@@ -93,5 +93,3 @@ class _nothing:
 
     def __exit__(self, *exc: object) -> None:
         return None
-
-

@@ -36,8 +36,12 @@ def engine(server: OpenAIServer, adapter: str, **kwargs: Any) -> DSPyEngine:
 
 
 async def test_single(server: OpenAIServer, adapter: str) -> None:
-    result = await evaluate(engine(server, adapter), spec(Task, publishes=((Summary, None),)),
-                            Task(text="bees"), recorder=server.recorder)
+    result = await evaluate(
+        engine(server, adapter),
+        spec(Task, publishes=((Summary, None),)),
+        Task(text="bees"),
+        recorder=server.recorder,
+    )
     assert [type(o) for o in result.outputs] == [Summary]
     assert "bees" in result.outputs[0].text
     assert result.metrics["model_calls"] == calls_per_answer(adapter) == len(server.requests)
@@ -46,8 +50,9 @@ async def test_single(server: OpenAIServer, adapter: str) -> None:
 
 async def test_multi_input(server: OpenAIServer, adapter: str) -> None:
     agent = spec(Task, Topic, publishes=((Summary, None),))
-    result = await evaluate(engine(server, adapter), agent, Task(text="bees"), Topic(name="cities"),
-                            recorder=server.recorder)
+    result = await evaluate(
+        engine(server, adapter), agent, Task(text="bees"), Topic(name="cities"), recorder=server.recorder
+    )
     assert [type(o) for o in result.outputs] == [Summary]
     sent = str(server.requests[0]["messages"])
     assert "bees" in sent and "cities" in sent
@@ -62,15 +67,23 @@ async def test_multi_output(server: OpenAIServer, adapter: str) -> None:
 
 
 async def test_fan_out_exact(server: OpenAIServer, adapter: str) -> None:
-    result = await evaluate(engine(server, adapter), spec(Task, publishes=((Idea, (5, 5)),)),
-                            Task(text="bees"), recorder=server.recorder)
+    result = await evaluate(
+        engine(server, adapter),
+        spec(Task, publishes=((Idea, (5, 5)),)),
+        Task(text="bees"),
+        recorder=server.recorder,
+    )
     assert len(result.outputs) == 5 and all(isinstance(o, Idea) for o in result.outputs)
     assert len({id(o) for o in result.outputs}) == 5
 
 
 async def test_fan_out_range(server: OpenAIServer, adapter: str) -> None:
-    result = await evaluate(engine(server, adapter), spec(Task, publishes=((Idea, (2, 4)),)),
-                            Task(text="bees"), recorder=server.recorder)
+    result = await evaluate(
+        engine(server, adapter),
+        spec(Task, publishes=((Idea, (2, 4)),)),
+        Task(text="bees"),
+        recorder=server.recorder,
+    )
     assert 2 <= len(result.outputs) <= 4
 
 
@@ -98,8 +111,12 @@ async def test_reask_that_succeeds(server: OpenAIServer, adapter: str) -> None:
         return {"ideas": [Idea(title="only one idea", score=3)] * 3}
 
     server.script(three_ideas)
-    result = await evaluate(engine(server, adapter), spec(Task, publishes=((Idea, (5, 5)),)),
-                            Task(text="bees"), recorder=server.recorder)
+    result = await evaluate(
+        engine(server, adapter),
+        spec(Task, publishes=((Idea, (5, 5)),)),
+        Task(text="bees"),
+        recorder=server.recorder,
+    )
     assert len(result.outputs) == 5
     assert result.metrics["reasks"] == 1
     assert "exactly 5 Idea, got 3" in result.trace["attempts"][0][0]
@@ -108,22 +125,41 @@ async def test_reask_that_succeeds(server: OpenAIServer, adapter: str) -> None:
 
 async def test_reask_that_fails(server: OpenAIServer, adapter: str) -> None:
     server.always(Reply(text=None))
-    server.script(*[lambda call: {"ideas": [Idea(title="one idea", score=3)]} if "ideas" in call.output_fields
-                    else None] * 4)
+    server.script(
+        *[
+            lambda call: (
+                {"ideas": [Idea(title="one idea", score=3)]} if "ideas" in call.output_fields else None
+            )
+        ]
+        * 4
+    )
     with pytest.raises(ContractViolation) as info:
-        await evaluate(engine(server, adapter, max_reasks=1), spec(Task, publishes=((Idea, (2, 4)),)),
-                       Task(text="bees"), recorder=server.recorder)
+        await evaluate(
+            engine(server, adapter, max_reasks=1),
+            spec(Task, publishes=((Idea, (2, 4)),)),
+            Task(text="bees"),
+            recorder=server.recorder,
+        )
     err = info.value
-    assert (err.agent, err.group, err.type_name, err.expected, err.actual) == ("agent", 0, "Idea",
-                                                                             "between 2 and 4", "1")
+    assert (err.agent, err.group, err.type_name, err.expected, err.actual) == (
+        "agent",
+        0,
+        "Idea",
+        "between 2 and 4",
+        "1",
+    )
     assert len(server.requests) == 2 * calls_per_answer(adapter)
 
 
 async def test_malformed_output(server: OpenAIServer, adapter: str) -> None:
     server.always("this is not what was asked for")
     with pytest.raises(ContractViolation) as info:
-        await evaluate(engine(server, adapter, max_reasks=2), spec(Task, publishes=((Summary, None),)),
-                       Task(text="bees"), recorder=server.recorder)
+        await evaluate(
+            engine(server, adapter, max_reasks=2),
+            spec(Task, publishes=((Summary, None),)),
+            Task(text="bees"),
+            recorder=server.recorder,
+        )
     assert "could not be parsed" in info.value.errors[0]
     assert info.value.actual == "unparseable"
     # TwoStep: main call, extraction, and DSPy's own JSON retry of the extraction (inside TwoStepAdapter).
@@ -132,16 +168,24 @@ async def test_malformed_output(server: OpenAIServer, adapter: str) -> None:
 
 async def test_malformed_then_valid(server: OpenAIServer, adapter: str) -> None:
     server.script(*["garbage"] * calls_per_answer(adapter))
-    result = await evaluate(engine(server, adapter), spec(Task, publishes=((Summary, None),)),
-                            Task(text="bees"), recorder=server.recorder)
+    result = await evaluate(
+        engine(server, adapter),
+        spec(Task, publishes=((Summary, None),)),
+        Task(text="bees"),
+        recorder=server.recorder,
+    )
     assert [type(o) for o in result.outputs] == [Summary]
     assert result.metrics["reasks"] == (1 if adapter != "two_step" else result.metrics["reasks"])
 
 
 async def test_429_then_success(server: OpenAIServer, adapter: str) -> None:
     server.script(Reply(429, headers={"Retry-After": "0"}), Reply(429, headers={"Retry-After": "0"}))
-    result = await evaluate(engine(server, adapter, retries=3), spec(Task, publishes=((Summary, None),)),
-                            Task(text="bees"), recorder=server.recorder)
+    result = await evaluate(
+        engine(server, adapter, retries=3),
+        spec(Task, publishes=((Summary, None),)),
+        Task(text="bees"),
+        recorder=server.recorder,
+    )
     assert [type(o) for o in result.outputs] == [Summary]
     assert len(server.requests) == 2 + calls_per_answer(adapter)
 
@@ -149,6 +193,10 @@ async def test_429_then_success(server: OpenAIServer, adapter: str) -> None:
 async def test_persistent_500(server: OpenAIServer, adapter: str) -> None:
     server.always(Reply(500, headers={"Retry-After": "0"}))
     with pytest.raises(dspy.utils.exceptions.LMServerError):
-        await evaluate(engine(server, adapter, retries=2), spec(Task, publishes=((Summary, None),)),
-                       Task(text="bees"), recorder=server.recorder)
+        await evaluate(
+            engine(server, adapter, retries=2),
+            spec(Task, publishes=((Summary, None),)),
+            Task(text="bees"),
+            recorder=server.recorder,
+        )
     assert len(server.requests) == 3  # one call plus two retries, then the error surfaces

@@ -58,8 +58,9 @@ async def test_timeouts_are_retried() -> None:
         lm_kwargs = {"api_base": slow.base_url, "api_key": "k", "timeout": 0.1}
         engine = DSPyEngine("openai/m", retries=1, lm_kwargs=lm_kwargs)
         with pytest.raises(dspy.utils.exceptions.LMTransportError, match="timed out"):
-            await evaluate(engine, spec(Task, publishes=((Summary, None),)), Task(text="bees"),
-                           recorder=slow.recorder)
+            await evaluate(
+                engine, spec(Task, publishes=((Summary, None),)), Task(text="bees"), recorder=slow.recorder
+            )
     assert len(slow.requests) == 2  # the call and one retry
 
 
@@ -67,8 +68,9 @@ async def test_client_errors_are_not_retried(server: OpenAIServer) -> None:
     server.always(Reply(400))
     engine = DSPyEngine("openai/m", retries=3, lm_kwargs={"api_base": server.base_url, "api_key": "k"})
     with pytest.raises(dspy.utils.exceptions.LMInvalidRequestError):
-        await evaluate(engine, spec(Task, publishes=((Summary, None),)), Task(text="bees"),
-                       recorder=server.recorder)
+        await evaluate(
+            engine, spec(Task, publishes=((Summary, None),)), Task(text="bees"), recorder=server.recorder
+        )
     assert len(server.requests) == 1
 
 

@@ -59,8 +59,11 @@ async def test_deterministic_for_a_seed_and_different_across_seeds() -> None:
 
 
 async def test_content_is_readable_and_derived_from_the_inputs() -> None:
-    result = await evaluate(DSPyEngine(TestModel()), spec(Task, publishes=((Idea, (3, 3)),)),
-                            Task(text="urban beekeeping for beginners"))
+    result = await evaluate(
+        DSPyEngine(TestModel()),
+        spec(Task, publishes=((Idea, (3, 3)),)),
+        Task(text="urban beekeeping for beginners"),
+    )
     titles = [i.title for i in result.outputs]
     assert all("urban beekeeping" in t for t in titles)
     assert len(set(titles)) == 3

@@ -64,7 +64,9 @@ def test_count_gate_and_batch_are_plural_lists() -> None:
     from flock._spec import BatchSpec
 
     batch = AgentSpec(
-        "b", None, (Subscription(0, (Task,), ("Task",), batch=BatchSpec(size=3)),),
+        "b",
+        None,
+        (Subscription(0, (Task,), ("Task",), batch=BatchSpec(size=3)),),
         (OutputGroup(0, (OutputDecl(Summary, "Summary"),)),),
     )
     assert inspect_signature(batch).spec == "tasks: list[Task] -> summary: Summary"
@@ -117,8 +119,10 @@ def test_dspy_signature_matches_the_inspection() -> None:
 
 _word = st.from_regex(r"[A-Z][a-z]{1,7}", fullmatch=True)
 _acronym = st.from_regex(r"[A-Z]{2,4}", fullmatch=True)
-camel = st.lists(st.one_of(_word, _acronym), min_size=1, max_size=3).map("".join).filter(
-    lambda s: not re.fullmatch(r"[A-Z]+", s)
+camel = (
+    st.lists(st.one_of(_word, _acronym), min_size=1, max_size=3)
+    .map("".join)
+    .filter(lambda s: not re.fullmatch(r"[A-Z]+", s))
 )
 
 

@@ -17,9 +17,12 @@ pytestmark = pytest.mark.anyio
 async def test_script_malformed_then_default_re_asks_once() -> None:
     model = FunctionModel.script("no markers at all", None)
     result = await evaluate(DSPyEngine(model), spec(Task, publishes=((Summary, None),)), Task(text="bees"))
-    assert result.metrics == {"input_tokens": result.metrics["input_tokens"],
-                              "output_tokens": result.metrics["output_tokens"],
-                              "model_calls": 2.0, "reasks": 1.0}
+    assert result.metrics == {
+        "input_tokens": result.metrics["input_tokens"],
+        "output_tokens": result.metrics["output_tokens"],
+        "model_calls": 2.0,
+        "reasks": 1.0,
+    }
     assert "could not be parsed" in model.calls[1].prompt  # the errors went back to the model
 
 
@@ -47,8 +50,9 @@ async def test_scripted_tool_call() -> None:
         {"next_thought": "done", "next_tool_name": "finish", "next_tool_args": {}},
         None,
     )
-    result = await evaluate(DSPyEngine(model), spec(Task, publishes=((Summary, None),), tools=(add,)),
-                            Task(text="sum"))
+    result = await evaluate(
+        DSPyEngine(model), spec(Task, publishes=((Summary, None),), tools=(add,)), Task(text="sum")
+    )
     assert used == [5]
     assert result.trace["trajectory"]["observation_0"] == 5
 
