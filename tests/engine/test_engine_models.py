@@ -104,3 +104,13 @@ async def test_chain_of_thought_keeps_reasoning_out_of_artifacts() -> None:
     flock.agent("a").consumes(Task).publishes(Summary).with_engines(DSPyEngine(program="chain_of_thought"))
     outputs = await flock.invoke("a", Task(text="bees"))
     assert list(outputs[0].payload) == ["text"]
+
+
+@pytest.mark.parametrize(("cache", "requests"), [(False, 2), (True, 1)])
+async def test_dspy_cache_is_opt_in(server: OpenAIServer, cache: bool, requests: int) -> None:
+    lm_kwargs = {"api_base": server.base_url, "api_key": "k"}
+    engine = DSPyEngine(f"openai/cache-{cache}", cache=cache, lm_kwargs=lm_kwargs)
+    agent = spec(Task, publishes=((Summary, None),))
+    for _ in range(2):
+        await evaluate(engine, agent, Task(text="the same input"), recorder=server.recorder)
+    assert len(server.requests) == requests

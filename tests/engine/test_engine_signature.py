@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, create_model
 
-from flock import Flock, flock_type, inspect_signature
+from flock import ConfigurationError, Flock, flock_type, inspect_signature
 from flock._signature import build_signature, field_base, field_plural, shape_from_subscription
 from flock._spec import AgentSpec, OutputDecl, OutputGroup, Subscription
 
@@ -169,3 +169,11 @@ def test_signatures_are_valid_unique_deterministic_and_plural(
     dsig = one.to_dspy()  # builds without warnings (warnings are errors in this suite)
     assert list(dsig.fields) == names
     assert one.instructions.startswith("Do it.") and one.instructions.endswith(".")
+
+
+def test_inspecting_what_does_not_exist_says_what_to_do() -> None:
+    agent = spec(Task, publishes=((Summary, None),))
+    with pytest.raises(ConfigurationError, match="group=3 does not exist"):
+        inspect_signature(agent, group=3)
+    with pytest.raises(ConfigurationError, match="agent='name'"):
+        inspect_signature(object())
