@@ -13,6 +13,7 @@ this filter first. Three rules:
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Mapping
@@ -36,6 +37,7 @@ _SECRET_VALUE = re.compile(
 _MIN_SECRET_LENGTH = 8  # shorter env values ("1", "true") would redact half the text
 
 
+@functools.lru_cache(maxsize=4096)  # attribute keys repeat on every span
 def secret_name(key: str) -> bool:
     """Does this attribute or variable name denote a credential? (``gen_ai.usage.input_tokens`` does not.)"""
     return _SECRET_NAME.search(key.rsplit(".", 1)[-1]) is not None
@@ -55,6 +57,8 @@ class Redactor:
         self._secrets = environment_secrets() if secrets is None else secrets
 
     def text(self, value: str) -> str:
+        if len(value) < _MIN_SECRET_LENGTH:  # nothing this short is a credential (or matches a shape)
+            return value
         for secret in self._secrets:
             if secret in value:
                 value = value.replace(secret, REDACTED)
@@ -62,7 +66,7 @@ class Redactor:
 
     def value(self, value: Any) -> Any:
         if isinstance(value, str):
-            return self.text(value)
+            return self.text(value) if len(value) >= _MIN_SECRET_LENGTH else value
         if isinstance(value, tuple):
             return tuple(self.value(v) for v in value)
         if isinstance(value, list):
@@ -72,7 +76,17 @@ class Redactor:
     def attributes(self, attributes: Mapping[str, Any] | None) -> dict[str, Any]:
         if not attributes:
             return {}
-        return {k: REDACTED if secret_name(k) else self.value(v) for k, v in attributes.items()}
+        out: dict[str, Any] = {}
+        for key, value in attributes.items():
+            if secret_name(key):
+                out[key] = REDACTED
+            elif isinstance(value, str):
+                out[key] = self.text(value) if len(value) >= _MIN_SECRET_LENGTH else value
+            elif isinstance(value, tuple | list):
+                out[key] = self.value(value)
+            else:
+                out[key] = value
+        return out
 
     def needed(self, attributes: Mapping[str, Any] | None) -> bool:
         """Would :meth:`attributes` change anything? (Lets exporters pass clean spans through untouched.)"""

@@ -66,8 +66,7 @@ class TraceNotFound(FlockError, LookupError):
     """No trace (or more than one) matches the id given to ``flock traces show``."""
 
 
-def _json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
 
 
 class SQLiteSpanExporter(SpanExporter):
@@ -94,7 +93,8 @@ class SQLiteSpanExporter(SpanExporter):
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         redactor = Redactor() if self._redact else None
-        rows = [_row(span, redactor) for span in spans]
+        resources: dict[int, str] = {}  # one provider, one resource: serialize it once per batch
+        rows = [_row(span, redactor, resources) for span in spans]
         with self._lock:
             if self._conn is None:
                 return SpanExportResult.FAILURE
@@ -119,29 +119,25 @@ class SQLiteSpanExporter(SpanExporter):
         return True  # every export commits before it returns
 
 
-def _row(span: ReadableSpan, redactor: Redactor | None) -> tuple[Any, ...]:
+def _row(span: ReadableSpan, redactor: Redactor | None, resources: dict[int, str]) -> tuple[Any, ...]:
+    # Runs on the export thread for every span while holding the GIL: kept lean on purpose.
     def attrs(values: Any) -> dict[str, Any]:
-        if redactor is not None:
-            return redactor.attributes(values)
-        return dict(values or {})
+        if not values:
+            return {}
+        return redactor.attributes(values) if redactor is not None else dict(values)
 
-    context = span.get_span_context()
+    context = span.context
     parent = span.parent
-    status_message = span.status.description
-    if status_message and redactor is not None:
-        status_message = redactor.text(status_message)
-    events = [
-        {"name": e.name, "time_ns": e.timestamp, "attributes": attrs(e.attributes)} for e in span.events
-    ]
-    links = [
-        {
-            "trace_id": format(link.context.trace_id, "032x"),
-            "span_id": format(link.context.span_id, "016x"),
-            "attributes": attrs(link.attributes),
-        }
-        for link in span.links
-    ]
+    status = span.status
+    message = status.description
+    if message and redactor is not None:
+        message = redactor.text(message)
+    events = span.events
+    links = span.links
     start = span.start_time or 0
+    resource = resources.get(id(span.resource))
+    if resource is None:
+        resource = resources[id(span.resource)] = _json(dict(span.resource.attributes))
     return (
         format(context.trace_id, "032x") if context else "0" * 32,
         format(context.span_id, "016x") if context else "0" * 16,
@@ -151,12 +147,25 @@ def _row(span: ReadableSpan, redactor: Redactor | None) -> tuple[Any, ...]:
         span.kind.name,
         start,
         span.end_time or start,
-        span.status.status_code.name,
-        status_message,
+        status.status_code.name,
+        message,
         _json(attrs(span.attributes)),
-        _json(events),
-        _json(links),
-        _json(dict(span.resource.attributes) if span.resource else {}),
+        _json([{"name": e.name, "time_ns": e.timestamp, "attributes": attrs(e.attributes)} for e in events])
+        if events
+        else "[]",
+        _json(
+            [
+                {
+                    "trace_id": format(link.context.trace_id, "032x"),
+                    "span_id": format(link.context.span_id, "016x"),
+                    "attributes": attrs(link.attributes),
+                }
+                for link in links
+            ]
+        )
+        if links
+        else "[]",
+        resource,
     )
 
 

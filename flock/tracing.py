@@ -134,7 +134,11 @@ def enable_tracing(
         exporters = _exporters(config)  # fails before anything global changes
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-        processors = [BatchSpanProcessor(exporter) for exporter in exporters]
+        queue, batch = _batch_settings()
+        processors = [
+            BatchSpanProcessor(exporter, max_queue_size=queue, max_export_batch_size=batch)
+            for exporter in exporters
+        ]
         if _installed is None:
             provider = _global_provider(service_name)
             switch = _Switch()
@@ -162,6 +166,15 @@ def disable_tracing() -> None:
         if _installed is not None:
             _installed.switch.replace([])
             _installed.config = None
+
+
+def _batch_settings() -> tuple[int | None, int | None]:
+    """A deeper queue and bigger batches than the SDK's defaults (2048 and 512): a run of a few thousand
+    artifacts makes spans faster than one export thread writes them, and a full queue drops spans.
+    The standard OTEL_BSP_* variables still win."""
+    queue = None if "OTEL_BSP_MAX_QUEUE_SIZE" in os.environ else 65_536
+    batch = None if "OTEL_BSP_MAX_EXPORT_BATCH_SIZE" in os.environ else 2_048
+    return queue, batch
 
 
 def _exporters(config: _Config) -> list[SpanExporter]:

@@ -263,3 +263,20 @@ def test_otlp_export_scrubs_secrets(tmp_path: Path) -> None:
     assert key.encode() not in payload
     stored = b"".join(p.read_bytes() for p in tmp_path.glob("t.db*"))
     assert b"[REDACTED]" in stored and key.encode() not in stored
+
+
+def test_a_burst_of_spans_is_not_dropped(tmp_path: Path) -> None:
+    # 20,000 spans as fast as one thread can make them: the SDK's default queue (2,048) would drop most
+    result = python(
+        """
+        tracer = trace.get_tracer("flock")
+        enable_tracing(store="t.db")
+        with tracer.start_as_current_span("flock.run burst"):
+            for _ in range(19_999):
+                tracer.start_span("flock.publish Idea").end()
+        """,
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "dropping" not in result.stderr
+    assert runs(tmp_path / "t.db") == [("flock.run burst", 20_000)]
