@@ -9,7 +9,7 @@ from openai_server import OpenAIServer, Reply
 
 from flock import ChatAdapter, ConfigurationError, DSPyEngine, Flock
 from flock._offline import OfflineLM
-from flock.testing import FunctionModel
+from flock.testing import FunctionModel, TestModel
 
 pytestmark = pytest.mark.anyio
 
@@ -114,3 +114,16 @@ async def test_dspy_cache_is_opt_in(server: OpenAIServer, cache: bool, requests:
     for _ in range(2):
         await evaluate(engine, agent, Task(text="the same input"), recorder=server.recorder)
     assert len(server.requests) == requests
+
+
+async def test_inputs_without_a_fired_subscription_or_validated_models() -> None:
+    from flock._artifact import Artifact
+    from flock._components import Context, EvalInputs
+
+    model = TestModel()
+    agent = spec(Task, publishes=((Summary, None),))
+    arts = [Artifact(type="Task", payload={"text": text}) for text in ("first", "second")]
+    ctx = Context(agent="agent", identity=agent.identity, correlation_id="c")  # no subscription index
+    result = await DSPyEngine(model).evaluate(agent, ctx, EvalInputs(arts), agent.output_groups[0])
+    assert [type(o) for o in result.outputs] == [Summary]
+    assert "[[ ## tasks ## ]]" in model.calls[0].prompt  # two inputs of one type: a plural field
