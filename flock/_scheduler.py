@@ -213,7 +213,8 @@ class Joins:
         """Remove groups that saw ``window`` further arrivals of their subscription without completing."""
         seq = self._seq.get(slot, 0)
         groups = self._groups.get(slot, {})
-        stale = [g for g in groups.values() if seq - g.opened_seq >= window]
+        # Groups sit in the dict in the order they opened, so the stale ones come first.
+        stale = list(itertools.takewhile(lambda g: seq - g.opened_seq >= window, groups.values()))
         for g in stale:
             del groups[g.key]
         return stale
