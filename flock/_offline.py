@@ -50,6 +50,7 @@ def set_tools(tools: tuple[Any, ...]) -> Any:
 
 
 def reset_tools(token: Any) -> None:
+    """Undo :func:`set_tools`."""
     _TOOLS.reset(token)
 
 
@@ -79,6 +80,7 @@ class ModelCall:
 
     @property
     def output_fields(self) -> list[str]:
+        """Names of the output fields this call must answer."""
         return list(self.signature.output_fields) if self.signature is not None else []
 
     def values(self) -> dict[str, Any]:
@@ -157,6 +159,7 @@ class OfflineEngine:
         )
 
     def values(self, call: ModelCall) -> dict[str, Any]:
+        """Valid output values for ``call``, deterministic for the seed and the inputs."""
         sig = call.signature
         if sig is None:
             return {}
@@ -183,6 +186,7 @@ class OfflineEngine:
         return values
 
     def render(self, call: ModelCall, values: dict[str, Any]) -> str:
+        """``values`` as the completion text ``call``'s adapter parses."""
         sig, adapter = call.signature, call.adapter
         if sig is None:
             return json.dumps(jsonable(values))

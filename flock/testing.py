@@ -110,6 +110,7 @@ class Guard:
     refused: list[str] = field(default_factory=list)
 
     def refuse(self, what: str) -> RealModelCallError:
+        """Record a refused call and return the error to raise."""
         message = (
             f"real model call refused: {what}. Tests must use flock.testing.TestModel / FunctionModel, "
             "the 'offline' model, or a local OpenAI-compatible server on 127.0.0.1"
@@ -135,6 +136,7 @@ def forbid_real_model_calls(
     guard = Guard(frozenset(allowed_hosts))
     lm_cls = dspy.LM
     original_call, original_acall = lm_cls.__call__, lm_cls.acall
+    own = {name: name in vars(lm_cls) for name in ("__call__", "acall")}
 
     def check(lm: Any) -> None:
         if getattr(lm, "flock_offline", False):
@@ -168,8 +170,11 @@ def forbid_real_model_calls(
     try:
         yield guard
     finally:
-        lm_cls.__call__ = original_call
-        lm_cls.acall = original_acall
+        for name, original in (("__call__", original_call), ("acall", original_acall)):
+            if own[name]:
+                setattr(lm_cls, name, original)
+            else:
+                delattr(lm_cls, name)  # inherited before: leave the class as it was
         if network:
             setattr(socket.socket, "connect", original_connect)  # noqa: B010
     if guard.refused:
