@@ -304,21 +304,44 @@ def _stats(trace_id: str, spans: list[SpanRecord], roots: list[SpanRecord]) -> R
         tokens_in, tokens_out = span.tokens
         stats.input_tokens += tokens_in
         stats.output_tokens += tokens_out
-        # A failure marks every span it propagates through; count only where it happened.
-        if span.is_error and not _error_below(span):
-            stats.errors += 1
     stats.agents = list(agents)
+    stats.errors = _error_origins(
+        {s.span_id: s.parent_id for s in spans}, {s.span_id for s in spans if s.is_error}
+    )
     return stats
 
 
-def _error_below(span: SpanRecord) -> bool:
-    stack = list(span.children)
-    while stack:
-        child = stack.pop()
-        if child.is_error:
-            return True
-        stack.extend(child.children)
-    return False
+def _error_origins(parent_of: dict[str, str | None], errors: set[str]) -> int:
+    """How many failures happened: a failure marks every span it propagates through, so count only the
+    failed spans with no failed span below them."""
+    above: set[str] = set()
+    for span_id in errors:
+        parent = parent_of.get(span_id)
+        while parent is not None and parent not in above:
+            above.add(parent)
+            parent = parent_of.get(parent)
+    return len(errors - above)
+
+
+_OPERATION = """json_extract(attributes, '$."gen_ai.operation.name"')"""
+_MODEL_OPS = ", ".join(f"'{op}'" for op in sorted(MODEL_OPERATIONS))
+_MODEL = f"{_OPERATION} IN ({_MODEL_OPS})"
+_NOT_GENAI = f"COALESCE({_OPERATION}, '') NOT IN ('execute_tool', {_MODEL_OPS})"
+_TOKENS = """CASE json_type(attributes, '$."gen_ai.usage.{0}_tokens"') WHEN 'integer'
+    THEN json_extract(attributes, '$."gen_ai.usage.{0}_tokens"') ELSE 0 END"""
+_TOTALS_SQL = f"""
+SELECT COUNT(*), MIN(start_ns), MAX(end_ns), SUM({_TOKENS.format("input")}), SUM({_TOKENS.format("output")}),
+       SUM({_MODEL}), SUM({_OPERATION} = 'execute_tool')
+FROM spans WHERE trace_id = ?"""
+_AGENTS_SQL = f"""
+SELECT COALESCE(json_extract(attributes, '$."flock.agent"'), substr(name, 16)) AS agent_name, COUNT(*)
+FROM spans WHERE trace_id = ? AND (name = 'flock.activate' OR name GLOB 'flock.activate *') AND {_NOT_GENAI}
+GROUP BY agent_name ORDER BY MIN(start_ns)"""
+_ARTIFACTS_SQL = f"""
+SELECT COALESCE(json_extract(attributes, '$."flock.artifact.type"'), substr(name, 15)) AS artifact_type,
+       COUNT(*)
+FROM spans WHERE trace_id = ? AND (name = 'flock.publish' OR name GLOB 'flock.publish *') AND {_NOT_GENAI}
+GROUP BY artifact_type ORDER BY MIN(start_ns)"""
 
 
 class TraceStore:
@@ -352,7 +375,51 @@ class TraceStore:
 
     def list_runs(self, limit: int = 20) -> list[RunStats]:
         """The most recent runs, newest first, with their numbers aggregated from all their spans."""
-        return [self.load(trace_id).stats for trace_id in self.recent_trace_ids(limit)]
+        return [self.run_stats(trace_id) for trace_id in self.recent_trace_ids(limit)]
+
+    def run_stats(self, trace_id: str) -> RunStats:
+        """The numbers of one run, aggregated inside SQLite (the same as ``load(trace_id).stats`` without
+        parsing every span). Falls back to loading the trace where SQLite lacks the JSON functions."""
+        try:
+            return self._run_stats_sql(trace_id)
+        except sqlite3.OperationalError:  # SQLite built without JSON support (before 3.38 it was optional)
+            return self.load(trace_id).stats
+
+    def _run_stats_sql(self, trace_id: str) -> RunStats:
+        q = self._conn.execute
+        [(count, start, end, tokens_in, tokens_out, model_calls, tool_calls)] = q(_TOTALS_SQL, (trace_id,))
+        if not count:
+            raise TraceNotFound(f"no trace with id {trace_id!r} in {self.path}")
+        roots = q(
+            "SELECT s.name, json_extract(s.attributes, '$.\"flock.run.name\"') FROM spans s "
+            "WHERE s.trace_id = ?1 AND (s.parent_id IS NULL OR NOT EXISTS "
+            "(SELECT 1 FROM spans p WHERE p.trace_id = ?1 "
+            "AND p.span_id = s.parent_id)) ORDER BY s.start_ns, s.end_ns LIMIT 1",
+            (trace_id,),
+        ).fetchall()
+        stats = RunStats(
+            trace_id=trace_id,
+            name=str(roots[0][1] or roots[0][0]) if roots else "",
+            start_ns=start,
+            end_ns=end,
+            spans=count,
+            input_tokens=tokens_in or 0,
+            output_tokens=tokens_out or 0,
+            model_calls=model_calls or 0,
+            tool_calls=tool_calls or 0,
+        )
+        for agent, activations in q(_AGENTS_SQL, (trace_id,)):
+            stats.agents.append(str(agent))
+            stats.activations += activations
+        for type_name, artifacts in q(_ARTIFACTS_SQL, (trace_id,)):
+            stats.artifacts_by_type[str(type_name)] = artifacts
+            stats.artifacts += artifacts
+        parent_of = dict(q("SELECT span_id, parent_id FROM spans WHERE trace_id = ?", (trace_id,)).fetchall())
+        errors = {
+            r[0] for r in q("SELECT span_id FROM spans WHERE trace_id = ? AND status = 'ERROR'", (trace_id,))
+        }
+        stats.errors = _error_origins(parent_of, errors)
+        return stats
 
     def resolve(self, ident: str) -> str:
         """A full trace id from a prefix of one, or ``latest``."""

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
-from trace_support import record_run
+from opentelemetry.trace import Status, StatusCode
+from trace_support import Recorder, record_run
 
 from flock import FlockError
 from flock._trace_store import SQLiteSpanExporter, TraceNotFound, TraceStore
@@ -180,3 +181,35 @@ def test_missing_store_says_how_to_make_one(tmp_path: Path) -> None:
         TraceStore(tmp_path / "nope.db")
     assert isinstance(info.value, FlockError)
     assert not (tmp_path / "nope.db").exists()  # reading never creates the file
+
+
+def test_listing_aggregates_in_sqlite_exactly_like_loading(db: Path) -> None:
+    exporter = SQLiteSpanExporter(db)
+    record_run(exporter, name="a")
+    record_run(exporter, name="b", capture_content=True, t0=1_790_000_500 * 10**9)
+    exporter.shutdown()
+    with TraceStore(db) as store:
+        for trace_id in store.recent_trace_ids():
+            assert store.run_stats(trace_id) == store.load(trace_id).stats
+
+
+def test_an_error_is_counted_where_it_happened_not_where_it_propagated(db: Path) -> None:
+    exporter = SQLiteSpanExporter(db)
+    rec = Recorder(exporter)
+    failed = Status(StatusCode.ERROR, "boom")
+    with rec.span("flock.run r", 0, 10) as run:
+        with (
+            rec.span("flock.publish A", 1, 2, run) as publish,
+            rec.span("flock.activate x", 2, 9, publish) as act,
+        ):
+            with rec.span("flock.evaluate x", 3, 8, act) as ev:
+                ev.set_status(failed)
+            act.set_status(failed)
+        with rec.span("flock.activate y", 3, 4, publish) as other:
+            other.set_status(failed)
+        run.set_status(failed)  # the run failed because of them: not a third error
+    rec.provider.force_flush()
+    with TraceStore(db) as store:
+        trace_id = store.resolve("latest")
+        assert store.run_stats(trace_id).errors == 2
+        assert store.load(trace_id).stats.errors == 2
