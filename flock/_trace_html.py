@@ -130,6 +130,7 @@ def render_html(trace: Trace) -> str:
     """The whole page for one trace as a string (write it to a ``.html`` file and open it)."""
     stats = trace.stats
     title = f"{stats.name} · Flock trace" if stats.name else "Flock trace"
+    rows = _flatten(trace)
     return "".join(
         [
             '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
@@ -141,10 +142,10 @@ def render_html(trace: Trace) -> str:
             "</section>",
             '<section id="timeline"><h2>Timeline</h2>',
             _legend(),
-            _waterfall(trace),
+            _waterfall(trace, rows),
             "</section>",
             '<section><h2>Span details</h2><div id="details">Click a span in the timeline.</div></section>',
-            f'<script type="application/json" id="trace-data">{_data(trace)}</script>',
+            f'<script type="application/json" id="trace-data">{_data(trace, rows)}</script>',
             f"<script>{_JS}</script></body></html>",
         ]
     )
@@ -264,14 +265,14 @@ def _flatten(trace: Trace) -> list[tuple[int, SpanRecord, str | None]]:
     return rows
 
 
-def _waterfall(trace: Trace) -> str:
+def _waterfall(trace: Trace, rows: list[tuple[int, SpanRecord, str | None]]) -> str:
     t0, total = trace.stats.start_ns, max(1, trace.stats.duration_ns)
     ticks = "".join(
         f'<span style="left:{i * 20}%">{"0" if i == 0 else fmt_duration(total * i // 5)}</span>'
         for i in range(5)
     )
     out = [f'<div class="wf"><div class="axis"></div><div class="axis">{ticks}</div>']
-    for depth, span, agent in _flatten(trace):
+    for depth, span, agent in rows:
         left = (span.start_ns - t0) / total * 100
         width = span.duration_ns / total * 100
         color = "error" if span.is_error else span.category
@@ -306,7 +307,8 @@ def _waterfall(trace: Trace) -> str:
     return "".join(out)
 
 
-def _data(trace: Trace) -> str:
+def _data(trace: Trace, rows: list[tuple[int, SpanRecord, str | None]]) -> str:
+    """Every shown span's attributes, events and links, for the details panel."""
     spans: dict[str, Any] = {
         s.span_id: {
             "name": s.name,
@@ -317,7 +319,7 @@ def _data(trace: Trace) -> str:
             "events": s.events,
             "links": s.links,
         }
-        for s in trace.spans[: MAX_ROWS * 2]
+        for _, s, _ in rows
     }
     text = json.dumps({"trace_id": trace.trace_id, "spans": spans}, ensure_ascii=False, default=str)
     # Inside <script> only "</" and "<!--" are dangerous; escaping every < > & makes both impossible.

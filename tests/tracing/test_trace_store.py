@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from flock._trace_store import SQLiteSpanExporter, TraceNotFound, TraceStore
 
 def test_schema_is_one_table_of_spans(recorded: tuple[Path, str]) -> None:
     db, _ = recorded
-    with sqlite3.connect(db) as conn:
+    with closing(sqlite3.connect(db)) as conn:
         tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
         columns = [r[1] for r in conn.execute("PRAGMA table_info(spans)")]
     assert tables == ["spans"]
@@ -131,7 +132,7 @@ def test_batch_processor_from_several_threads_loses_nothing(db: Path) -> None:
     for t in threads:
         t.join()
     provider.shutdown()  # flushes the queue, then closes the exporter
-    with sqlite3.connect(db) as conn:
+    with closing(sqlite3.connect(db)) as conn:
         assert conn.execute("SELECT COUNT(*) FROM spans").fetchone()[0] == 4 * 50 * 2
         roots = conn.execute("SELECT COUNT(*) FROM spans WHERE parent_id IS NULL").fetchone()[0]
     assert roots == 200
