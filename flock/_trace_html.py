@@ -121,6 +121,12 @@ _JS = """
       if (first) { first.scrollIntoView({block: "center"}); show(first.dataset.id); }
     });
   });
+  // file.html#span=<span id> opens with that span selected (a link to a span, e.g. in a bug report)
+  var wanted = /^#span=([0-9a-f]+)$/.exec(location.hash);
+  if (wanted && data.spans[wanted[1]]) {
+    show(wanted[1]);
+    rows.filter(function (r) { return r.dataset.id === wanted[1]; })[0].scrollIntoView({block: "center"});
+  }
   document.documentElement.setAttribute("data-ready", "true");
 })();
 """
@@ -144,7 +150,8 @@ def render_html(trace: Trace) -> str:
             _legend(),
             _waterfall(trace, rows),
             "</section>",
-            '<section><h2>Span details</h2><div id="details">Click a span in the timeline.</div></section>',
+            '<section id="span-details"><h2>Span details</h2>',
+            '<div id="details">Click a span in the timeline.</div></section>',
             f'<script type="application/json" id="trace-data">{_data(trace, rows)}</script>',
             f"<script>{_JS}</script></body></html>",
         ]

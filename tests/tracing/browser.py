@@ -10,7 +10,7 @@ from pathlib import Path
 CHROMIUM = shutil.which("chromium")
 
 
-def chromium(page: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def chromium(page: Path, tmp_path: Path, *args: str, fragment: str = "") -> subprocess.CompletedProcess[str]:
     assert CHROMIUM is not None
     command = [
         CHROMIUM,
@@ -23,7 +23,7 @@ def chromium(page: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProc
         "--no-first-run",
         f"--user-data-dir={tmp_path / 'chromium-profile'}",
         *args,
-        page.as_uri(),
+        page.as_uri() + fragment,
     ]
     return subprocess.run(command, capture_output=True, text=True, timeout=90, check=False)
 

@@ -99,6 +99,26 @@ def test_chromium_shows_the_run(recorded: tuple[Path, str], tmp_path: Path, caps
 
 
 @needs_chromium
+def test_a_span_link_opens_its_details(recorded: tuple[Path, str], tmp_path: Path, capsys) -> None:
+    db, _ = recorded
+    page = write_page(recorded, tmp_path, capsys)
+    with TraceStore(db) as store:
+        trace = store.load(store.resolve("latest"))
+    failed = next(s for s in trace.spans if s.is_error and s.name == "flock.evaluate worker")
+    result = chromium(page, tmp_path, "--dump-dom", fragment=f"#span={failed.span_id}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    dom = Elements()
+    dom.feed(result.stdout)
+    [details] = [e for e in dom.elements if e[1].get("id") == "details"]
+    text = "".join(details[2])
+    assert text.startswith(f"flock.evaluate worker\nspan {failed.span_id} · ERROR")
+    assert "flock.engine" in text and "DSPyEngine" in text  # the attribute table
+    assert "event exception" in text and "[REDACTED]" in text  # the exception event, scrubbed
+    [selected] = [e for e in dom.elements if "sel" in e[1].get("class", "").split()]
+    assert selected[1]["data-id"] == failed.span_id
+
+
+@needs_chromium
 def test_chromium_screenshot(recorded: tuple[Path, str], tmp_path: Path, capsys) -> None:
     page = write_page(recorded, tmp_path, capsys)
     shot = tmp_path / "shot.png"
