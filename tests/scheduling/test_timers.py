@@ -156,10 +156,28 @@ async def test_cron_lists_ranges_and_steps() -> None:
     ]
 
 
+async def test_cron_with_both_day_fields_matches_either_and_a_start_with_a_step() -> None:
+    # Noon on the 1st of the month or on Mondays; minutes 5, 25, 45 ("5/20" runs to the end of the range).
+    flock, heart = scheduled(cron="5/20 12 1 * 1", max_repeats=6)
+    await flock.run_until(Until.artifact_count(Beat).at_least(6), timeout=5)
+    assert [t.strftime("%a %d %H:%M") for t in heart.times] == [
+        "Tue 01 12:05",
+        "Tue 01 12:25",
+        "Tue 01 12:45",
+        "Mon 07 12:05",
+        "Mon 07 12:25",
+        "Mon 07 12:45",
+    ]
+
+
 @pytest.mark.parametrize(
     "expression",
-    ["* * * *", "* * * * * *", "61 * * * *", "* 24 * * *", "* * 0 * *", "* * * 13 *", "* * * * 8",
-     "*/0 * * * *", "5-1 * * * *", "a * * * *", "1,,2 * * * *", "", "0 0 31 2 *"],
+    [
+        *("* * * *", "* * * * * *", ""),  # not five fields
+        *("61 * * * *", "* 24 * * *", "* * 0 * *", "* * * 13 *", "* * * * 8"),  # out of range
+        *("*/0 * * * *", "5-1 * * * *", "1-x * * * *", "a * * * *", "1,,2 * * * *"),  # malformed
+        "0 0 31 2 *",  # never fires
+    ],
 )
 def test_an_invalid_cron_expression_fails_at_declaration(expression: str) -> None:
     flock = Flock()
