@@ -8,7 +8,6 @@ problems (``max_reasks`` times) before giving up with a :class:`~flock.ContractV
 
 from __future__ import annotations
 
-import copy
 import functools
 import inspect
 import logging
@@ -22,6 +21,7 @@ from dspy.utils.exceptions import AdapterParseError
 from dspy.utils.usage_tracker import UsageTracker
 from pydantic import BaseModel, ValidationError
 
+from ._adapters import own_adapter
 from ._components import Context, EngineComponent, EvalInputs, EvalResult
 from ._contract import contract_errors
 from ._errors import ConfigurationError, ContractViolation
@@ -277,7 +277,7 @@ class DSPyEngine(EngineComponent):
         key = id(lm) if isinstance(self.adapter, type) else 0
         made = self._adapters.get(key)
         if made is None:
-            made = self._adapters[key] = _own_adapter(self.adapter, lm, self.adapter_fallback)
+            made = self._adapters[key] = own_adapter(self.adapter, lm, self.adapter_fallback)
         return made
 
     def _program_kind(self, agent: AgentSpec) -> str:
@@ -320,30 +320,6 @@ class DSPyEngine(EngineComponent):
 
 
 # ---------------------------------------------------------------------- helpers
-
-
-def _own_adapter(adapter: Any, lm: dspy.BaseLM, fallback: bool) -> Any:
-    """An engine-owned adapter: instantiated from a class, or a shallow copy of an instance.
-
-    The copy lets the engine (a) keep ChatAdapter's silent JSON fallback off unless ``fallback`` and
-    (b) memoise the system message per signature: DSPy rebuilds it, JSON schemas included, on every
-    call although it depends on the signature alone (about a third of DSPy's CPU per call).
-    """
-    if adapter is None:
-        made = dspy.ChatAdapter(use_json_adapter_fallback=fallback)
-    elif isinstance(adapter, type):
-        if issubclass(adapter, dspy.TwoStepAdapter):
-            made = adapter(lm)
-        elif issubclass(adapter, dspy.ChatAdapter) and not issubclass(adapter, dspy.JSONAdapter):
-            made = adapter(use_json_adapter_fallback=fallback)
-        else:
-            made = adapter()
-    else:
-        made = copy.copy(adapter)
-        if isinstance(made, dspy.ChatAdapter) and not isinstance(made, dspy.JSONAdapter) and not fallback:
-            made.use_json_adapter_fallback = False  # no silent second call
-    made.format_system_message = functools.lru_cache(maxsize=128)(made.format_system_message)
-    return made
 
 
 class _CallCounter(UsageTracker):

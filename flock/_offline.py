@@ -190,7 +190,7 @@ class OfflineEngine:
         sig, adapter = call.signature, call.adapter
         if sig is None:
             return json.dumps(jsonable(values))
-        if type(adapter).__name__ == "TwoStepAdapter":
+        if isinstance(adapter, dspy.TwoStepAdapter):
             # Free text for the first step; values as JSON so the extraction step can read them back.
             return "\n\n".join(f"{k}: {json.dumps(jsonable(v))}" for k, v in values.items())
         if adapter is None:

@@ -162,8 +162,8 @@ async def test_malformed_output(server: OpenAIServer, adapter: str) -> None:
         )
     assert "could not be parsed" in info.value.errors[0]
     assert info.value.actual == "unparseable"
-    # TwoStep: main call, extraction, and DSPy's own JSON retry of the extraction (inside TwoStepAdapter).
-    assert len(server.requests) == 3 * (3 if adapter == "two_step" else 1)
+    # Three attempts (the answer, two re-asks); no hidden JSON retries, not even in TwoStep's extraction.
+    assert len(server.requests) == 3 * calls_per_answer(adapter)
 
 
 async def test_malformed_then_valid(server: OpenAIServer, adapter: str) -> None:
