@@ -1,10 +1,18 @@
-"""The main example: a small movie studio on a blackboard.
+"""The main example: a small movie studio on a blackboard, traced, on the embedded offline model.
 
     python3 scripts/dev.py demo
 
-An idea wakes the writer; the writer's pitch wakes a critic (fan-out: two reviews) and a marketer
-(two outputs in one call); a producer waits for a pitch AND its tagline (an AND gate) and greenlights
-it. Nobody wires agents together: each one only says what it consumes and what it publishes.
+An idea wakes the writer (an LLM agent); its pitch wakes a critic (fan-out: exactly two reviews in
+one call) and a marketer (two outputs, a tagline and a poster, in one call); a producer waits for a
+pitch AND its tagline (an AND gate) and decides in plain Python. Nobody wires agents together: each
+one only says what it consumes and what it publishes.
+
+No API key is needed: with no model configured, Flock uses its deterministic "offline" model, which
+goes through DSPy's real adapter path and produces schema-valid placeholder content. Set FLOCK_MODEL
+(e.g. ``openai/gpt-4.1``) to run the same pipeline on a real model.
+
+The run is traced into .flock/traces.db; look at it with ``flock traces`` / ``flock traces show ID``
+(``--html trace.html`` for a page to open in a browser).
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ import anyio
 from pydantic import BaseModel, Field
 
 from flock import Flock, flock_type
+from flock.tracing import enable_tracing, flush_tracing
 
 
 @flock_type
@@ -23,24 +32,26 @@ class Idea(BaseModel):
 
 @flock_type
 class Pitch(BaseModel):
-    title: str
-    logline: str
+    title: str = Field(description="A short, catchy movie title")
+    logline: str = Field(description="One sentence that sells the movie")
 
 
 @flock_type
 class Review(BaseModel):
     critic: str
     stars: int = Field(ge=1, le=5)
+    verdict: str
 
 
 @flock_type
 class Tagline(BaseModel):
-    text: str
+    text: str = Field(max_length=80)
 
 
 @flock_type
 class Poster(BaseModel):
-    colors: list[str]
+    colors: list[str] = Field(min_length=2, max_length=4)
+    mood: str
 
 
 @flock_type
@@ -49,38 +60,37 @@ class Greenlight(BaseModel):
     tagline: str
 
 
-def write(idea: Idea) -> Pitch:
-    return Pitch(title=f"The {idea.topic.title()}", logline=f"A {idea.genre} about {idea.topic}.")
-
-
-def review(pitch: Pitch) -> list[Review]:
-    return [Review(critic="Ada", stars=4), Review(critic="Bo", stars=3 + len(pitch.title) % 3)]
-
-
-def market(pitch: Pitch) -> list[BaseModel]:
-    return [Tagline(text=f"{pitch.title}: you won't look away."), Poster(colors=["black", "gold"])]
-
-
 def greenlight(pitch: Pitch, tagline: Tagline) -> Greenlight:
+    """A plain Python agent: no model call."""
     return Greenlight(title=pitch.title, tagline=tagline.text)
 
 
-async def main() -> None:
-    async with Flock() as flock:
-        flock.agent("writer").description("Turn an idea into a pitch.").consumes(
-            Idea, where=lambda i: i.genre != "horror"
-        ).publishes(Pitch).calls(write)
-        flock.agent("critic").consumes(Pitch).publishes(Review, fan_out=2).calls(review)
-        flock.agent("marketer").consumes(Pitch).publishes(Tagline, Poster).calls(market)
-        flock.agent("producer").consumes(Pitch, Tagline).publishes(Greenlight).calls(greenlight)
+def build(flock: Flock) -> None:
+    flock.agent("writer").description("Turn a movie idea into a pitch.").consumes(
+        Idea, where=lambda idea: idea.genre != "horror"
+    ).publishes(Pitch)
+    flock.agent("critic").description("Review the pitch as two different critics.").consumes(
+        Pitch
+    ).publishes(Review, fan_out=2)
+    flock.agent("marketer").description("Market the pitch.").consumes(Pitch).publishes(Tagline, Poster)
+    flock.agent("producer").consumes(Pitch, Tagline).publishes(Greenlight).calls(greenlight)
 
-        await flock.publish_many([Idea(topic="bees", genre="comedy"), Idea(topic="fog", genre="horror")])
-        summary = await flock.run_until_idle()
+
+async def main() -> None:
+    enable_tracing()  # spans → .flock/traces.db (and to OTLP if OTEL_EXPORTER_OTLP_ENDPOINT is set)
+    async with Flock() as flock:
+        build(flock)
+        async with flock.traced_run("movie-studio") as run:
+            await flock.publish_many([Idea(topic="bees", genre="comedy"), Idea(topic="fog", genre="horror")])
+            summary = await flock.run_until_idle()
 
         for artifact in await flock.store.list():
             print(f"{artifact.produced_by:>9} → {artifact.type:<10} {artifact.payload}")
         print()
         print(summary)
+        trace_id = format(run.get_span_context().trace_id, "032x")
+        print(f"\ntrace {trace_id} stored in .flock/traces.db: run `flock traces show {trace_id[:8]}`")
+    flush_tracing()
 
 
 if __name__ == "__main__":
