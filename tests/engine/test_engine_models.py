@@ -127,3 +127,12 @@ async def test_inputs_without_a_fired_subscription_or_validated_models() -> None
     result = await DSPyEngine(model).evaluate(agent, ctx, EvalInputs(arts), agent.output_groups[0])
     assert [type(o) for o in result.outputs] == [Summary]
     assert "[[ ## tasks ## ]]" in model.calls[0].prompt  # two inputs of one type: a plural field
+
+
+@pytest.mark.parametrize(("fallback", "calls"), [(False, 2), (True, 3)])
+async def test_a_two_step_instance_extracts_without_hidden_retries(fallback: bool, calls: int) -> None:
+    model = FunctionModel(lambda call: "nothing to extract here")
+    engine = DSPyEngine(model, adapter=dspy.TwoStepAdapter(model), adapter_fallback=fallback, max_reasks=0)
+    with pytest.raises(Exception, match="could not be parsed"):
+        await evaluate(engine, spec(Task, publishes=((Summary, None),)), Task(text="bees"))
+    assert len(model.calls) == calls  # answer + extraction (+ DSPy's JSON retry only when opted in)
