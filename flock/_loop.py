@@ -99,7 +99,8 @@ class RunLoop:
 
     async def _run_one(self, act: Activation) -> None:
         try:
-            await self.store.record_activation(dataclasses.replace(act.record, status="running"))
+            if getattr(self.store, "durable", True):  # only a durable store needs to know what runs
+                await self.store.record_activation(dataclasses.replace(act.record, status="running"))
             await execute(self._flock, act)
             self._totals["activations"] += 1
             self._summary.activations += 1

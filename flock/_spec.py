@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
+from functools import cached_property
 from typing import Any
 
 from pydantic import BaseModel
@@ -211,7 +212,7 @@ class AgentSpec:
     schedule: ScheduleSpec | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
-    @property
+    @cached_property
     def identity(self) -> AgentIdentity:
         return AgentIdentity(name=self.name, labels=self.labels, tenant_id=self.tenant_id)
 

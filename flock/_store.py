@@ -159,7 +159,13 @@ class BlackboardStore(Protocol):
 
 
 class InMemoryStore:
-    """A store in process memory, indexed by type and by correlation id."""
+    """A store in process memory, indexed by type and by correlation id.
+
+    Not durable (``durable = False``): its activation journal lives and dies with the process, so
+    the orchestrator skips journal writes that only matter for resuming after a crash.
+    """
+
+    durable = False
 
     def __init__(self) -> None:
         self._items: dict[UUID, Artifact] = {}

@@ -12,7 +12,7 @@ completed its subscription (other inputs are links), so a whole multi-agent run 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -22,16 +22,37 @@ if TYPE_CHECKING:
     from ._artifact import Artifact
 
 _tracer: Tracer | None = None
+_api: Any = None  # the opentelemetry.trace module, once imported
+_OFF: Any = None  # a shared no-op context manager yielding the invalid span
+_UNKNOWN = object()
 
 
 def tracer() -> Tracer:
     """Flock's tracer from the global provider (a proxy until a provider is installed)."""
-    global _tracer
+    global _tracer, _api, _OFF
     if _tracer is None:
         from opentelemetry import trace
 
+        _api, _OFF = trace, nullcontext(trace.INVALID_SPAN)
         _tracer = trace.get_tracer("flock")
     return _tracer
+
+
+def _off() -> Any:
+    """The shared no-op span context when no tracer provider is installed, else ``None``.
+
+    Without a provider every span would be a no-op anyway; skipping them avoids building their
+    attributes on the hot path (tens of microseconds per activation).
+    """
+    tracer()
+    provider = getattr(_api, "_TRACER_PROVIDER", _UNKNOWN)
+    if provider is _UNKNOWN:  # the API's internals changed: ask it the slow, public way
+        provider = _api.get_tracer_provider()
+        if isinstance(provider, _api.ProxyTracerProvider):
+            provider = None
+    if provider is None or isinstance(provider, _api.NoOpTracerProvider):
+        return _OFF
+    return None
 
 
 class SpanIndex:
@@ -52,8 +73,25 @@ class SpanIndex:
         return self._spans.get(artifact_id)
 
 
+def publish_span(index: SpanIndex, artifact: Artifact) -> AbstractContextManager[Span]:
+    """``flock.publish <Type>``; remembered so activations it causes can hang under it."""
+    return _off() or _publish_span(index, artifact)
+
+
+def activation_span(
+    index: SpanIndex, agent: str, subscription: int, inputs: Sequence[Artifact], correlation_id: str
+) -> AbstractContextManager[Span]:
+    """``flock.activate <agent>``, a child of the publish span of its last input (others are links)."""
+    return _off() or _activation_span(index, agent, subscription, inputs, correlation_id)
+
+
+def evaluate_span(agent: str, engines: Sequence[Any], group: int) -> AbstractContextManager[Span]:
+    """``flock.evaluate <agent>`` around the engine chain of one output group."""
+    return _off() or _evaluate_span(agent, engines, group)
+
+
 @contextmanager
-def publish_span(index: SpanIndex, artifact: Artifact) -> Iterator[Span]:
+def _publish_span(index: SpanIndex, artifact: Artifact) -> Iterator[Span]:
     with tracer().start_as_current_span(
         f"flock.publish {artifact.type}",
         attributes={
@@ -68,7 +106,7 @@ def publish_span(index: SpanIndex, artifact: Artifact) -> Iterator[Span]:
 
 
 @contextmanager
-def activation_span(
+def _activation_span(
     index: SpanIndex, agent: str, subscription: int, inputs: Sequence[Artifact], correlation_id: str
 ) -> Iterator[Span]:
     from opentelemetry import trace
@@ -95,7 +133,7 @@ def activation_span(
 
 
 @contextmanager
-def evaluate_span(agent: str, engines: Sequence[Any], group: int) -> Iterator[Span]:
+def _evaluate_span(agent: str, engines: Sequence[Any], group: int) -> Iterator[Span]:
     with tracer().start_as_current_span(
         f"flock.evaluate {agent}",
         attributes={
