@@ -1,13 +1,16 @@
-"""``flock traces``: list recorded runs, show one as a tree, or write it as an HTML page."""
+"""``flock traces``: list recorded runs, show one as a tree or an HTML page, prune old ones."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ._trace_store import DEFAULT_STORE, TraceStore
+from ._trace_query import RunStats, SpanRecord, TraceStore
+from ._trace_store import DEFAULT_STORE, prune
 
 
 def add_parser(subparsers: Any) -> None:
@@ -18,6 +21,7 @@ def add_parser(subparsers: Any) -> None:
     )
     traces.add_argument("--db", type=Path, default=None, help=f"trace store file (default: {DEFAULT_STORE})")
     traces.add_argument("--limit", type=int, default=20, help="how many runs to list (default: 20)")
+    traces.add_argument("--json", action="store_true", help="print JSON instead of a table")
     traces.set_defaults(handler=list_runs)
     sub = traces.add_subparsers(title="subcommands", metavar="SUBCOMMAND")
     show = sub.add_parser(
@@ -30,7 +34,16 @@ def add_parser(subparsers: Any) -> None:
     show.add_argument("--db", type=Path, default=argparse.SUPPRESS, help="trace store file")
     show.add_argument("--html", type=Path, metavar="FILE", help="write a self-contained HTML page to FILE")
     show.add_argument("--ascii", action="store_true", help="draw the tree with ASCII characters only")
+    show.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print the tree as JSON")
     show.set_defaults(handler=show_run)
+    clean = sub.add_parser(
+        "prune",
+        help="delete all but the newest runs",
+        description="Delete every run but the newest N from the trace store, and reclaim the space.",
+    )
+    clean.add_argument("--keep", type=int, required=True, metavar="N", help="how many runs to keep")
+    clean.add_argument("--db", type=Path, default=argparse.SUPPRESS, help="trace store file")
+    clean.set_defaults(handler=prune_runs)
 
 
 def _store(args: argparse.Namespace) -> TraceStore:
@@ -41,13 +54,37 @@ def list_runs(args: argparse.Namespace) -> int:
     from ._trace_view import render_runs
 
     with _store(args) as store:
-        _write(render_runs(store.list_runs(max(1, args.limit))))
+        runs = store.list_runs(max(1, args.limit))
+    _write(json.dumps([_run_json(r) for r in runs], indent=2) + "\n" if args.json else render_runs(runs))
     return 0
+
+
+def prune_runs(args: argparse.Namespace) -> int:
+    if args.keep < 0:
+        sys.stderr.write("flock traces prune: --keep must be 0 or more\n")
+        return 2
+    _store(args).close()  # the same "no trace store at ..." error as the other subcommands
+    runs, spans = prune(args.db if args.db is not None else DEFAULT_STORE, keep=args.keep)
+    _write(f"removed {runs} run{'s' if runs != 1 else ''} ({spans} spans)\n")
+    return 0
+
+
+def _run_json(run: RunStats) -> dict[str, Any]:
+    return {**asdict(run), "duration_ns": run.duration_ns, "tokens": run.tokens}
+
+
+def _span_json(span: SpanRecord) -> dict[str, Any]:
+    fields = {k: v for k, v in asdict(span).items() if k != "children"}  # asdict recurses; rebuild below
+    return {**fields, "duration_ns": span.duration_ns, "children": [_span_json(c) for c in span.children]}
 
 
 def show_run(args: argparse.Namespace) -> int:
     with _store(args) as store:
         trace = store.load(store.resolve(args.trace_id))
+    if getattr(args, "json", False):
+        document = {"run": _run_json(trace.stats), "spans": [_span_json(root) for root in trace.roots]}
+        _write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+        return 0
     if args.html is not None:
         from ._trace_html import render_html
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._trace_store import SpanRecord, Trace
+from ._trace_query import SpanRecord, Trace
 
 EXTERNAL = "external"
 

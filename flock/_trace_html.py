@@ -9,7 +9,7 @@ from html import escape
 from typing import Any
 
 from ._trace_graph import NODE_H, NODE_W, FlowGraph, Node, build_graph, edge_path
-from ._trace_store import SpanRecord, Trace
+from ._trace_query import SpanRecord, Trace
 from ._trace_view import fmt_count, fmt_duration, fmt_time, span_details
 
 MAX_ROWS = 5000  # beyond this a browser struggles; the CLI tree has everything

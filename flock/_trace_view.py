@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from ._trace_store import RunStats, SpanRecord, Trace
+from ._trace_query import RunStats, SpanRecord, Trace
 
 _NAME_WIDTH = 72
 

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from trace_support import Recorder, record_run
 
 from flock import cli
+from flock._trace_query import TraceStore
+from flock._trace_store import SQLiteSpanExporter
 
 
 def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -101,8 +105,6 @@ def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_empty_store_lists_nothing(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from flock._trace_store import SQLiteSpanExporter
-
     SQLiteSpanExporter(db).shutdown()
     code, out, _ = run_cli(["traces", "--db", str(db)], capsys)
     assert (code, out) == (0, "no runs recorded yet\n")
@@ -140,3 +142,46 @@ def test_other_commands_plug_in_through_the_registry(
     assert (code, out) == (0, "demo 3\n")
     code, out, _ = run_cli([], capsys)
     assert "demo" in out and "traces" in out
+
+
+def test_json_output_for_scripts(recorded: tuple[Path, str], capsys: pytest.CaptureFixture[str]) -> None:
+    db, trace_id = recorded
+    code, out, _ = run_cli(["traces", "--db", str(db), "--json"], capsys)
+    assert code == 0
+    [run] = json.loads(out)
+    assert (run["trace_id"], run["name"], run["tokens"], run["errors"]) == (trace_id, "research", 3710, 1)
+    code, out, _ = run_cli(["traces", "show", "latest", "--db", str(db), "--json"], capsys)
+    assert code == 0
+    document = json.loads(out)
+    [root] = document["spans"]
+    assert root["name"] == "flock.run research"
+    assert root["children"][0]["name"] == "flock.publish Idea"
+    assert root["children"][0]["children"][0]["attributes"]["flock.agent"] == "planner"
+    assert document["run"]["agents"] == ["planner", "worker", "reviewer"]
+
+
+def test_prune_keeps_the_newest_runs(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    exporter = SQLiteSpanExporter(db)
+    ids = [record_run(exporter, name=f"run{i}", t0=(1_790_000_000 + i * 60) * 10**9) for i in range(4)]
+    exporter.shutdown()
+    code, out, _ = run_cli(["traces", "prune", "--keep", "1", "--db", str(db)], capsys)
+    assert (code, out) == (0, "removed 3 runs (93 spans)\n")
+    with TraceStore(db) as store:
+        assert store.recent_trace_ids() == [ids[-1]]
+    code, out, _ = run_cli(["traces", "--db", str(db), "prune", "--keep", "5"], capsys)
+    assert (code, out) == (0, "removed 0 runs (0 spans)\n")
+    code, _, err = run_cli(["traces", "prune", "--keep", "-1", "--db", str(db)], capsys)
+    assert code == 2 and "--keep" in err
+
+
+def test_prune_leaves_a_run_in_progress_alone(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    exporter = SQLiteSpanExporter(db)
+    rec = Recorder(exporter)
+    run = rec.tracer.start_span("flock.run live")  # not ended: only its children are in the store
+    with rec.span("flock.publish Idea", 0, 1, run):
+        pass
+    rec.provider.force_flush()
+    exporter.shutdown()
+    code, out, _ = run_cli(["traces", "prune", "--keep", "0", "--db", str(db)], capsys)
+    assert (code, out) == (0, "removed 0 runs (0 spans)\n")
+    run.end()

@@ -12,7 +12,8 @@ from trace_support import Recorder
 
 from flock import cli
 from flock._trace_html import render_html
-from flock._trace_store import SQLiteSpanExporter, TraceStore
+from flock._trace_query import TraceStore
+from flock._trace_store import SQLiteSpanExporter
 
 needs_chromium = pytest.mark.skipif(
     CHROMIUM is None, reason="Debian's `chromium` is not installed (apt-get install -y chromium)"

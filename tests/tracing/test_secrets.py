@@ -8,7 +8,8 @@ import pytest
 from trace_support import FAKE_KEY, Recorder, record_run
 
 from flock._redact import REDACTED, Redactor, environment_secrets, secret_name
-from flock._trace_store import SQLiteSpanExporter, TraceStore
+from flock._trace_query import TraceStore
+from flock._trace_store import SQLiteSpanExporter
 
 ENV_KEY = "anthropic-style-opaque-key-0123456789"  # no recognisable shape: only the environment gives it away
 
