@@ -156,7 +156,11 @@ class EngineComponent(AgentComponent):
     """Base class for engines: turn inputs into the outputs of one output group.
 
     ``evaluate`` may return an :class:`EvalResult`, a single model, a list of models, or ``None``.
+    An engine that never reads ``ctx.artifacts`` may set ``needs_context = False`` so the
+    orchestrator does not build the context for it.
     """
+
+    needs_context: bool = True
 
     async def evaluate(
         self, agent: AgentSpec, ctx: Context, inputs: EvalInputs, output_group: OutputGroup

@@ -36,6 +36,7 @@ class FunctionEngine(EngineComponent):
         self.name = getattr(func, "__name__", type(func).__name__)
         params = inspect.signature(func).parameters
         self._extras = {k for k in ("ctx", "inputs", "group") if k in params}
+        self.needs_context = "ctx" in self._extras
         self._is_async = inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
             getattr(func, "__call__", None)  # noqa: B004 - callable objects with async __call__
         )

@@ -68,7 +68,8 @@ async def _execute(
     group_index: int | None = None
     utilities = spec.utilities
     try:
-        ctx.artifacts = await _context_for(flock, spec, act)
+        if utilities or any(getattr(e, "needs_context", True) for e in spec.engines or (None,)):
+            ctx.artifacts = await _context_for(flock, spec, act)
         for u in utilities:
             await u.on_initialize(spec, ctx)
         for u in utilities:
@@ -205,15 +206,18 @@ def _to_artifact(
     visibility: Visibility = vis if vis is not None else most_restrictive(a.visibility for a in act.artifacts)
     if isinstance(visibility, PrivateVisibility) and visibility.tenant_id is None and spec.tenant_id:
         visibility = PrivateVisibility(agents=visibility.agents, tenant_id=spec.tenant_id)
-    return Artifact(
+    # model_construct: every field is built here from validated values, so skip re-validation.
+    return Artifact.model_construct(
         id=artifact_id,
         type=name,
         payload=out.model_dump(mode="json"),
         produced_by=spec.name,
         correlation_id=act.correlation_id,
         partition_key=act.artifacts[0].partition_key if act.artifacts else None,
+        tags=frozenset(),
         visibility=visibility,
         created_at=flock._now(),
+        version=1,
         consumed_from=tuple(a.id for a in act.artifacts),
     )
 
