@@ -6,7 +6,7 @@ import logging
 import time
 
 import pytest
-from engine_support import Analysis, Idea, Summary, Task
+from engine_support import ADAPTERS, Analysis, Idea, Summary, Task, calls_per_answer, make_adapter
 from openai_server import OpenAIServer
 
 from flock import ContractViolation, DSPyEngine, Flock, WorkflowError
@@ -110,3 +110,18 @@ async def test_twenty_agents_call_the_model_concurrently() -> None:
     assert len(await flock.store.get_by_type(Summary)) == 20
     assert len(server.requests) == 20
     assert elapsed < 1.0, f"20 calls of 100 ms took {elapsed:.2f}s: they did not run concurrently"
+
+
+@pytest.mark.parametrize("adapter", ADAPTERS)
+async def test_a_fan_out_pipeline_under_every_adapter(adapter: str) -> None:
+    flock = Flock()
+    engine = DSPyEngine(TestModel(), adapter=make_adapter(adapter))
+    flock.agent("ideas").consumes(Task).publishes(Idea, fan_out=(2, 3)).with_engines(engine)
+    flock.agent("summaries").consumes(Idea).publishes(Summary, Analysis).with_engines(engine)
+    await flock.publish(Task(text="bees in the city"))
+    summary = await flock.run_until_idle(raise_on_error=True)
+    ideas = await flock.store.get_by_type(Idea)
+    assert 2 <= len(ideas) <= 3
+    summaries, analyses = await flock.store.get_by_type(Summary), await flock.store.get_by_type(Analysis)
+    assert len(summaries) == len(analyses) == len(ideas)
+    assert summary.metrics["model_calls"] == (1 + len(ideas)) * calls_per_answer(adapter)
