@@ -54,10 +54,10 @@ class DSPyEngine(EngineComponent):
         model: a model name for ``dspy.LM`` (``"openai/gpt-4.1"``), ``"offline"``, a ``dspy.BaseLM``
             instance (for example :class:`flock.testing.TestModel`), or ``None`` to use the Flock's model.
         instructions: replaces the agent's description at the top of the instructions.
-        adapter: a DSPy adapter instance or class (default ``ChatAdapter`` without its silent JSON
-            fallback; pass ``ChatAdapter(use_json_adapter_fallback=True)`` with ``adapter_fallback=True``
-            to opt back in). ``TwoStepAdapter`` may be given as the class: the engine's model then
-            also does the extraction.
+        adapter: a DSPy adapter instance or class, default ``ChatAdapter``. The engine uses its own
+            copy, without DSPy's silent retries with ``JSONAdapter`` (in ``ChatAdapter`` and in
+            ``TwoStepAdapter``'s extraction step). ``TwoStepAdapter`` may be given as the class: the
+            engine's model then also does the extraction.
         program: ``"auto"`` (ReAct when the agent has tools, else Predict), ``"predict"``,
             ``"chain_of_thought"`` or ``"react"``.
         temperature, max_tokens: passed to ``dspy.LM``.
@@ -67,6 +67,7 @@ class DSPyEngine(EngineComponent):
         retries: retries on 429, 5xx, timeouts and connection errors (never on other 4xx), with
             exponential backoff that honours ``Retry-After``.
         seed: seed of the offline model.
+        adapter_fallback: allow DSPy's silent ``JSONAdapter`` retries after a parse failure.
         history: keep DSPy's call history (``dspy.inspect_history()``); off by default, since it
             holds up to 10,000 full prompts in memory and costs CPU on every call. Flock's traces
             record the calls instead.
