@@ -55,14 +55,21 @@ class Redactor:
 
     def __init__(self, secrets: tuple[str, ...] | None = None) -> None:
         self._secrets = environment_secrets() if secrets is None else secrets
+        self._seen: dict[str, str] = {}  # correlation ids, types, agent names repeat across a batch
 
     def text(self, value: str) -> str:
         if len(value) < _MIN_SECRET_LENGTH:  # nothing this short is a credential (or matches a shape)
             return value
-        for secret in self._secrets:
-            if secret in value:
-                value = value.replace(secret, REDACTED)
-        return _SECRET_VALUE.sub(REDACTED, value)
+        clean = self._seen.get(value)
+        if clean is None:
+            clean = value
+            for secret in self._secrets:
+                if secret in clean:
+                    clean = clean.replace(secret, REDACTED)
+            clean = _SECRET_VALUE.sub(REDACTED, clean)
+            if len(self._seen) < 10_000:
+                self._seen[value] = clean
+        return clean
 
     def value(self, value: Any) -> Any:
         if isinstance(value, str):
