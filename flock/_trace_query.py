@@ -18,7 +18,11 @@ MODEL_OPERATIONS = frozenset({"chat", "text_completion", "generate_content"})
 
 
 class TraceNotFound(FlockError, LookupError):
-    """No trace (or more than one) matches the id given to ``flock traces show``."""
+    """No trace store at the path, or no trace (or more than one) matches the id given."""
+
+
+class NotATraceStore(FlockError):
+    """The file exists but is not a Flock trace store (not SQLite, or no ``spans`` table)."""
 
 
 @dataclass
@@ -204,6 +208,11 @@ class TraceStore:
                 "(or pass --db PATH)"
             )
         self._conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=10.0)
+        try:
+            self._conn.execute("SELECT trace_id, span_id, is_root, attributes FROM spans LIMIT 1").fetchall()
+        except sqlite3.DatabaseError as exc:
+            self._conn.close()
+            raise NotATraceStore(f"{self.path} is not a Flock trace store ({exc})") from exc
 
     def close(self) -> None:
         self._conn.close()

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -185,3 +187,15 @@ def test_prune_leaves_a_run_in_progress_alone(db: Path, capsys: pytest.CaptureFi
     code, out, _ = run_cli(["traces", "prune", "--keep", "0", "--db", str(db)], capsys)
     assert (code, out) == (0, "removed 0 runs (0 spans)\n")
     run.end()
+
+
+def test_a_file_that_is_not_a_trace_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_text("hello " * 1000)
+    code, _, err = run_cli(["traces", "--db", str(text)], capsys)
+    assert code == 1 and "is not a Flock trace store" in err
+    other = tmp_path / "other.db"
+    with closing(sqlite3.connect(other)) as conn:
+        conn.execute("CREATE TABLE t (x)")
+    code, _, err = run_cli(["traces", "show", "latest", "--db", str(other)], capsys)
+    assert code == 1 and "is not a Flock trace store (no such table: spans)" in err
