@@ -28,10 +28,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flock", description="Flock: multi-agent LLM systems on a typed blackboard."
     )
+    parser.add_argument("--version", action="version", version=f"flock {_version()}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
     for module in COMMANDS:
         importlib.import_module(module).add_parser(subparsers)
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("flock")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "(not installed)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

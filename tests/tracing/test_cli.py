@@ -199,3 +199,10 @@ def test_a_file_that_is_not_a_trace_store(tmp_path: Path, capsys: pytest.Capture
         conn.execute("CREATE TABLE t (x)")
     code, _, err = run_cli(["traces", "show", "latest", "--db", str(other)], capsys)
     assert code == 1 and "is not a Flock trace store (no such table: spans)" in err
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.startswith("flock ")
