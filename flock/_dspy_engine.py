@@ -13,6 +13,7 @@ import inspect
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import anyio
@@ -24,6 +25,7 @@ from pydantic import BaseModel, ValidationError
 from ._adapters import own_adapter
 from ._components import Context, EngineComponent, EvalInputs, EvalResult
 from ._contract import contract_errors
+from ._engine_tracing import ModelSpans, capture_content, reask_span, tool_span, tracing_on
 from ._errors import ConfigurationError, ContractViolation
 from ._offline import OfflineLM, SignatureTap, announce_once, is_offline, reset_tools, set_tools
 from ._signature import (
@@ -156,8 +158,11 @@ class DSPyEngine(EngineComponent):
         settings: dict[str, Any] = {"lm": lm, "adapter": adapter, "usage_tracker": tracker}
         if not self.history:
             settings["disable_history"] = True
-        if offline:
-            settings["callbacks"] = [*(dspy.settings.callbacks or []), SignatureTap()]
+        callbacks: list[Any] = [SignatureTap()] if offline else []
+        if tracing_on():
+            callbacks.append(ModelSpans(tracker.latest, capture_content()))
+        if callbacks:
+            settings["callbacks"] = [*(dspy.settings.callbacks or []), *callbacks]
         trace: dict[str, Any] = {
             "signature": sig.spec,
             "program": kind,
@@ -172,7 +177,8 @@ class DSPyEngine(EngineComponent):
             call_values = values if feedback is None else {**values, FEEDBACK_FIELD: feedback}
             token = set_tools(tuple(getattr(program, "tools", {}).values())) if offline else None
             try:
-                with dspy.context(**settings):
+                span = reask_span(agent.name, reasks, attempts[-1]) if attempts else nullcontext()
+                with span, dspy.context(**settings):
                     prediction = await program.acall(**call_values)
                 outputs, errors, first = _collect(sig, output_group, prediction)
                 _keep_trace(trace, prediction)
@@ -329,10 +335,15 @@ class _CallCounter(UsageTracker):
     def __init__(self) -> None:
         super().__init__()
         self.calls = 0
+        self.last: dict[str, Any] = {}
 
     def add_usage(self, lm: str, usage_entry: dict[str, Any]) -> None:
         self.calls += 1
+        self.last = dict(usage_entry or {})
         super().add_usage(lm, usage_entry)
+
+    def latest(self) -> tuple[int, dict[str, Any]]:
+        return self.calls, self.last
 
     def metrics(self) -> dict[str, float]:
         tokens_in = tokens_out = 0
@@ -444,12 +455,17 @@ def _parse_message(exc: AdapterParseError) -> str:
 
 
 def _tool(func: Callable[..., Any]) -> Any:
-    """A ``dspy.Tool`` for ``func``; sync functions run in a worker thread so the loop stays free."""
-    if isinstance(func, dspy.Tool) or inspect.iscoroutinefunction(func):
+    """A ``dspy.Tool`` for ``func``, traced; sync functions run in a worker thread (the loop stays free)."""
+    if isinstance(func, dspy.Tool):
         return func
+    name = getattr(func, "__name__", "tool")
+    is_async = inspect.iscoroutinefunction(func)
 
     @functools.wraps(func)
     async def run(*args: Any, **kwargs: Any) -> Any:
-        return await anyio.to_thread.run_sync(functools.partial(func, *args, **kwargs))
+        with tool_span(name, kwargs):
+            if is_async:
+                return await func(*args, **kwargs)
+            return await anyio.to_thread.run_sync(functools.partial(func, *args, **kwargs))
 
-    return dspy.Tool(run, name=getattr(func, "__name__", None), desc=inspect.getdoc(func))
+    return dspy.Tool(run, name=name, desc=inspect.getdoc(func))

@@ -1,0 +1,138 @@
+"""The engine's spans: model calls, tool calls and re-asks (OpenTelemetry GenAI conventions).
+
+Only built when a tracer provider is installed; otherwise every helper here is a no-op, so an
+untraced run pays nothing. Prompt and completion text is recorded only when
+:func:`flock.tracing.capture_content_enabled` says so.
+
+* ``chat <model>``: one per language-model call (a ReAct step, a TwoStep extraction, a re-ask...),
+  opened by a DSPy callback, with ``gen_ai.usage.*`` tokens from the engine's usage tracker.
+* ``execute_tool <name>``: one per tool call.
+* ``flock.reask``: wraps a re-ask; its model call is a child.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Any
+
+from dspy.utils.callback import BaseCallback
+
+from ._tracing import _off, mark_failed, tracer
+
+
+def tracing_on() -> bool:
+    """Whether spans are recorded at all (a tracer provider is installed)."""
+    return _off() is None
+
+
+def capture_content() -> bool:
+    from .tracing import capture_content_enabled
+
+    return capture_content_enabled()
+
+
+def split_model(model: str) -> tuple[str, str]:
+    """``"openai/gpt-4.1"`` -> ``("openai", "gpt-4.1")``; built-in models belong to ``"flock"``."""
+    provider, sep, name = model.partition("/")
+    return (provider, name) if sep else ("flock", model)
+
+
+class ModelSpans(BaseCallback):
+    """DSPy callback: a ``chat <model>`` span around every language-model call.
+
+    ``usage`` returns ``(calls, last_usage)`` of the engine's usage tracker, which DSPy updates
+    before the call ends; the span takes the tokens of the call it wraps from there.
+    """
+
+    def __init__(self, usage: Callable[[], tuple[int, dict[str, Any]]], capture: bool) -> None:
+        self._usage = usage
+        self._capture = capture
+        self._open: dict[str, tuple[Any, int]] = {}
+
+    def on_lm_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
+        provider, name = split_model(str(getattr(instance, "model", "unknown")))
+        attributes: dict[str, Any] = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": provider,
+            "gen_ai.request.model": name,
+        }
+        settings = {**(getattr(instance, "kwargs", None) or {}), **(inputs.get("kwargs") or {})}
+        for key in ("temperature", "max_tokens"):
+            if isinstance(settings.get(key), int | float):
+                attributes[f"gen_ai.request.{key}"] = settings[key]
+        if self._capture and inputs.get("messages"):
+            attributes["gen_ai.input.messages"] = json.dumps(
+                [
+                    {"role": m.get("role"), "parts": [{"type": "text", "content": m.get("content")}]}
+                    for m in inputs["messages"]
+                    if isinstance(m, dict)
+                ],
+                default=str,
+            )
+        span = tracer().start_span(f"chat {name}", attributes=attributes)
+        self._open[call_id] = (span, self._usage()[0])
+
+    def on_lm_end(self, call_id: str, outputs: Any, exception: Exception | None = None) -> None:
+        opened = self._open.pop(call_id, None)
+        if opened is None:
+            return
+        span, calls_before = opened
+        calls, usage = self._usage()
+        if calls > calls_before:
+            span.set_attribute("gen_ai.usage.input_tokens", _tokens(usage, "prompt_tokens", "input_tokens"))
+            span.set_attribute(
+                "gen_ai.usage.output_tokens", _tokens(usage, "completion_tokens", "output_tokens")
+            )
+        if exception is not None:
+            mark_failed(span, exception, "model_error")
+        elif self._capture and isinstance(outputs, list):
+            texts = [o.get("text") if isinstance(o, dict) else o for o in outputs]
+            span.set_attribute(
+                "gen_ai.output.messages",
+                json.dumps(
+                    [{"role": "assistant", "parts": [{"type": "text", "content": t}]} for t in texts],
+                    default=str,
+                ),
+            )
+        span.end()
+
+
+def _tokens(usage: dict[str, Any], *keys: str) -> int:
+    for key in keys:
+        value = usage.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return 0
+
+
+@contextmanager
+def _tool_span(name: str, arguments: dict[str, Any]) -> Iterator[Any]:
+    capture = capture_content()
+    attributes: dict[str, Any] = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": name}
+    if capture:
+        attributes["gen_ai.tool.call.arguments"] = json.dumps(arguments, default=str)
+    with tracer().start_as_current_span(
+        f"execute_tool {name}", attributes=attributes, record_exception=False, set_status_on_exception=False
+    ) as span:
+        try:
+            yield span
+        except Exception as exc:
+            mark_failed(span, exc, "tool_error")
+            raise
+
+
+def tool_span(name: str, arguments: dict[str, Any]) -> AbstractContextManager[Any]:
+    """An ``execute_tool <name>`` span, or nothing when tracing is off."""
+    return _tool_span(name, arguments) if tracing_on() else nullcontext()
+
+
+def reask_span(agent: str, attempt: int, errors: list[str]) -> AbstractContextManager[Any]:
+    """A ``flock.reask`` span around re-ask ``attempt``, or nothing when tracing is off."""
+    if not tracing_on():
+        return nullcontext()
+    return tracer().start_as_current_span(
+        "flock.reask",
+        attributes={"flock.agent": agent, "flock.reask.attempt": attempt, "flock.reask.errors": errors},
+    )
