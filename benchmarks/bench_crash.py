@@ -29,7 +29,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--iterations", type=int, default=200)
     parser.add_argument("--seeds", type=int, default=30, help="seed artifacts each run publishes")
-    parser.add_argument("--window", type=float, default=0.3, help="kill within this many seconds of start")
+    parser.add_argument("--window", type=float, default=0.2, help="kill within this many seconds of start")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     started = time.perf_counter()

@@ -1,12 +1,15 @@
 """Durable publishes per second: SQLiteStore at each durability setting against InMemoryStore.
 
 One run: ``--n`` (1,000) ``Signal`` artifacts published concurrently (one task each, each its own
-workflow), ten agents subscribed to ``Signal``, each a pure-Python function that answers every
-signal with one tiny ``Ack`` artifact, then ``run_until_idle()``. That stores n + 10 n artifacts
-(1,000 + 10,000), 10 n consumption records and 20 n journal updates (pending, running), and
-reads the context of every activation. The rate is stored artifacts per second of wall time, from
-the first publish to idle; each setting is run ``--runs`` times on a fresh file and the best and
-median are reported. Prints one JSON document.
+workflow) to ten subscribed agents, pure-Python functions that answer every signal with one tiny
+``Ack`` artifact (``--output tiny``, the default) or with nothing (``--output none``); then
+``run_until_idle()``. With tiny outputs that stores n + 10 n artifacts (1,000 + 10,000), each
+activation's consumption record committed with its output, plus two journal entries per
+activation (pending, running). Rates are per second of wall time from the first publish to idle:
+``artifacts_per_s`` (stored artifacts), ``activations_per_s`` (activations committed, each one
+transaction-worth of outputs + consumption + completion) and ``inputs_per_s`` (published signals
+fully processed by all ten agents). Each setting runs ``--runs`` times on a fresh file; the best
+and the medians are reported. Prints one JSON document.
 
     .venv/bin/python benchmarks/bench_store.py
     .venv/bin/python benchmarks/bench_store.py --n 2000 --runs 5 --output none
@@ -79,6 +82,8 @@ async def one_run(setting: str, n: int, agents: int, output: str, folder: Path) 
         "artifacts": stored,
         "consumption_records": consumed,
         "artifacts_per_s": round(stored / wall),
+        "activations_per_s": round(n * agents / wall),
+        "inputs_per_s": round(n / wall),
         "publishes_per_s": round(n / (published - started)),
     }
 
@@ -111,6 +116,7 @@ def main() -> None:
             report["settings"][setting] = {
                 "best": best,
                 "median_artifacts_per_s": round(statistics.median(x["artifacts_per_s"] for x in runs)),
+                "median_activations_per_s": round(statistics.median(x["activations_per_s"] for x in runs)),
             }
     memory = report["settings"].get("memory")
     if memory:

@@ -241,6 +241,7 @@ class _Worker:
     ) -> None:
         self.queue: queue.SimpleQueue[_Op] = queue.SimpleQueue()
         self.broken: BaseException | None = None
+        self.late_error: BaseException | None = None
         self.thread = threading.Thread(target=self._loop, args=(conn, apply), name=name, daemon=True)
         self.thread.start()
 
@@ -266,6 +267,9 @@ class _Worker:
                     raise
                 finally:
                     _wake(batch)
+                for op in ops:
+                    if op.event is None and op.error is not None:
+                        self.late_error = op.error
                 if len(ops) < len(batch):
                     return
         finally:
@@ -327,27 +331,35 @@ class SQLiteStore:
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r}, durability={self.durability!r})"
 
-    async def _submit(self, worker: _Worker, run: Callable[[sqlite3.Connection], T], **options: bool) -> T:
-        op = _Op(
-            run, anyio.lowlevel.current_token(), anyio.Event(), options.get("outside_transaction", False)
-        )
+    def _enqueue(self, worker: _Worker, op: _Op) -> None:
         with self._lock:
             if self._closed:
                 raise FlockClosedError(f"{self!r} is closed; open a new SQLiteStore to use the file again")
             if worker.broken is not None:
                 raise FlockClosedError(f"{self!r} stopped after an internal error: {worker.broken!r}")
+            late, worker.late_error = worker.late_error, None
+            if late is not None:  # a write-behind failed: say so at the next write instead of never
+                raise late
             worker.queue.put(op)
-        assert op.event is not None
+
+    async def _submit(self, worker: _Worker, run: Callable[[sqlite3.Connection], T], **options: bool) -> T:
+        event = anyio.Event()
+        op = _Op(run, anyio.lowlevel.current_token(), event, options.get("outside_transaction", False))
+        self._enqueue(worker, op)
         if worker is self._writer:
             # Once queued, a write happens: wait for it even if cancelled, so that no later write
             # of this task can overtake it and no caller leaves with its write undecided.
             with anyio.CancelScope(shield=True):
-                await op.event.wait()
+                await event.wait()
         else:
-            await op.event.wait()
+            await event.wait()
         if op.error is not None:
             raise op.error
         return op.result
+
+    async def _barrier(self) -> None:
+        """Return once every write queued so far, write-behinds included, has committed."""
+        await self._write(lambda conn: None)
 
     async def _write(self, run: Callable[[sqlite3.Connection], T], *, outside_transaction: bool = False) -> T:
         return await self._submit(self._writer, run, outside_transaction=outside_transaction)
@@ -443,7 +455,13 @@ class SQLiteStore:
 
     # ------------------------------------------------------------------ the activation journal
     async def record_activation(self, record: ActivationRecord) -> None:
-        """Note that an activation is pending or running (insert or update by ``record.id``)."""
+        """Note that an activation is pending or running (insert or update by ``record.id``).
+
+        Write-behind: returns once queued; the record is committed with the next batch, before any
+        later write. A crash may lose the newest such records, which is harmless: ``resume()``
+        finds that work again from the stored artifacts and consumption records. Skipping the wait
+        saves two round trips per activation.
+        """
         values = (
             str(record.id),
             record.agent,
@@ -461,7 +479,7 @@ class SQLiteStore:
                 values,
             )
 
-        await self._write(run)
+        self._enqueue(self._writer, _Op(run))
 
     async def commit_activation(self, record: ActivationRecord, outputs: Sequence[Artifact]) -> None:
         """In one transaction: the outputs (existing ids skipped), the consumption of every input
@@ -492,6 +510,7 @@ class SQLiteStore:
         return {(UUID(a), agent, int(sub)) for a, agent, sub in rows}
 
     async def in_flight(self) -> builtins.list[ActivationRecord]:
+        await self._barrier()  # see the write-behind journal records
         rows = await self._read(
             lambda c: c.execute(
                 "SELECT id, agent, subscription, input_ids, status FROM activations ORDER BY rowid"
@@ -517,6 +536,7 @@ class SQLiteStore:
                 "schema_version": c.execute("PRAGMA user_version").fetchone()[0],
             }
 
+        await self._barrier()
         found = await self._read(run)
         found["file_bytes"] = self.path.stat().st_size
         return found

@@ -219,7 +219,7 @@ def child(mode: str, path: Path, n: int, kill_after: float | None = None) -> tup
     return {UUID(line.split()[1]) for line in lines if line.startswith("ACK ")}, "DONE" in lines
 
 
-def crash_and_resume(path: Path, n: int, rng: random.Random, *, window: float = 0.3) -> dict[str, Any]:
+def crash_and_resume(path: Path, n: int, rng: random.Random, *, window: float = 0.2) -> dict[str, Any]:
     """Kill a run at a random moment, sometimes kill the first resume too, resume, check the board."""
     acked, finished = child("run", path, n, kill_after=rng.uniform(0.0, window))
     problems = [f"after the kill: {p}" for p in anyio.run(torn_on_disk, path)]
@@ -248,7 +248,7 @@ async def run(path: Path, n: int) -> None:
             art = seed_artifact(i)
             await flock.publish(art)
             print(f"ACK {art.id}", flush=True)
-            await anyio.sleep(0.002)
+            await anyio.sleep(0.004)
         published.set()
 
     async with anyio.create_task_group() as tg:

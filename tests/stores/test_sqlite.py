@@ -113,6 +113,21 @@ async def test_resume_finishes_work_that_was_queued_but_never_ran(tmp_path: Path
     await store.close()
 
 
+async def test_resume_needs_no_journal_entry_for_work_it_can_rederive(tmp_path: Path) -> None:
+    # record_activation is write-behind: a crash may lose the newest entries. Resume finds that
+    # work again from the stored artifacts and the consumption records.
+    path = tmp_path / "board.db"
+    flock = shop(path)
+    await flock.publish(Order(item="tea", qty=2))
+    await flock.store.close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("DELETE FROM activations")
+    restarted = shop(path)
+    assert (await restarted.resume()).activations == 2
+    assert [i.total for i in await restarted.store.get_by_type(Invoice)] == [5.0]
+    await restarted.store.close()
+
+
 async def test_durability_settings(tmp_path: Path) -> None:
     settings: list[tuple[Any, int]] = [("process", 1), ("power", 2)]  # synchronous NORMAL, FULL
     for setting, level in settings:
