@@ -22,6 +22,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def payload_of(model: BaseModel) -> dict[str, Any]:
+    """A model as an artifact payload: JSON-compatible, keyed by alias so it validates back."""
+    return model.model_dump(mode="json", by_alias=True)
+
+
 class Artifact(BaseModel):
     """A published value. Frozen: artifacts are never changed or overwritten.
 

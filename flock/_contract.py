@@ -36,7 +36,7 @@ def contract_errors(
         try:
             # Re-validate: catches values built with model_construct() or mutated after validation.
             # warnings=False: dumping such a value must not warn; the validation error says it all.
-            decl.type.model_validate(out.model_dump(warnings=False))
+            decl.type.model_validate(out.model_dump(by_alias=True, warnings=False))
         except ValidationError as exc:
             problems.append((name, "valid fields", "invalid", f"{name}: {exc}"))
     for name, decl in declared.items():

@@ -14,7 +14,7 @@ from uuid import UUID, uuid4
 import anyio
 from pydantic import BaseModel, ValidationError
 
-from ._artifact import Artifact
+from ._artifact import Artifact, payload_of
 from ._builder import AgentBuilder
 from ._clock import Clock, SystemClock
 from ._conditions import Condition
@@ -207,7 +207,7 @@ class Flock(RunLoop):
                 )
             artifact = Artifact(
                 type=self._types.register(type(obj)),
-                payload=obj.model_dump(mode="json"),
+                payload=payload_of(obj),
                 correlation_id=str(correlation_id) if correlation_id is not None else str(uuid4()),
                 partition_key=partition_key,
                 tags=frozenset([tags] if isinstance(tags, str) else (tags or ())),
@@ -358,7 +358,7 @@ class Flock(RunLoop):
         if not isinstance(obj, BaseModel):
             require_model(obj, "invoke()")
         artifact = Artifact(
-            type=self._types.register(type(obj)), payload=obj.model_dump(mode="json"), created_at=self._now()
+            type=self._types.register(type(obj)), payload=payload_of(obj), created_at=self._now()
         )
         with anyio.fail_after(timeout) if timeout is not None else nullcontext():
             return await execute(

@@ -18,7 +18,7 @@ from uuid import UUID
 
 from pydantic import BaseModel
 
-from ._artifact import Artifact
+from ._artifact import Artifact, payload_of
 from ._outcomes import JoinExpired
 from ._scheduler import Activation, Gates, JoinGroup, Joins, RoutingIndex
 from ._spec import AgentSpec, Subscription
@@ -184,7 +184,7 @@ class Router:
         await flock._publish_artifact(
             Artifact(
                 type=type_name(JoinExpired),
-                payload=event.model_dump(mode="json"),
+                payload=payload_of(event),
                 produced_by=spec.name,
                 correlation_id=members[0].correlation_id,
                 visibility=most_restrictive(a.visibility for a in members),

@@ -11,7 +11,7 @@ from uuid import UUID, uuid4, uuid5
 import anyio
 from pydantic import BaseModel
 
-from ._artifact import Artifact
+from ._artifact import Artifact, payload_of
 from ._components import Context, EvalInputs, EvalResult, as_eval_result
 from ._context import ContextRequest, call_provider
 from ._contract import check_group
@@ -167,7 +167,7 @@ async def _evaluate_in_span(
                 arts = [
                     Artifact(
                         type=type_name(type(m)),
-                        payload=m.model_dump(mode="json"),
+                        payload=payload_of(m),
                         produced_by=spec.name,
                         correlation_id=ctx.correlation_id,
                     )
@@ -210,7 +210,7 @@ def _to_artifact(
     return Artifact.model_construct(
         id=artifact_id,
         type=name,
-        payload=out.model_dump(mode="json"),
+        payload=payload_of(out),
         produced_by=spec.name,
         correlation_id=act.correlation_id,
         partition_key=act.artifacts[0].partition_key if act.artifacts else None,
@@ -245,7 +245,7 @@ def failure_artifact(
     return Artifact(
         id=artifact_id or uuid4(),
         type=type_name(WorkflowError),
-        payload=record.model_dump(mode="json"),
+        payload=payload_of(record),
         produced_by=agent,
         correlation_id=first.correlation_id
         if first

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from flock import (
     Artifact,
@@ -258,3 +258,19 @@ async def test_a_uuid_correlation_id_is_stored_as_text() -> None:
     art = await flock.publish(Idea(topic="x"), correlation_id=corr)
     assert art.correlation_id == str(corr)
     assert await flock.store.get_by_type(Idea, correlation_id=str(corr)) == [Idea(topic="x")]
+
+
+class _Aliased(BaseModel):
+    full_name: str = Field(alias="Full-Name")
+
+
+async def test_models_with_field_aliases_round_trip_through_the_board() -> None:
+    flock = Flock()
+    flock.agent("copy").consumes(_Aliased).publishes(_Aliased).prevent_self_trigger().calls(
+        lambda a: _Aliased(**{"Full-Name": a.full_name.upper()})
+    )
+    published = await flock.publish(_Aliased(**{"Full-Name": "ada"}))
+    summary = await flock.run_until_idle()
+    assert summary.errors == []
+    assert published.payload == {"Full-Name": "ada"}
+    assert sorted(a.full_name for a in await flock.store.get_by_type(_Aliased)) == ["ADA", "ada"]

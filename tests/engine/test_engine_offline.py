@@ -91,11 +91,6 @@ class Aliased(BaseModel):
     full_name: str = Field(alias="Full-Name")
 
 
-@pytest.mark.xfail(
-    reason="flock._contract.contract_errors re-validates model_dump() by field name, so aliased "
-    "fields fail there (core fix: model_dump(by_alias=True))",
-    strict=True,
-)
 @pytest.mark.parametrize("adapter", ADAPTERS)
 async def test_aliased_fields_round_trip(adapter: str) -> None:
     engine = DSPyEngine(TestModel(), adapter=make_adapter(adapter), max_reasks=0)
