@@ -91,6 +91,9 @@ async def _execute(
             )
     except Exception as exc:
         kind = "contract" if isinstance(exc, OutputError) else "agent_error"
+        spent = getattr(exc, "metrics", None)  # a failed engine call still cost tokens: count them
+        if isinstance(spent, dict):
+            flock._summary.metrics.update(spent)
         mark_failed(span, exc, kind)
         for u in utilities:
             try:

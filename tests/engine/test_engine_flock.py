@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import pytest
 from engine_support import ADAPTERS, Analysis, Idea, Summary, Task, calls_per_answer, make_adapter
@@ -125,3 +126,22 @@ async def test_a_fan_out_pipeline_under_every_adapter(adapter: str) -> None:
     summaries, analyses = await flock.store.get_by_type(Summary), await flock.store.get_by_type(Analysis)
     assert len(summaries) == len(analyses) == len(ideas)
     assert summary.metrics["model_calls"] == (1 + len(ideas)) * calls_per_answer(adapter)
+
+
+async def test_tokens_of_a_failed_contract_are_counted_in_the_run_summary() -> None:
+    calls: list[int] = []
+
+    def always_malformed(call: Any) -> str:
+        calls.append(call.index)
+        return "this is not in the requested format"
+
+    flock = Flock()
+    flock.agent("w").consumes(Task).publishes(Summary).with_engines(
+        DSPyEngine(FunctionModel(always_malformed), max_reasks=1)
+    )
+    await flock.publish(Task(text="bees"))
+    summary = await flock.run_until_idle()
+    assert [e.kind for e in summary.errors] == ["contract"]
+    assert summary.metrics["model_calls"] == len(calls) == 2
+    assert summary.metrics["input_tokens"] > 0
+
