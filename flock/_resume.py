@@ -31,7 +31,10 @@ async def restore(flock: Flock) -> int:
     store, router = flock.store, flock._router
     router.seen.update(await store.consumptions())
     requeued = 0
+    queued = {act.record.id for acts in flock._pending.values() for act in acts}
     for record in await store.in_flight():
+        if record.id in queued:
+            continue  # published by this process before resume() and already waiting to run
         if record.subscription < 0:
             continue  # a scheduled tick: the agent's schedule starts again with the run
         if record.agent not in flock._agents:

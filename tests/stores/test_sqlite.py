@@ -113,6 +113,27 @@ async def test_resume_finishes_work_that_was_queued_but_never_ran(tmp_path: Path
     await store.close()
 
 
+async def test_work_published_before_resume_runs_once(tmp_path: Path) -> None:
+    path = tmp_path / "board.db"
+    flock = shop(path)
+    await flock.publish(Order(item="left over", qty=1))  # queued, then the process "stops"
+    await flock.store.close()
+
+    restarted = Flock(store=SQLiteStore(path))
+    calls: list[str] = []
+
+    def bill(o: Order) -> Invoice:
+        calls.append(o.item)
+        return Invoice(item=o.item, total=1.0)
+
+    restarted.agent("billing").consumes(Order).publishes(Invoice).calls(bill)
+    await restarted.publish(Order(item="new", qty=1))  # before resume(): fine, runs once
+    await restarted.resume()
+    assert sorted(calls) == ["left over", "new"]
+    assert await restarted.store.in_flight() == []
+    await restarted.store.close()
+
+
 async def test_resume_needs_no_journal_entry_for_work_it_can_rederive(tmp_path: Path) -> None:
     # record_activation is write-behind: a crash may lose the newest entries. Resume finds that
     # work again from the stored artifacts and the consumption records.
