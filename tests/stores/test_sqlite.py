@@ -263,3 +263,26 @@ async def test_time_filters_compare_instants_across_timezones(tmp_path: Path) ->
         await store.put(a)
         plus_one = datetime.fromisoformat("2024-01-01T13:00:00+01:00")  # the same instant
         assert (await store.query_artifacts(FilterConfig(start=plus_one, end=plus_one)))[0] == [a]
+
+
+def test_one_store_serves_successive_event_loops(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "board.db")  # opened outside any event loop
+    first, second = make(1), make(2)
+    anyio.run(store.put, first)
+    anyio.run(store.put, second)
+
+    async def finish() -> list[Any]:
+        found = await store.list()
+        await store.close()
+        return found
+
+    assert anyio.run(finish) == [first, second]
+
+
+async def test_a_write_whose_caller_is_cancelled_still_completes(tmp_path: Path) -> None:
+    async with SQLiteStore(tmp_path / "board.db") as store:
+        art = make(1)
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await store.put(art)  # queued, then waited for despite the cancellation
+        assert await store.count(FilterConfig(type_names=frozenset({art.type}))) == 1
