@@ -316,6 +316,7 @@ class SQLiteStore:
         self._decoded = _Decoded()
         self._lock = threading.Lock()
         self._closed = False
+        self._behind = False  # whether any write-behind was queued
         name = self.path.name
         self._writer = _Worker(conn, f"flock-sqlite-writer:{name}", _apply_writes)
         self._reader = _Worker(self._connect(readonly=True), f"flock-sqlite-reader:{name}", _apply_reads)
@@ -359,7 +360,8 @@ class SQLiteStore:
 
     async def _barrier(self) -> None:
         """Return once every write queued so far, write-behinds included, has committed."""
-        await self._write(lambda conn: None)
+        if self._behind:  # otherwise every write was waited for already (and a reader takes no lock)
+            await self._write(lambda conn: None)
 
     async def _write(self, run: Callable[[sqlite3.Connection], T], *, outside_transaction: bool = False) -> T:
         return await self._submit(self._writer, run, outside_transaction=outside_transaction)
@@ -480,6 +482,7 @@ class SQLiteStore:
             )
 
         self._enqueue(self._writer, _Op(run))
+        self._behind = True
 
     async def commit_activation(self, record: ActivationRecord, outputs: Sequence[Artifact]) -> None:
         """In one transaction: the outputs (existing ids skipped), the consumption of every input
