@@ -30,7 +30,8 @@ border-radius:8px;padding:8px 14px;min-width:110px}.card b{display:block;font-si
 .card.bad{border-color:var(--error)}.card.bad b{color:var(--error)}
 section{background:#fff;border:1px solid var(--line);border-radius:8px;margin:12px 24px;
 padding:14px 16px}
-#flow svg{max-width:100%;height:auto}.node rect{stroke-width:1.5}.node.agent rect{fill:#eff6ff;
+#flow{overflow-x:auto}#flow svg{max-width:100%;height:auto}
+.node rect{stroke-width:1.5}.node.agent rect{fill:#eff6ff;
 stroke:var(--activate)}
 .node.type rect{fill:#ecfdf5;stroke:var(--publish)}.node.source rect{fill:#f1f5f9;stroke:var(--run);
 stroke-dasharray:4 3}.node.failed rect{stroke:var(--error);stroke-width:2.5}
@@ -255,7 +256,9 @@ def _svg(graph: FlowGraph) -> str:
     out.append("</svg>")
     out[0] = (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{graph.width:.0f}" height="{height:.0f}" '
-        f'viewBox="0 0 {graph.width:.0f} {height:.0f}" role="img" aria-label="agent and artifact flow">'
+        f'viewBox="0 0 {graph.width:.0f} {height:.0f}" role="img" aria-label="agent and artifact flow" '
+        # shrink a wide graph to fit, but not below 60%: beyond that the section scrolls instead
+        f'style="min-width:{graph.width * 0.6:.0f}px">'
     )
     return "".join(out)
 
