@@ -138,3 +138,51 @@ def test_cli_and_browser_show_the_run(
     keys = {e[1]["data-key"] for e in dom.elements if "node" in e[1].get("class", "").split()}
     assert {"agent:writer", "agent:critic", "agent:censor", "type:Greenlight", "source:external"} <= keys
     assert "flock.activate producer" in dom.text("name")
+
+
+CAPTURED = """
+import anyio
+from pydantic import BaseModel
+from flock import DSPyEngine, Flock, flock_type
+from flock.tracing import enable_tracing
+
+@flock_type
+class Note(BaseModel):
+    text: str
+
+@flock_type
+class Summary(BaseModel):
+    text: str
+
+async def main() -> None:
+    enable_tracing(store="traces.db", capture_content=True)
+    async with Flock("offline") as flock:
+        flock.agent("summarizer").consumes(Note).publishes(Summary)
+        async with flock.traced_run("captured"):
+            await flock.publish(Note(text="the deploy key is sk-live-NOTREALabcdef0123456789 keep it safe"))
+            await flock.run_until_idle()
+
+anyio.run(main)
+"""
+
+
+def test_captured_prompts_reach_the_store_without_keys(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PYTEST"))}
+    env["OPENAI_API_KEY"] = "sk-proj-FAKEFAKEFAKE0123456789"
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(CAPTURED)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    raw = b"".join(p.read_bytes() for p in tmp_path.glob("traces.db*"))
+    assert b"sk-live-NOTREAL" not in raw and b"sk-proj-FAKE" not in raw
+    with TraceStore(tmp_path / "traces.db") as store:
+        trace = store.load(store.resolve("latest"))
+    [chat] = [s for s in trace.spans if s.category == "model"]
+    assert "the deploy key is [REDACTED] keep it safe" in chat.attributes["gen_ai.input.messages"]
+    assert "gen_ai.output.messages" in chat.attributes
