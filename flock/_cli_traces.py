@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from dataclasses import asdict
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Any
 
@@ -74,15 +75,16 @@ def _run_json(run: RunStats) -> dict[str, Any]:
 
 
 def _span_json(span: SpanRecord) -> dict[str, Any]:
-    fields = {k: v for k, v in asdict(span).items() if k != "children"}  # asdict recurses; rebuild below
-    return {**fields, "duration_ns": span.duration_ns, "children": [_span_json(c) for c in span.children]}
+    fields = {f.name: getattr(span, f.name) for f in dataclass_fields(span) if f.name != "children"}
+    return {**fields, "duration_ns": span.duration_ns}
 
 
 def show_run(args: argparse.Namespace) -> int:
     with _store(args) as store:
         trace = store.load(store.resolve(args.trace_id))
     if getattr(args, "json", False):
-        document = {"run": _run_json(trace.stats), "spans": [_span_json(root) for root in trace.roots]}
+        # flat, in start order, linked by parent_id: deep traces would hit recursion limits when nested
+        document = {"run": _run_json(trace.stats), "spans": [_span_json(span) for span in trace.spans]}
         _write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
         return 0
     if args.html is not None:

@@ -118,15 +118,17 @@ def render_tree(trace: Trace, *, ascii_only: bool = False) -> str:
     """The run as an indented tree: one line per span with duration, status and details."""
     tee, last, pipe, blank = ("|- ", "`- ", "|  ", "   ") if ascii_only else ("├─ ", "└─ ", "│  ", "   ")
     rows: list[tuple[str, SpanRecord]] = []
-
-    def walk(span: SpanRecord, prefix: str, connector: str) -> None:
+    # an explicit stack, not recursion: an agent refining its own output can nest spans thousands deep
+    stack: list[tuple[SpanRecord, str, str]] = [(root, "", "") for root in reversed(trace.roots)]
+    while stack:
+        span, prefix, connector = stack.pop()
         rows.append((prefix + connector + span.name, span))
         child_prefix = prefix if not connector else prefix + (blank if connector == last else pipe)
-        for i, child in enumerate(span.children):
-            walk(child, child_prefix, last if i == len(span.children) - 1 else tee)
-
-    for root in trace.roots:
-        walk(root, "", "")
+        count = len(span.children)
+        stack.extend(
+            (child, child_prefix, last if i == count - 1 else tee)
+            for i, child in reversed(list(enumerate(span.children)))
+        )
     width = min(_NAME_WIDTH, max((len(label) for label, _ in rows), default=4))
     lines = [*summary_lines(trace.stats), ""]
     lines.append(f"{'SPAN':<{width}}  {'DURATION':>10}  {'STATUS':<6}  DETAILS")

@@ -12,6 +12,7 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
+from opentelemetry import trace
 from trace_support import Recorder, record_run
 
 from flock import cli
@@ -155,10 +156,12 @@ def test_json_output_for_scripts(recorded: tuple[Path, str], capsys: pytest.Capt
     code, out, _ = run_cli(["traces", "show", "latest", "--db", str(db), "--json"], capsys)
     assert code == 0
     document = json.loads(out)
-    [root] = document["spans"]
-    assert root["name"] == "flock.run research"
-    assert root["children"][0]["name"] == "flock.publish Idea"
-    assert root["children"][0]["children"][0]["attributes"]["flock.agent"] == "planner"
+    spans = document["spans"]
+    assert len(spans) == 31
+    root, idea, planner = spans[:3]
+    assert (root["name"], root["parent_id"], root["duration_ns"]) == ("flock.run research", None, 900_000_000)
+    assert (idea["name"], idea["parent_id"]) == ("flock.publish Idea", root["span_id"])
+    assert (planner["attributes"]["flock.agent"], planner["parent_id"]) == ("planner", idea["span_id"])
     assert document["run"]["agents"] == ["planner", "worker", "reviewer"]
 
 
@@ -206,3 +209,24 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
         cli.main(["--version"])
     assert exit_info.value.code == 0
     assert capsys.readouterr().out.startswith("flock ")
+
+
+def test_a_very_deep_trace_prints(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    exporter = SQLiteSpanExporter(db)
+    rec = Recorder(exporter)
+    tracer = rec.tracer
+    parent = tracer.start_span("flock.run deep")
+    spans = [parent]
+    for _ in range(3000):  # an agent refining its own output, 1,500 rounds
+        parent = tracer.start_span("flock.activate editor", context=trace.set_span_in_context(parent))
+        spans.append(parent)
+    for span in reversed(spans):
+        span.end()
+    rec.provider.force_flush()
+    exporter.shutdown()
+    for args in (["show", "latest"], ["show", "latest", "--json"], ["show", "latest", "--html", "-"]):
+        if "--html" in args:
+            args[-1] = str(db.parent / "deep.html")
+        code, out, err = run_cli(["traces", "--db", str(db), *args], capsys)
+        assert code == 0, err
+    assert "3001 spans" in out
