@@ -1,4 +1,4 @@
-"""The SQLite board's schema and its migrations.
+"""The SQLite board's schema, its migrations, and the row format of an artifact.
 
 The file's ``PRAGMA user_version`` is the number of migrations applied. Opening a file runs the
 missing ones in order, each in its own transaction; a file written by a newer Flock (a version above
@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from ._errors import ConfigurationError
+from ._artifact import Artifact
+from ._errors import ConfigurationError, DuplicateArtifactError
 
 
 def _v1(conn: sqlite3.Connection) -> None:
@@ -97,3 +101,73 @@ def migrate(conn: sqlite3.Connection, path: str) -> int:
             raise
         conn.execute("COMMIT")
     return int(found)
+
+
+# ------------------------------------------------------------------ the row format of an artifact
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ARTIFACT_COLUMNS = (
+    "id, type, produced_by, correlation_id, partition_key, visibility_kind, visibility, created_us, body"
+)
+
+
+def micros(moment: datetime) -> int:
+    """Microseconds since the epoch: how times are stored and compared."""
+    if moment.tzinfo is None:  # naive times are taken as UTC, as everywhere in Flock
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+def from_micros(value: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=value)
+
+
+@dataclass(frozen=True)
+class ArtifactRow:
+    """An artifact as the ``artifacts`` table holds it (values in ARTIFACT_COLUMNS order), and its tags."""
+
+    values: tuple[Any, ...]
+    tags: tuple[str, ...]
+
+    @property
+    def id(self) -> str:
+        return str(self.values[0])
+
+    @classmethod
+    def of(cls, a: Artifact) -> ArtifactRow:
+        vis = a.visibility
+        values = (
+            str(a.id),
+            a.type,
+            a.produced_by,
+            a.correlation_id,
+            a.partition_key,
+            vis.kind,
+            vis.model_dump_json(),
+            micros(a.created_at),
+            a.model_dump_json(),
+        )
+        return cls(values, tuple(sorted(a.tags)))
+
+
+def _duplicate(artifact_id: str) -> DuplicateArtifactError:
+    return DuplicateArtifactError(
+        f"artifact {artifact_id} is already on the board; artifacts are immutable. "
+        "Publish a new artifact (a new id) instead of re-publishing one"
+    )
+
+
+def insert_artifact(conn: sqlite3.Connection, row: ArtifactRow, *, skip_existing: bool) -> bool:
+    """Insert one artifact and its tags; returns whether it was new."""
+    try:
+        cur = conn.execute(
+            f"INSERT INTO artifacts ({ARTIFACT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", row.values
+        )
+    except sqlite3.IntegrityError:
+        if skip_existing:
+            return False
+        raise _duplicate(row.id) from None
+    if row.tags:
+        conn.executemany(
+            "INSERT INTO artifact_tags (tag, seq) VALUES (?, ?)", ((t, cur.lastrowid) for t in row.tags)
+        )
+    return True

@@ -1,25 +1,21 @@
 """A durable blackboard store on one SQLite file.
 
 Writes go to one writer thread through a queue. The thread takes everything queued, applies it in
-one transaction (each operation inside its own savepoint, so one failing operation does not undo
-the others) and commits; only then is each waiting caller woken. Many concurrent publishes thus
-share one commit (group commit), and no caller hears "done" before its data is on disk. Reads run
-in worker threads on a small pool of read-only connections, which WAL mode lets read while the
-writer writes.
+one transaction and commits; only then is each waiting caller woken. Many concurrent publishes thus
+share one commit (group commit), and no caller hears "done" before its data is on disk. Reads go
+to one reader thread with a read-only connection, which WAL mode lets read while the writer
+writes. The threads are in ``_sqlite_worker``, the tables in ``_sqlite_schema``.
 """
 
 from __future__ import annotations
 
 import builtins
-import contextlib
 import json
 import os
-import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -31,8 +27,9 @@ import anyio.to_thread
 from pydantic import BaseModel, TypeAdapter
 
 from ._artifact import Artifact, utcnow
-from ._errors import ConfigurationError, DuplicateArtifactError, FlockClosedError
-from ._sqlite_schema import migrate
+from ._errors import ConfigurationError, FlockClosedError
+from ._sqlite_schema import ArtifactRow, from_micros, insert_artifact, micros, migrate
+from ._sqlite_worker import Op, Worker, apply_reads, apply_writes
 from ._store import ActivationRecord, FilterConfig
 from ._types import type_name
 from ._visibility import Visibility
@@ -42,64 +39,13 @@ T = TypeVar("T")
 
 Durability = Literal["process", "power"]
 _SYNCHRONOUS: dict[str, str] = {"process": "NORMAL", "power": "FULL"}
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _VISIBILITY: TypeAdapter[Visibility] = TypeAdapter(Visibility)
-_INSERT = (
-    "INSERT INTO artifacts (id, type, produced_by, correlation_id, partition_key, visibility_kind, "
-    "visibility, created_us, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-
-
-def _micros(moment: datetime) -> int:
-    if moment.tzinfo is None:  # naive times are taken as UTC, as everywhere in Flock
-        moment = moment.replace(tzinfo=UTC)
-    return (moment - _EPOCH) // timedelta(microseconds=1)
 
 
 @lru_cache(maxsize=1024)
 def _visibility(text: str) -> Any:
     # Artifacts share few distinct visibilities; parse each once. They are frozen, so sharing is safe.
     return _VISIBILITY.validate_json(text)
-
-
-@dataclass(frozen=True)
-class _Row:
-    values: tuple[Any, ...]
-    tags: tuple[str, ...]
-
-    @classmethod
-    def of(cls, a: Artifact) -> _Row:
-        vis = a.visibility
-        values = (
-            str(a.id),
-            a.type,
-            a.produced_by,
-            a.correlation_id,
-            a.partition_key,
-            vis.kind,
-            vis.model_dump_json(),
-            _micros(a.created_at),
-            a.model_dump_json(),
-        )
-        return cls(values, tuple(sorted(a.tags)))
-
-
-def _insert(conn: sqlite3.Connection, row: _Row, *, skip_existing: bool) -> bool:
-    """Insert one artifact and its tags; returns whether it was new."""
-    try:
-        cur = conn.execute(_INSERT, row.values)
-    except sqlite3.IntegrityError:
-        if skip_existing:
-            return False
-        raise DuplicateArtifactError(
-            f"artifact {row.values[0]} is already on the board; artifacts are immutable. "
-            "Publish a new artifact (a new id) instead of re-publishing one"
-        ) from None
-    if row.tags:
-        conn.executemany(
-            "INSERT INTO artifact_tags (tag, seq) VALUES (?, ?)", ((t, cur.lastrowid) for t in row.tags)
-        )
-    return True
 
 
 def _where(f: FilterConfig) -> tuple[str, builtins.list[Any]]:
@@ -125,10 +71,10 @@ def _where(f: FilterConfig) -> tuple[str, builtins.list[Any]]:
         params.extend(sorted(f.tags))
     if f.start is not None:
         clauses.append("created_us >= ?")
-        params.append(_micros(f.start))
+        params.append(micros(f.start))
     if f.end is not None:
         clauses.append("created_us <= ?")
-        params.append(_micros(f.end))
+        params.append(micros(f.end))
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
@@ -158,124 +104,6 @@ class _Decoded:
         return out
 
 
-@dataclass(eq=False)
-class _Op:
-    """One queued operation; ``run`` is ``None`` for the request to stop."""
-
-    run: Callable[[sqlite3.Connection], Any] | None
-    token: Any = None
-    event: anyio.Event | None = None
-    outside_transaction: bool = False
-    result: Any = None
-    error: BaseException | None = None
-
-
-class _Retry(Exception):
-    pass
-
-
-def _apply_writes(conn: sqlite3.Connection, ops: Sequence[_Op]) -> None:
-    _transaction(conn, [op for op in ops if not op.outside_transaction])
-    for op in ops:
-        if op.outside_transaction:  # VACUUM cannot run inside a transaction
-            try:
-                op.result = op.run(conn) if op.run else None
-            except Exception as exc:
-                op.error = exc
-
-
-def _transaction(conn: sqlite3.Connection, ops: Sequence[_Op], *, isolated: bool = False) -> None:
-    """Apply ``ops`` in one transaction. The first attempt runs them back to back; if one fails,
-    everything is rolled back and applied again with a savepoint around each operation, so only
-    the failing one is undone. Failures (a duplicate id) are rare; savepoints for all would cost
-    two statements per operation every time."""
-    if not ops:
-        return
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        for op in ops:
-            assert op.run is not None
-            if isolated:
-                conn.execute("SAVEPOINT op")
-            try:
-                op.result, op.error = op.run(conn), None
-            except Exception as exc:
-                if not isolated:
-                    raise _Retry from exc
-                conn.execute("ROLLBACK TO op")
-                op.result, op.error = None, exc
-            if isolated:
-                conn.execute("RELEASE op")
-        conn.execute("COMMIT")
-    except _Retry:
-        conn.execute("ROLLBACK")
-        _transaction(conn, ops, isolated=True)
-    except sqlite3.Error as exc:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        for op in ops:
-            op.result, op.error = None, op.error or exc
-
-
-def _apply_reads(conn: sqlite3.Connection, ops: Sequence[_Op]) -> None:
-    # One read transaction for the batch: every read sees one snapshot, taken after every write
-    # acknowledged before the read was asked for.
-    conn.execute("BEGIN")
-    try:
-        for op in ops:
-            assert op.run is not None
-            try:
-                op.result = op.run(conn)
-            except Exception as exc:
-                op.error = exc
-    finally:
-        conn.execute("COMMIT")
-
-
-class _Worker:
-    """A thread that owns one connection and applies queued operations in batches: it takes
-    everything queued, applies it (``apply``), then wakes the callers of the batch."""
-
-    def __init__(
-        self, conn: sqlite3.Connection, name: str, apply: Callable[[sqlite3.Connection, Sequence[_Op]], None]
-    ) -> None:
-        self.queue: queue.SimpleQueue[_Op] = queue.SimpleQueue()
-        self.broken: BaseException | None = None
-        self.late_error: BaseException | None = None
-        self.thread = threading.Thread(target=self._loop, args=(conn, apply), name=name, daemon=True)
-        self.thread.start()
-
-    def _loop(
-        self, conn: sqlite3.Connection, apply: Callable[[sqlite3.Connection, Sequence[_Op]], None]
-    ) -> None:
-        try:
-            while True:
-                batch = [self.queue.get()]
-                while True:
-                    try:
-                        batch.append(self.queue.get_nowait())
-                    except queue.Empty:
-                        break
-                ops = [op for op in batch if op.run is not None]
-                try:
-                    if ops:
-                        apply(conn, ops)
-                except BaseException as exc:  # the thread must never die silently
-                    self.broken = exc
-                    for op in ops:
-                        op.error = op.error or exc
-                    raise
-                finally:
-                    _wake(batch)
-                for op in ops:
-                    if op.event is None and op.error is not None:
-                        self.late_error = op.error
-                if len(ops) < len(batch):
-                    return
-        finally:
-            conn.close()
-
-
 class SQLiteStore:
     """A blackboard on a SQLite file that survives the process.
 
@@ -285,10 +113,11 @@ class SQLiteStore:
         ...                            # after a crash, with the same agents declared:
         await flock.resume()           # finishes the work that was in flight
 
-    Every write (``put``, ``commit_activation``, ``record_activation``) returns only after its
-    transaction has committed. ``commit_activation`` stores an activation's outputs, its
-    consumption records and its completion in one transaction; outputs whose ids exist are
-    skipped, so re-running an interrupted activation never duplicates them.
+    ``put`` and ``commit_activation`` return only after their transaction has committed;
+    ``record_activation`` is written behind (see there). ``commit_activation`` stores an
+    activation's outputs, its consumption records and its completion in one transaction; outputs
+    whose ids exist are skipped, so re-running an interrupted activation never duplicates them.
+    Close the store with ``await store.close()`` or ``async with``.
 
     Args:
         path: the database file (created with its parent folders if missing).
@@ -318,8 +147,8 @@ class SQLiteStore:
         self._closed = False
         self._behind = False  # whether any write-behind was queued
         name = self.path.name
-        self._writer = _Worker(conn, f"flock-sqlite-writer:{name}", _apply_writes)
-        self._reader = _Worker(self._connect(readonly=True), f"flock-sqlite-reader:{name}", _apply_reads)
+        self._writer = Worker(conn, f"flock-sqlite-writer:{name}", apply_writes)
+        self._reader = Worker(self._connect(readonly=True), f"flock-sqlite-reader:{name}", apply_reads)
 
     def _connect(self, *, readonly: bool = False) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -332,7 +161,7 @@ class SQLiteStore:
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r}, durability={self.durability!r})"
 
-    def _enqueue(self, worker: _Worker, op: _Op) -> None:
+    def _enqueue(self, worker: Worker, op: Op) -> None:
         with self._lock:
             if self._closed:
                 raise FlockClosedError(f"{self!r} is closed; open a new SQLiteStore to use the file again")
@@ -343,9 +172,15 @@ class SQLiteStore:
                 raise late
             worker.queue.put(op)
 
-    async def _submit(self, worker: _Worker, run: Callable[[sqlite3.Connection], T], **options: bool) -> T:
+    async def _submit(
+        self,
+        worker: Worker,
+        run: Callable[[sqlite3.Connection], T],
+        *,
+        outside_transaction: bool = False,
+    ) -> T:
         event = anyio.Event()
-        op = _Op(run, anyio.lowlevel.current_token(), event, options.get("outside_transaction", False))
+        op = Op(run, anyio.lowlevel.current_token(), event, outside_transaction)
         self._enqueue(worker, op)
         if worker is self._writer:
             # Once queued, a write happens: wait for it even if cancelled, so that no later write
@@ -372,8 +207,8 @@ class SQLiteStore:
     # ------------------------------------------------------------------ artifacts
     async def put(self, artifact: Artifact) -> None:
         """Add an artifact. Raises :class:`DuplicateArtifactError` if its id exists."""
-        row = _Row.of(artifact)
-        await self._write(lambda conn: _insert(conn, row, skip_existing=False))
+        row = ArtifactRow.of(artifact)
+        await self._write(lambda conn: insert_artifact(conn, row, skip_existing=False))
         self._decoded.add(row.values[0], artifact)
 
     async def get(self, artifact_id: UUID | str) -> Artifact | None:
@@ -429,7 +264,7 @@ class SQLiteStore:
                 params,
             ):
                 if kind != "public" and not _visibility(vis).allows(
-                    identity, now=now, published_at=_EPOCH + timedelta(microseconds=created_us)
+                    identity, now=now, published_at=from_micros(created_us)
                 ):
                     continue
                 if offset <= total < offset + limit:
@@ -470,7 +305,7 @@ class SQLiteStore:
             record.subscription,
             json.dumps([str(i) for i in record.input_ids]),
             record.status,
-            _micros(utcnow()),
+            micros(utcnow()),
         )
 
         def run(conn: sqlite3.Connection) -> None:
@@ -481,18 +316,18 @@ class SQLiteStore:
                 values,
             )
 
-        self._enqueue(self._writer, _Op(run))
+        self._enqueue(self._writer, Op(run))
         self._behind = True
 
     async def commit_activation(self, record: ActivationRecord, outputs: Sequence[Artifact]) -> None:
         """In one transaction: the outputs (existing ids skipped), the consumption of every input
         by (agent, subscription), and the removal of the activation from the in-flight journal."""
-        rows = [_Row.of(a) for a in outputs]
+        rows = [ArtifactRow.of(a) for a in outputs]
         activation = str(record.id)
         consumed = [(str(i), record.agent, record.subscription, activation) for i in record.input_ids]
 
         def run(conn: sqlite3.Connection) -> builtins.list[bool]:
-            inserted = [_insert(conn, row, skip_existing=True) for row in rows]
+            inserted = [insert_artifact(conn, row, skip_existing=True) for row in rows]
             conn.executemany(
                 "INSERT INTO consumptions (artifact_id, agent, subscription, activation_id) "
                 "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
@@ -562,7 +397,7 @@ class SQLiteStore:
         is ever processed a second time; an output may outlive its inputs (its ``consumed_from``
         then names deleted ids).
         """
-        cutoff = _micros(before)
+        cutoff = micros(before)
 
         def run(conn: sqlite3.Connection) -> int:
             keep = {
@@ -597,7 +432,7 @@ class SQLiteStore:
                 return
             self._closed = True
             for worker in (self._writer, self._reader):
-                worker.queue.put(_Op(None))
+                worker.queue.put(Op(None))
         for worker in (self._writer, self._reader):
             await anyio.to_thread.run_sync(worker.thread.join)
 
@@ -606,20 +441,3 @@ class SQLiteStore:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
-
-
-def _wake(batch: Sequence[_Op]) -> None:
-    """Wake the callers of a committed batch: one call into each caller's event loop."""
-    by_loop: dict[int, tuple[Any, builtins.list[anyio.Event]]] = {}
-    for op in batch:
-        if op.event is not None:
-            by_loop.setdefault(id(op.token.native_token), (op.token, []))[1].append(op.event)
-    for token, events in by_loop.values():
-        # A finished event loop has no caller left to wake.
-        with contextlib.suppress(anyio.RunFinishedError):
-            token.backend_class.run_sync_soon(_set_all, (events,), token.native_token)
-
-
-def _set_all(events: Sequence[anyio.Event]) -> None:
-    for event in events:
-        event.set()
