@@ -1,0 +1,129 @@
+"""Tracing overhead benchmark. Prints one JSON document.
+
+A 5-agent DSPy chain (Stage0 -> ... -> Stage5) over ``n`` inputs on a zero-latency model (a
+``dspy.LM`` whose engine answers at once, so the framework + DSPy CPU is all there is), run in fresh
+subprocesses with tracing off and with ``enable_tracing()`` writing to a local trace store. Reports
+wall and CPU time of each mode (best and median of ``--runs``) and the ratio on / off; the target is
+<= 1.3x. "on" includes flushing every span to the store at the end.
+
+Run: ``python benchmarks/bench_tracing.py [--n 200] [--runs 3]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+CHILD = r"""
+import json, os, sys, time
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+import anyio
+from pydantic import BaseModel
+from flock import DSPyEngine, Flock, flock_type
+
+mode, n, store = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+if mode == "on":
+    from flock.tracing import enable_tracing, flush_tracing
+    enable_tracing(store=store)
+
+stages = [flock_type(type(f"Stage{i}", (BaseModel,), {"__annotations__": {"text": str, "n": int}}))
+          for i in range(6)]
+
+def constant_lm(text):
+    import dspy
+    from dspy.lm15 import Message, Response, TextPart, Usage
+    usage = Usage(input_tokens=100, output_tokens=20, total_tokens=120)
+    response = Response(id="c", model="const", message=Message.assistant([TextPart(text)]),
+                        finish_reason="stop", usage=usage)
+    class AsyncEngine:
+        async def complete(self, request): return response
+        async def stream(self, request):
+            raise NotImplementedError
+            yield
+        async def aclose(self): return None
+    class Engine:
+        def complete(self, request): return response
+        def stream(self, request): raise NotImplementedError
+        def close(self): return None
+    return dspy.LM("const", engine=Engine(), async_engine=AsyncEngine(), cache=False, num_retries=0)
+
+async def main():
+    flock = Flock(max_concurrency=16)
+    for i in range(5):
+        field = f"stage{i + 1}"
+        answer = f'[[ ## {field} ## ]]\n{{"text": "ok", "n": {i + 1}}}\n\n[[ ## completed ## ]]\n'
+        flock.agent(f"a{i}").consumes(stages[i]).publishes(stages[i + 1]).with_engines(
+            DSPyEngine(constant_lm(answer))).max_concurrency(8)
+    # warm up: imports, signatures, pydantic schemas
+    await flock.publish(stages[0](text="warm", n=0))
+    await flock.run_until_idle()
+    wall, cpu = time.perf_counter(), time.process_time()
+    async with flock.traced_run("bench"):
+        await flock.publish_many([stages[0](text=f"t{k}", n=k) for k in range(n)])
+        summary = await flock.run_until_idle()
+    if mode == "on":
+        flush_tracing()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    assert summary.activations == 5 * n and not summary.errors, summary
+    print(json.dumps({"wall_s": wall, "cpu_s": cpu, "activations": summary.activations}))
+
+anyio.run(main)
+"""
+
+
+def run(mode: str, n: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = subprocess.run(
+            [sys.executable, "-c", CHILD, mode, str(n), os.path.join(tmp, "traces.db")],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--n", type=int, default=200)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    results: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
+    for _ in range(args.runs):  # interleave so machine load hits both modes alike
+        for mode in ("off", "on"):
+            results[mode].append(run(mode, args.n))
+    report: dict[str, Any] = {
+        "benchmark": "bench_tracing",
+        "inputs": args.n,
+        "activations": 5 * args.n,
+        "runs": args.runs,
+        "load_avg_1m": os.getloadavg()[0],
+        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    for mode, rows in results.items():
+        report[mode] = {
+            key: {
+                "best": round(min(r[key] for r in rows), 4),
+                "median": round(statistics.median(r[key] for r in rows), 4),
+            }
+            for key in ("wall_s", "cpu_s")
+        }
+    for key in ("wall_s", "cpu_s"):
+        report[f"ratio_{key.removesuffix('_s')}"] = {
+            stat: round(report["on"][key][stat] / report["off"][key][stat], 3) for stat in ("best", "median")
+        }
+    report["target_ratio"] = 1.3
+    report["ok"] = report["ratio_wall"]["best"] <= 1.3
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
