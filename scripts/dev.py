@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -44,6 +45,24 @@ def ensure_venv(extras: str) -> None:
     stamp.write_text(want)
 
 
+def ensure_chromium() -> None:
+    """The trace-page tests render HTML in Debian's chromium: install it when it is missing."""
+    if shutil.which("chromium") or not shutil.which("apt-get"):
+        return
+    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    print("+ apt-get install chromium (for the browser tests)", flush=True)
+    subprocess.run([*sudo, "apt-get", "update", "-qq"], env=env, check=False, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [*sudo, "apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"],
+        env=env,
+        check=False,
+        stdout=subprocess.DEVNULL,
+    )
+    if not shutil.which("chromium"):
+        print("warning: chromium could not be installed; browser tests will be skipped", flush=True)
+
+
 def demo() -> None:
     ensure_venv("")
     run(PY, ROOT / "examples" / "01_pipeline.py")
@@ -51,6 +70,7 @@ def demo() -> None:
 
 def check() -> None:
     ensure_venv("dev")
+    ensure_chromium()
     run(BIN / "ruff", "check", "flock", "tests", "examples", "benchmarks", "scripts")
     run(BIN / "mypy")
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
