@@ -60,7 +60,7 @@ def ensure_chromium() -> None:
         stdout=subprocess.DEVNULL,
     )
     if not shutil.which("chromium"):
-        print("warning: chromium could not be installed; browser tests will be skipped", flush=True)
+        sys.exit("check: could not install chromium with apt-get; the browser tests need it")
 
 
 def demo() -> None:
