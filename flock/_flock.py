@@ -28,6 +28,7 @@ from ._errors import (
 )
 from ._loop import RunLoop
 from ._outcomes import JoinExpired, RunSummary, WorkflowError
+from ._resume import restore
 from ._routing import Router
 from ._runtime import execute, failure_artifact
 from ._scheduler import Activation
@@ -299,6 +300,21 @@ class Flock(RunLoop):
             now=self._now(),
             artifact_id=artifact_id,
         )
+
+    _resumed = False
+
+    async def resume(self, *, timeout: float | None = None, raise_on_error: bool = False) -> RunSummary:
+        """Finish the work a previous process left on a durable store, then run until idle.
+
+        Call it once at start, after declaring the same agents: activations that were pending or
+        running are run again (a model call that had completed may be repeated), artifacts that
+        were stored but never scheduled are routed, and nothing already committed is published
+        twice. Later calls (and a fresh store) just run until idle. See docs/persistence.md.
+        """
+        if not self._resumed:
+            self._resumed = True
+            await restore(self)
+        return await self.run_until_idle(timeout=timeout, raise_on_error=raise_on_error)
 
     async def run_until_idle(
         self, *, timeout: float | None = None, raise_on_error: bool = False
