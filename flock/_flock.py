@@ -14,7 +14,7 @@ from uuid import UUID, uuid4
 import anyio
 from pydantic import BaseModel, ValidationError
 
-from ._artifact import Artifact, payload_of
+from ._artifact import EXTERNAL, Artifact, payload_of
 from ._builder import AgentBuilder
 from ._clock import Clock, SystemClock
 from ._conditions import Condition
@@ -23,6 +23,7 @@ from ._errors import (
     ConfigurationError,
     DuplicateAgentError,
     FlockClosedError,
+    RunTimeout,
     UnknownAgentError,
     WorkflowFailed,
 )
@@ -192,6 +193,12 @@ class Flock(RunLoop):
                     f"artifact type {obj.type!r} is unknown to this Flock: declare an agent that uses it "
                     "or publish the model instance instead"
                 )
+            if obj.produced_by in self._agents:
+                raise ConfigurationError(
+                    f"artifact {obj.id} claims produced_by={obj.produced_by!r}, an agent of this Flock; "
+                    "only that agent publishes under its name (from_agents filters trust it). Use another "
+                    f"producer name, or the default {EXTERNAL!r}"
+                )
             try:  # an invalid payload would otherwise fail later, inside routing or an activation
                 model.model_validate(obj.payload)
             except ValidationError as exc:
@@ -222,7 +229,11 @@ class Flock(RunLoop):
         """Publish several values with the same options."""
         return [await self.publish(o, **options) for o in objs]
 
-    async def _publish_artifact(self, artifact: Artifact) -> None:
+    async def _publish_artifact(self, artifact: Artifact, *, once: bool = False) -> None:
+        """Store and route. ``once``: the id is derived from its cause, so an artifact that is
+        already stored (published before a crash, met again by ``resume()``) is not published twice."""
+        if once and await self.store.get(artifact.id) is not None:
+            return
         await self.store.put(artifact)
         await self._announce(artifact)
 
@@ -243,7 +254,7 @@ class Flock(RunLoop):
     async def _route_new(self, artifact: Artifact) -> None:
         self._summary.artifacts_by_type[artifact.type] += 1
         self._totals["artifacts"] += 1
-        if artifact.type == _WORKFLOW_ERROR:
+        if artifact.type == _WORKFLOW_ERROR and artifact.produced_by != EXTERNAL:
             record = WorkflowError.model_validate(artifact.payload)
             log.warning("agent %r failed (%s): %s", record.agent, record.kind, record.message)
             self._summary.errors.append(record)
@@ -276,10 +287,12 @@ class Flock(RunLoop):
         kind: str,
         error: BaseException | str,
         output_group: int | None = None,
+        artifact_id: UUID | None = None,
     ) -> None:
-        await self._publish_artifact(
-            self._failure(agent, inputs, kind=kind, error=error, output_group=output_group)
+        failure = self._failure(
+            agent, inputs, kind=kind, error=error, output_group=output_group, artifact_id=artifact_id
         )
+        await self._publish_artifact(failure, once=artifact_id is not None)
 
     def _failure(
         self,
@@ -376,10 +389,12 @@ class Flock(RunLoop):
         artifact = Artifact(
             type=self._types.register(type(obj)), payload=payload_of(obj), created_at=self._now()
         )
-        with anyio.fail_after(timeout) if timeout is not None else nullcontext():
-            return await execute(
-                self, Activation(name, 0, (artifact,)), publish=publish_outputs, raise_errors=True
-            )
+        act = Activation(name, 0, (artifact,), journaled=False)  # its input is not on the board
+        try:
+            with anyio.fail_after(timeout) if timeout is not None else nullcontext():
+                return await execute(self, act, publish=publish_outputs, raise_errors=True)
+        except TimeoutError:
+            raise RunTimeout(f"invoke({name!r}) did not finish within {timeout}s") from None
 
     def _default_engine(self) -> Any:
         if self._engine is None:

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING
-from uuid import UUID
+from uuid import UUID, uuid5
 
 from pydantic import BaseModel
 
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from ._flock import Flock
 
 log = logging.getLogger("flock")
+_EVENTS = UUID("0c0f3a55-5e1d-4c7e-9a53-3f6b2d1e8a77")  # namespace of ids derived from their cause
 
 
 class Router:
@@ -76,7 +77,7 @@ class Router:
                     if not all(pred(model) for pred in sub.where):
                         continue
                 except Exception as exc:
-                    await flock._record_failure(spec.name, (artifact,), kind="subscription_error", error=exc)
+                    await self._subscription_error(spec, sub, (artifact,), exc)
                     continue
             if not all(c.on_schedule(flock, artifact, spec) for c in flock._components):
                 log.info("activation of %r by %s vetoed by a component", spec.name, artifact.id)
@@ -91,6 +92,15 @@ class Router:
                     continue
             await self.accept(spec, sub, artifact, model)
 
+    async def _subscription_error(
+        self, spec: AgentSpec, sub: Subscription, artifacts: tuple[Artifact, ...], error: Exception
+    ) -> None:
+        """Record a failing ``where``/join key/activation condition, once per cause (stable id)."""
+        cause = f"subscription_error|{spec.name}|{sub.index}|" + ",".join(str(a.id) for a in artifacts)
+        await self._flock._record_failure(
+            spec.name, artifacts, kind="subscription_error", error=error, artifact_id=uuid5(_EVENTS, cause)
+        )
+
     async def _activation_holds(
         self, spec: AgentSpec, sub: Subscription, correlation_id: str, artifacts: tuple[Artifact, ...]
     ) -> bool | None:
@@ -98,7 +108,7 @@ class Router:
         try:
             return bool(await sub.activation.evaluate(self._flock, correlation_id))
         except Exception as exc:
-            await self._flock._record_failure(spec.name, artifacts, kind="subscription_error", error=exc)
+            await self._subscription_error(spec, sub, artifacts, exc)
             return None
 
     async def accept(
@@ -136,7 +146,7 @@ class Router:
             key = sub.join.by(model)
             hash(key)  # groups are keyed by it: an unhashable key is the key function's error too
         except Exception as exc:
-            await flock._record_failure(spec.name, (artifact,), kind="subscription_error", error=exc)
+            await self._subscription_error(spec, sub, (artifact,), exc)
             return
         now = flock._clock.monotonic()
         window = sub.join.within
@@ -181,8 +191,10 @@ class Router:
         )
         log.warning("join of agent %r expired for key %r; missing %s", spec.name, group.key, missing)
         flock._summary.expired_joins += 1
+        cause = f"join_expired|{spec.name}|{sub.index}|" + ",".join(sorted(str(a.id) for a in members))
         await flock._publish_artifact(
             Artifact(
+                id=uuid5(_EVENTS, cause),
                 type=type_name(JoinExpired),
                 payload=payload_of(event),
                 produced_by=spec.name,
@@ -190,7 +202,8 @@ class Router:
                 visibility=most_restrictive(a.visibility for a in members),
                 created_at=flock._now(),
                 consumed_from=tuple(a.id for a in members),
-            )
+            ),
+            once=True,  # a resumed run may meet the same expiry again
         )
 
     def _reroute(self, artifact: Artifact, agent: str, sub: int) -> Callable[[], Awaitable[None]]:

@@ -524,3 +524,58 @@ async def test_a_timeout_after_the_outputs_were_committed_never_duplicates_them(
     await flock.run_until_idle()
     assert await flock.store.get_by_type(Done) == [Done(n=1)]
     assert downstream == [1]
+
+
+async def test_an_artifact_cannot_be_published_in_an_agents_name() -> None:
+    from flock import Artifact, ConfigurationError
+
+    flock = Flock()
+    flock.agent("trusted").consumes(Task).publishes(Done).calls(done)
+    flock.agent("auditor").consumes(Done, from_agents="trusted").publishes(Note).calls(lambda d: Note(n=d.n))
+    forged = Artifact(type="Done", payload={"n": 1}, produced_by="trusted")
+    with pytest.raises(ConfigurationError, match="only that agent publishes under its name"):
+        await flock.publish(forged)
+    assert await flock.store.list() == []
+    imported = await flock.publish(Artifact(type="Done", payload={"n": 2}, produced_by="importer"))
+    assert imported.produced_by == "importer"
+
+
+async def test_a_workflow_error_published_from_outside_is_not_a_failure_of_this_run() -> None:
+    flock = Flock()
+    await flock.publish(WorkflowError(agent="elsewhere", kind="agent_error", error_type="X", message="old"))
+    summary = await flock.run_until_idle(raise_on_error=True)
+    assert summary.errors == []
+    assert len(await flock.store.get_by_type(WorkflowError)) == 1
+
+
+async def test_invoke_timeout_is_a_run_timeout() -> None:
+    async def slow(task: Task) -> Done:
+        await anyio.sleep(5)
+        return Done()
+
+    flock = Flock()
+    flock.agent("slow").consumes(Task).publishes(Done).calls(slow)
+    with pytest.raises(RunTimeout, match="did not finish"):
+        await flock.invoke("slow", Task(), timeout=0.05)
+
+
+async def test_invoke_does_not_journal_its_unstored_input() -> None:
+    flock = Flock()
+    flock.agent("a").consumes(Task).publishes(Done).calls(done)
+    (out,) = await flock.invoke("a", Task(n=4))
+    assert await flock.store.consumptions() == set()
+    assert [a.id for a in await flock.store.list()] == [out.id]
+
+
+async def test_a_failing_where_is_recorded_once_even_when_resume_routes_it_again() -> None:
+    def broken(task: Task) -> bool:
+        raise ValueError("bad predicate")
+
+    flock = Flock()
+    flock.agent("picky").consumes(Task, where=broken).publishes(Done).calls(done)
+    await flock.publish(Task(n=1))
+    first = await flock.run_until_idle()
+    again = await flock.resume()  # routes every stored artifact again
+    assert [e.kind for e in first.errors] == ["subscription_error"]
+    assert again.errors == []
+    assert len(await flock.store.get_by_type(WorkflowError)) == 1
