@@ -140,6 +140,7 @@ class Flock(RunLoop):
         self._engine: Any = None
         self._closed = False
         self._spans = SpanIndex()
+        self._settled: set[UUID] = set()  # ids of running activations whose outputs are committed
         self._totals: Counter[str] = Counter()
 
     # ----------------------------------------------------------------- declaration
@@ -244,6 +245,7 @@ class Flock(RunLoop):
                 await self.store.put(artifact)
         else:
             await self.store.commit_activation(record, outputs)
+            self._settled.add(record.id)  # committed: a cancellation from here on must not re-queue it
         for artifact in outputs:
             await self._announce(artifact)
 

@@ -52,6 +52,7 @@ class RunLoop:
     _wake: anyio.Event | None
     _drive_lock: anyio.Lock | None
     _closed: bool
+    _settled: set[Any]
     _rotation: int = -1  # index of the agent that was served first by the last dispatch
     max_concurrency: int
     flush_partial_batches: bool
@@ -106,11 +107,14 @@ class RunLoop:
             self._summary.activations += 1
             self._summary.agents_run[act.agent] += 1
         except anyio.get_cancelled_exc_class():
-            # Cancelled by a timeout: keep the work for the next run instead of losing it.
-            self._pending.setdefault(act.agent, deque()).appendleft(act)
-            self._pending_count += 1
+            # Cancelled by a timeout: keep the work for the next run instead of losing it, unless
+            # its outputs were already committed (then only its after-publish hooks were cut short).
+            if act.record.id not in self._settled:
+                self._pending.setdefault(act.agent, deque()).appendleft(act)
+                self._pending_count += 1
             raise
         finally:
+            self._settled.discard(act.record.id)
             self._running[act.agent] -= 1
             self._running_total -= 1
             self._notify()

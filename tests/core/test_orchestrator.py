@@ -515,7 +515,13 @@ async def test_a_timeout_after_the_outputs_were_committed_never_duplicates_them(
 
     flock = Flock()
     downstream: list[int] = []
-    flock.agent("worker").consumes(Task).publishes(Done).calls(done).with_utilities(SlowAfterPublish())
+    worker_runs: list[int] = []
+
+    def work(task: Task) -> Done:
+        worker_runs.append(task.n)
+        return done(task)
+
+    flock.agent("worker").consumes(Task).publishes(Done).calls(work).with_utilities(SlowAfterPublish())
     flock.agent("closer").consumes(Done).calls(lambda d: downstream.append(d.n))
     await flock.publish(Task(n=1))
     with pytest.raises(RunTimeout):
@@ -524,6 +530,7 @@ async def test_a_timeout_after_the_outputs_were_committed_never_duplicates_them(
     await flock.run_until_idle()
     assert await flock.store.get_by_type(Done) == [Done(n=1)]
     assert downstream == [1]
+    assert worker_runs == [1]  # committed before the timeout: not queued again
 
 
 async def test_an_artifact_cannot_be_published_in_an_agents_name() -> None:
