@@ -156,6 +156,10 @@ class RunLoop:
             raise FlockClosedError("this Flock was shut down; create a new Flock to run again")
         if self._drive_lock is None:
             self._drive_lock = anyio.Lock()
+        if any(not spec.engines for spec in self._agents.values()):
+            # Build the default engine (and import DSPy) now, not inside the first activation,
+            # so that one-off cost does not show up as that activation's time in traces.
+            self._flock._default_engine()
         async with self._drive_lock:
             try:
                 with anyio.fail_after(timeout) if timeout is not None else nullcontext():
