@@ -17,6 +17,9 @@ The run is traced into .flock/traces.db; look at it with ``flock traces`` / ``fl
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import anyio
 from pydantic import BaseModel, Field
 
@@ -89,7 +92,10 @@ async def main() -> None:
         print()
         print(summary)
         trace_id = format(run.get_span_context().trace_id, "032x")
-        print(f"\ntrace {trace_id} stored in .flock/traces.db: run `flock traces show {trace_id[:8]}`")
+        cli = Path(sys.executable).parent / "flock"  # the `flock` command of this environment
+        print(f"\ntrace {trace_id} stored in .flock/traces.db; to look at it:")
+        print(f"  {cli} traces show {trace_id[:8]}")
+        print(f"  {cli} traces show {trace_id[:8]} --html trace.html   # then open trace.html")
     flush_tracing()
 
 
