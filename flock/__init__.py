@@ -42,7 +42,6 @@ from ._flock import Flock
 from ._function_engine import FunctionEngine
 from ._outcomes import JoinExpired, RunSummary, WorkflowError
 from ._spec import AgentSpec, BatchSpec, JoinSpec, OutputDecl, OutputGroup, ScheduleSpec, Subscription, Tick
-from ._sqlite_store import SQLiteStore
 from ._store import BlackboardStore, FilterConfig, InMemoryStore
 from ._types import flock_type
 from ._visibility import (
@@ -56,8 +55,9 @@ from ._visibility import (
     Visibility,
 )
 
-# Names whose modules import DSPy: loaded on first attribute access, never at `import flock`.
+# Names loaded on first attribute access, never at `import flock` (DSPy, sqlite3 and their kin).
 _LAZY = {
+    "SQLiteStore": ("flock._sqlite_store", "SQLiteStore"),  # sqlite3 and threads only when used
     "DSPyEngine": ("flock._dspy_engine", "DSPyEngine"),
     "inspect_signature": ("flock._signature", "inspect_signature"),
     "ChatAdapter": ("dspy", "ChatAdapter"),
