@@ -25,7 +25,7 @@ from pydantic import BaseModel, ValidationError
 from ._adapters import own_adapter
 from ._components import Context, EngineComponent, EvalInputs, EvalResult
 from ._contract import contract_errors
-from ._engine_tracing import ModelSpans, capture_content, reask_span, tool_span, tracing_on
+from ._engine_tracing import ModelCalls, TracedModels, capture_content, reask_span, tool_span, tracing_on
 from ._errors import ConfigurationError, ContractViolation
 from ._offline import OfflineLM, SignatureTap, announce_once, is_offline, reset_tools, set_tools
 from ._signature import (
@@ -131,6 +131,7 @@ class DSPyEngine(EngineComponent):
         self._programs: dict[tuple[Any, ...], dspy.Module] = {}
         self._announced: set[str] = set()
         self._sub_shapes: dict[int, tuple[Any, tuple[InputShape, ...]]] = {}
+        self._traced = TracedModels()
 
     def __repr__(self) -> str:
         model = self.model if isinstance(self.model, str | None) else type(self.model).__name__
@@ -152,15 +153,24 @@ class DSPyEngine(EngineComponent):
         sig = self.signature(agent, output_group, shapes, has_context=bool(ctx.artifacts))
         kind = self._program_kind(agent)
         values = _input_values(sig, models, ctx)
-        adapter = self._adapter_for(lm)
-
         tracker = _CallCounter()
-        settings: dict[str, Any] = {"lm": lm, "adapter": adapter, "usage_tracker": tracker}
+        callbacks: list[Any] = [SignatureTap()] if offline else []
+        calls: Any = nullcontext()
+        run_lm = lm
+        if tracing_on():
+            calls = ModelCalls(tracker.latest, capture_content())
+            run_lm = self._traced.view(lm)  # chat spans from the model's own callbacks: cheap
+        adapter = self._adapter_for(run_lm)
+        extraction = getattr(adapter, "extraction_model", run_lm)
+        if run_lm is not lm and extraction is not run_lm:
+            # An adapter with a model of its own (a TwoStepAdapter instance): its calls need the
+            # span callback in the context, around every DSPy call (slower, but every call is seen).
+            run_lm = lm
+            adapter = self._adapter_for(lm)
+            callbacks.append(self._traced.spans)
+        settings: dict[str, Any] = {"lm": run_lm, "adapter": adapter, "usage_tracker": tracker}
         if not self.history:
             settings["disable_history"] = True
-        callbacks: list[Any] = [SignatureTap()] if offline else []
-        if tracing_on():
-            callbacks.append(ModelSpans(tracker.latest, capture_content()))
         if callbacks:
             settings["callbacks"] = [*(dspy.settings.callbacks or []), *callbacks]
         trace: dict[str, Any] = {
@@ -178,7 +188,7 @@ class DSPyEngine(EngineComponent):
             token = set_tools(tuple(getattr(program, "tools", {}).values())) if offline else None
             try:
                 span = reask_span(agent.name, reasks, attempts[-1]) if attempts else nullcontext()
-                with span, dspy.context(**settings):
+                with span, calls, dspy.context(**settings):
                     prediction = await program.acall(**call_values)
                 outputs, errors, first = _collect(sig, output_group, prediction)
                 _keep_trace(trace, prediction)

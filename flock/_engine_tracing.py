@@ -5,7 +5,8 @@ untraced run pays nothing. Prompt and completion text is recorded only when
 :func:`flock.tracing.capture_content_enabled` says so.
 
 * ``chat <model>``: one per language-model call (a ReAct step, a TwoStep extraction, a re-ask...),
-  opened by a DSPy callback, with ``gen_ai.usage.*`` tokens from the engine's usage tracker.
+  opened by a DSPy callback on the engine's view of the model, with ``gen_ai.usage.*`` tokens from
+  the engine's usage tracker.
 * ``execute_tool <name>``: one per tool call.
 * ``flock.reask``: wraps a re-ask; its model call is a child.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextvars import ContextVar
 from typing import Any
 
 from dspy.utils.callback import BaseCallback
@@ -40,18 +42,22 @@ def split_model(model: str) -> tuple[str, str]:
 
 
 class ModelSpans(BaseCallback):
-    """DSPy callback: a ``chat <model>`` span around every language-model call.
+    """DSPy callback: a ``chat <model>`` span around every language-model call of an evaluation.
 
-    ``usage`` returns ``(calls, last_usage)`` of the engine's usage tracker, which DSPy updates
-    before the call ends; the span takes the tokens of the call it wraps from there.
+    One per engine. What a call needs from its evaluation (the usage tracker, whether to record
+    content) comes from :class:`ModelCalls`, a context variable, so concurrent evaluations share the
+    callback. The engine attaches it to its own view of the model (:class:`TracedModels`), so DSPy
+    runs its callback machinery around the model call only, not around every module and adapter.
     """
 
-    def __init__(self, usage: Callable[[], tuple[int, dict[str, Any]]], capture: bool) -> None:
-        self._usage = usage
-        self._capture = capture
-        self._open: dict[str, tuple[Any, int]] = {}
+    def __init__(self) -> None:
+        self._open: dict[str, tuple[Any, int, Callable[[], tuple[int, dict[str, Any]]], bool]] = {}
 
     def on_lm_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
+        call = _CALL.get()
+        if call is None:  # a call outside an evaluation (nobody else holds the engine's view)
+            return
+        usage, capture = call
         provider, name = split_model(str(getattr(instance, "model", "unknown")))
         attributes: dict[str, Any] = {
             "gen_ai.operation.name": "chat",
@@ -62,7 +68,7 @@ class ModelSpans(BaseCallback):
         for key in ("temperature", "max_tokens"):
             if isinstance(settings.get(key), int | float):
                 attributes[f"gen_ai.request.{key}"] = settings[key]
-        if self._capture and inputs.get("messages"):
+        if capture and inputs.get("messages"):
             attributes["gen_ai.input.messages"] = json.dumps(
                 [
                     {"role": m.get("role"), "parts": [{"type": "text", "content": m.get("content")}]}
@@ -72,14 +78,14 @@ class ModelSpans(BaseCallback):
                 default=str,
             )
         span = tracer().start_span(f"chat {name}", attributes=attributes)
-        self._open[call_id] = (span, self._usage()[0])
+        self._open[call_id] = (span, usage()[0], usage, capture)
 
     def on_lm_end(self, call_id: str, outputs: Any, exception: Exception | None = None) -> None:
         opened = self._open.pop(call_id, None)
         if opened is None:
             return
-        span, calls_before = opened
-        calls, usage = self._usage()
+        span, calls_before, usage_of, capture = opened
+        calls, usage = usage_of()
         if calls > calls_before:
             span.set_attribute("gen_ai.usage.input_tokens", _tokens(usage, "prompt_tokens", "input_tokens"))
             span.set_attribute(
@@ -87,7 +93,7 @@ class ModelSpans(BaseCallback):
             )
         if exception is not None:
             mark_failed(span, exception, "model_error")
-        elif self._capture and isinstance(outputs, list):
+        elif capture and isinstance(outputs, list):
             texts = [o.get("text") if isinstance(o, dict) else o for o in outputs]
             span.set_attribute(
                 "gen_ai.output.messages",
@@ -97,6 +103,60 @@ class ModelSpans(BaseCallback):
                 ),
             )
         span.end()
+
+
+_CALL: ContextVar[tuple[Callable[[], tuple[int, dict[str, Any]]], bool] | None] = ContextVar(
+    "flock_model_call", default=None
+)
+
+
+class ModelCalls:
+    """Within the block, :class:`ModelSpans` takes tokens from ``usage`` (``(calls, last_usage)`` of the
+    evaluation's usage tracker, which DSPy updates before a call ends) and records content if ``capture``."""
+
+    __slots__ = ("_state", "_token")
+
+    def __init__(self, usage: Callable[[], tuple[int, dict[str, Any]]], capture: bool) -> None:
+        self._state = (usage, capture)
+        self._token: Any = None
+
+    def __enter__(self) -> None:
+        self._token = _CALL.set(self._state)
+
+    def __exit__(self, *exc: object) -> None:
+        _CALL.reset(self._token)
+
+
+class TracedModels:
+    """Per engine: a view of each language model that carries :class:`ModelSpans` as its own callback.
+
+    A callback in ``dspy.context(callbacks=...)`` makes DSPy wrap every module, adapter and model call
+    of the evaluation (argument binding, a uuid, handler lookup: most of tracing's cost on a fast
+    model). On the model's own ``callbacks`` it wraps the model call only. The view is a
+    ``lm.copy()`` that shares the model's state: its ``history`` and ``kwargs`` objects, and any
+    attribute the caller later sets on the model is carried over before the next use.
+    """
+
+    def __init__(self) -> None:
+        self.spans = ModelSpans()
+        self._views: dict[int, tuple[Any, Any, dict[str, Any]]] = {}
+
+    def view(self, lm: Any) -> Any:
+        """The traced view of ``lm`` (made once, kept in step with ``lm``)."""
+        entry = self._views.get(id(lm))
+        if entry is None or entry[0] is not lm:
+            view = lm.copy()
+            entry = self._views[id(lm)] = (lm, view, {})
+        _, view, seen = entry
+        state, mirror = lm.__dict__, view.__dict__
+        if len(seen) != len(state) or any(seen.get(k, seen) is not v for k, v in state.items()):
+            for key, value in state.items():  # first use, or the caller changed the model since
+                if seen.get(key, seen) is not value:
+                    seen[key] = value
+                    if key != "callbacks":
+                        mirror[key] = value
+            mirror["callbacks"] = [*(lm.callbacks or []), self.spans]
+        return view
 
 
 def _tokens(usage: dict[str, Any], *keys: str) -> int:
