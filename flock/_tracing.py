@@ -11,8 +11,8 @@ completed its subscription (other inputs are links), so a whole multi-agent run 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -23,17 +23,20 @@ if TYPE_CHECKING:
 
 _tracer: Tracer | None = None
 _api: Any = None  # the opentelemetry.trace module, once imported
+_attach: Any = None  # opentelemetry.context.attach / detach, once imported
+_detach: Any = None
 _OFF: Any = None  # a shared no-op context manager yielding the invalid span
 _UNKNOWN = object()
 
 
 def tracer() -> Tracer:
     """Flock's tracer from the global provider (a proxy until a provider is installed)."""
-    global _tracer, _api, _OFF
+    global _tracer, _api, _OFF, _attach, _detach
     if _tracer is None:
-        from opentelemetry import trace
+        from opentelemetry import context, trace
 
         _api, _OFF = trace, nullcontext(trace.INVALID_SPAN)
+        _attach, _detach = context.attach, context.detach
         _tracer = trace.get_tracer("flock")
     return _tracer
 
@@ -90,9 +93,39 @@ def evaluate_span(agent: str, engines: Sequence[Any], group: int) -> AbstractCon
     return _off() or _evaluate_span(agent, engines, group)
 
 
-@contextmanager
-def _publish_span(index: SpanIndex, artifact: Artifact) -> Iterator[Span]:
-    with tracer().start_as_current_span(
+class _CurrentSpan:
+    """``tracer.start_as_current_span(...)`` for a started span, without its three generator layers
+    (ours, the SDK's and ``use_span``): make it current, on an ``Exception`` record it and set status
+    ERROR as ``use_span`` does, end it. Spans are on the hot path of every activation."""
+
+    __slots__ = ("_record", "_set_status", "_span", "_token")
+
+    def __init__(self, span: Span, record_exception: bool = True, set_status: bool = True) -> None:
+        self._span = span
+        self._record = record_exception
+        self._set_status = set_status
+        self._token: object = None
+
+    def __enter__(self) -> Span:
+        self._token = _attach(_api.set_span_in_context(self._span))
+        return self._span
+
+    def __exit__(self, kind: object, error: BaseException | None, tb: object) -> None:
+        span = self._span
+        try:
+            _detach(self._token)
+            # Like use_span: only Exception (not CancelledError, GeneratorExit) marks the span.
+            if isinstance(error, Exception) and span.is_recording():
+                if self._record:
+                    span.record_exception(error)
+                if self._set_status:
+                    span.set_status(_status_error(f"{type(error).__name__}: {error}"))
+        finally:
+            span.end()
+
+
+def _publish_span(index: SpanIndex, artifact: Artifact) -> _CurrentSpan:
+    span = tracer().start_span(
         f"flock.publish {artifact.type}",
         attributes={
             "flock.artifact.id": str(artifact.id),
@@ -100,20 +133,16 @@ def _publish_span(index: SpanIndex, artifact: Artifact) -> Iterator[Span]:
             "flock.correlation_id": artifact.correlation_id,
             "flock.produced_by": artifact.produced_by,
         },
-    ) as span:
-        index.remember(artifact.id, span)
-        yield span
+    )
+    index.remember(artifact.id, span)
+    return _CurrentSpan(span)
 
 
-@contextmanager
 def _activation_span(
     index: SpanIndex, agent: str, subscription: int, inputs: Sequence[Artifact], correlation_id: str
-) -> Iterator[Span]:
-    from opentelemetry import trace
-    from opentelemetry.trace import Link, NonRecordingSpan
-
+) -> _CurrentSpan:
     causes = [c for c in (index.get(a.id) for a in inputs) if c is not None]
-    context = trace.set_span_in_context(NonRecordingSpan(causes[-1])) if causes else None
+    context = _api.set_span_in_context(_api.NonRecordingSpan(causes[-1])) if causes else None
     attributes: dict[str, Any] = {
         "flock.agent": agent,
         "flock.subscription": subscription,
@@ -121,28 +150,33 @@ def _activation_span(
         "flock.input.types": [a.type for a in inputs],
         "flock.correlation_id": correlation_id,
     }
-    with tracer().start_as_current_span(
+    span = tracer().start_span(
         f"flock.activate {agent}",
         context=context,
-        links=[Link(c) for c in causes[:-1]],
+        links=[_api.Link(c) for c in causes[:-1]],
         attributes=attributes,
         record_exception=False,
         set_status_on_exception=True,
-    ) as span:
-        yield span
+    )
+    return _CurrentSpan(span, record_exception=False, set_status=True)
 
 
-@contextmanager
-def _evaluate_span(agent: str, engines: Sequence[Any], group: int) -> Iterator[Span]:
-    with tracer().start_as_current_span(
+def _evaluate_span(agent: str, engines: Sequence[Any], group: int) -> _CurrentSpan:
+    span = tracer().start_span(
         f"flock.evaluate {agent}",
         attributes={
             "flock.agent": agent,
             "flock.engine": [type(e).__name__ for e in engines],
             "flock.output_group": group,
         },
-    ) as span:
-        yield span
+    )
+    return _CurrentSpan(span)
+
+
+def _status_error(description: str) -> Any:
+    from opentelemetry.trace import Status, StatusCode
+
+    return Status(StatusCode.ERROR, description)
 
 
 def mark_failed(span: Span, error: BaseException, kind: str) -> None:
