@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import dspy
 import pytest
+from dspy.lm15 import Message, Response, TextPart, Usage
+from dspy.utils.callback import BaseCallback
 from engine_support import Idea, Summary, Task
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
 
 from flock import DSPyEngine, Flock
 from flock.testing import FunctionModel, TestModel
@@ -72,3 +76,129 @@ async def test_content_is_recorded_only_when_asked(
     answered = json.loads(chat.attributes["gen_ai.output.messages"])
     assert "bees in the city" in sent[-1]["parts"][0]["content"]
     assert "[[ ## summary ## ]]" in answered[0]["parts"][0]["content"]
+
+
+class ConstantLM(dspy.LM):
+    """A ``dspy.LM`` whose in-process engine answers at once (no network), or raises ``error``."""
+
+    # DSPy's own acall: the suite's guard replaces dspy.LM's, and the engine only skips DSPy's
+    # callback wrapper on the method DSPy wraps.
+    acall = dspy.BaseLM.acall
+
+    def __init__(self, text: str, error: Exception | None = None, **kwargs: Any) -> None:
+        usage = Usage(input_tokens=100, output_tokens=20, total_tokens=120)
+        answer = Response(
+            id="c",
+            model="const",
+            message=Message.assistant([TextPart(text)]),
+            finish_reason="stop",
+            usage=usage,
+        )
+
+        def complete(request: Any) -> Response:
+            if error is not None:
+                raise error
+            return answer
+
+        class Engine:
+            def complete(self, request: Any) -> Response:
+                return complete(request)
+
+            def stream(self, request: Any) -> Any:
+                raise NotImplementedError
+
+            def close(self) -> None:
+                return None
+
+        class AsyncEngine:
+            async def complete(self, request: Any) -> Response:
+                return complete(request)
+
+            async def stream(self, request: Any) -> Any:
+                raise NotImplementedError
+                yield
+
+            async def aclose(self) -> None:
+                return None
+
+        super().__init__(
+            "const", engine=Engine(), async_engine=AsyncEngine(), cache=False, num_retries=0, **kwargs
+        )
+
+
+SUMMARY = '[[ ## summary ## ]]\n{"text": "bees"}\n\n[[ ## completed ## ]]\n'
+
+
+class LMCalls(BaseCallback):
+    def __init__(self) -> None:
+        self.started: list[Any] = []
+
+    def on_lm_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
+        self.started.append(instance)
+
+
+@pytest.mark.parametrize("listener", [False, True])
+async def test_a_model_call_is_one_span_with_or_without_other_dspy_callbacks(
+    spans: InMemorySpanExporter, listener: bool
+) -> None:
+    lm = ConstantLM(SUMMARY, temperature=0.5)
+    flock = Flock()
+    flock.agent("a").consumes(Task).publishes(Summary).with_engines(DSPyEngine(lm))
+    calls = LMCalls()
+    with dspy.context(callbacks=[calls] if listener else []):
+        outputs = await flock.invoke("a", Task(text="bees"))
+    assert [a.payload for a in outputs] == [{"text": "bees"}]
+    found = by_name(spans)
+    (chat,) = found["chat const"]
+    assert chat.parent.span_id == found["flock.evaluate a"][0].context.span_id
+    assert chat.attributes["gen_ai.provider.name"] == "flock"
+    assert chat.attributes["gen_ai.request.temperature"] == 0.5
+    assert chat.attributes["gen_ai.usage.input_tokens"] == 100
+    assert chat.attributes["gen_ai.usage.output_tokens"] == 20
+    assert "gen_ai.input.messages" not in chat.attributes
+    assert len(calls.started) == (1 if listener else 0)
+
+
+async def test_a_failed_model_call_is_a_failed_span(spans: InMemorySpanExporter) -> None:
+    flock = Flock()
+    flock.agent("a").consumes(Task).publishes(Summary).with_engines(
+        DSPyEngine(ConstantLM(SUMMARY, error=RuntimeError("the model is down")))
+    )
+    with pytest.raises(Exception, match="the model is down"):
+        await flock.invoke("a", Task(text="bees"))
+    (chat,) = by_name(spans)["chat const"]
+    assert chat.status.status_code is StatusCode.ERROR
+    assert chat.attributes["flock.error.kind"] == "model_error"
+
+
+async def test_the_traced_model_keeps_the_callers_history_and_settings(
+    spans: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
+    lm = ConstantLM(SUMMARY)
+    flock = Flock()
+    flock.agent("a").consumes(Task).publishes(Summary).with_engines(DSPyEngine(lm, history=True))
+    await flock.invoke("a", Task(text="bees"))
+    lm.kwargs["temperature"] = 0.25  # changed between runs: the next call sees it
+    lm.model = "other"
+    await flock.invoke("a", Task(text="wasps"))
+    assert len(lm.history) == 2 and lm.callbacks == []
+    first, second = by_name(spans)["chat const"] + by_name(spans)["chat other"]
+    assert "gen_ai.request.temperature" not in first.attributes
+    assert second.attributes["gen_ai.request.temperature"] == 0.25
+    assert "wasps" in json.loads(second.attributes["gen_ai.input.messages"])[-1]["parts"][0]["content"]
+    assert "bees" in json.loads(second.attributes["gen_ai.output.messages"])[0]["parts"][0]["content"]
+
+
+@pytest.mark.parametrize("given", ["class", "instance"])
+async def test_two_step_extraction_calls_are_spans_too(spans: InMemorySpanExporter, given: str) -> None:
+    main, extractor = TestModel(), TestModel()
+    adapter = dspy.TwoStepAdapter if given == "class" else dspy.TwoStepAdapter(extractor)
+    flock = Flock()
+    flock.agent("a").consumes(Task).publishes(Summary).with_engines(DSPyEngine(main, adapter=adapter))
+    await flock.invoke("a", Task(text="bees"))
+    evaluate = by_name(spans)["flock.evaluate a"][0]
+    chats = by_name(spans)["chat test"]
+    assert len(chats) == 2  # the answer and the extraction, by the engine's model or the adapter's
+    assert all(c.parent.span_id == evaluate.context.span_id for c in chats)
+    assert len(main.calls) == (2 if given == "class" else 1)
