@@ -276,7 +276,8 @@ class Flock(RunLoop):
         return model.model_validate(artifact.payload)
 
     async def _queue(self, act: Activation) -> None:
-        await self.store.record_activation(act.record)
+        if getattr(self.store, "durable", True):  # the journal only matters to a store that outlives us
+            await self.store.record_activation(act.record)
         self._pending.setdefault(act.agent, deque()).append(act)
         self._pending_count += 1
         self._notify()
@@ -291,22 +292,7 @@ class Flock(RunLoop):
         output_group: int | None = None,
         artifact_id: UUID | None = None,
     ) -> None:
-        failure = self._failure(
-            agent, inputs, kind=kind, error=error, output_group=output_group, artifact_id=artifact_id
-        )
-        await self._publish_artifact(failure, once=artifact_id is not None)
-
-    def _failure(
-        self,
-        agent: str,
-        inputs: tuple[Artifact, ...],
-        *,
-        kind: str,
-        error: BaseException | str,
-        output_group: int | None = None,
-        artifact_id: UUID | None = None,
-    ) -> Artifact:
-        return failure_artifact(
+        failure = failure_artifact(
             agent,
             inputs,
             kind=kind,
@@ -315,6 +301,7 @@ class Flock(RunLoop):
             now=self._now(),
             artifact_id=artifact_id,
         )
+        await self._publish_artifact(failure, once=artifact_id is not None)
 
     _resumed = False
 

@@ -103,12 +103,13 @@ async def _execute(
         if raise_errors:
             await _terminate(flock, spec, ctx, act)
             raise
-        failure = flock._failure(
+        failure = failure_artifact(
             spec.name,
             act.artifacts,
             kind=kind,
             error=exc,
             output_group=group_index,
+            now=flock._now(),
             artifact_id=uuid5(record.id, "failure"),
         )
     if publish:
