@@ -9,9 +9,10 @@ missing ones in order, each in its own transaction; a file written by a newer Fl
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from ._artifact import Artifact
@@ -171,3 +172,70 @@ def insert_artifact(conn: sqlite3.Connection, row: ArtifactRow, *, skip_existing
             "INSERT INTO artifact_tags (tag, seq) VALUES (?, ?)", ((t, cur.lastrowid) for t in row.tags)
         )
     return True
+
+
+# ------------------------------------------------------------------ journal and consumption rows
+JournalRow = tuple[str, str, int, str, str, int]
+"""An ``activations`` row: id, agent, subscription, input ids (JSON), status, recorded_us."""
+ConsumptionRow = tuple[str, str, int, str]
+"""A ``consumptions`` row: artifact id, agent, subscription, activation id."""
+
+_RECORD = (
+    "INSERT INTO activations (id, agent, subscription, input_ids, status, recorded_us) VALUES ",
+    "(?, ?, ?, ?, ?, ?)",
+    " ON CONFLICT (id) DO UPDATE SET status = excluded.status, recorded_us = excluded.recorded_us",
+)
+_DONE = ("DELETE FROM activations WHERE id IN (", "?", ")")
+_CONSUME = (
+    "INSERT INTO consumptions (artifact_id, agent, subscription, activation_id) VALUES ",
+    "(?, ?, ?, ?)",
+    " ON CONFLICT DO NOTHING",
+)
+_CHUNK = 128  # rows per statement: 128 x 6 parameters stays under SQLite's oldest limit of 999
+
+
+class JournalWrites:
+    """The journal and consumption rows of many operations, written with a few multi-row statements.
+
+    Every ``conn.execute`` lets the event loop's thread take the GIL, and the writer then waits up
+    to a switch interval (5 ms) to get it back; one statement per row made the writer the
+    bottleneck. Rows are added in queue order and written as if applied one by one: an activation
+    recorded and completed within the same batch is never inserted at all.
+    """
+
+    def __init__(self) -> None:
+        self.recorded: dict[str, JournalRow] = {}
+        self.done: list[tuple[str]] = []
+        self.consumed: list[ConsumptionRow] = []
+
+    def add(self, recorded: JournalRow | None, done: str | None, consumed: Sequence[ConsumptionRow]) -> None:
+        if recorded is not None:
+            self.recorded[recorded[0]] = recorded  # a later status replaces an earlier one
+        if done is not None:
+            self.recorded.pop(done, None)
+            self.done.append((done,))
+        self.consumed.extend(consumed)
+
+    def write(self, conn: sqlite3.Connection) -> None:
+        # Deletions first: a completion can only supersede records added before it (popped above),
+        # so a record still here was added after any completion of the same id.
+        _many(conn, _DONE, self.done)
+        _many(conn, _RECORD, list(self.recorded.values()))
+        _many(conn, _CONSUME, self.consumed)
+        self.recorded, self.done, self.consumed = {}, [], []
+
+
+def _many(conn: sqlite3.Connection, sql: tuple[str, str, str], rows: Sequence[tuple[Any, ...]]) -> None:
+    """Run ``sql`` for ``rows`` in as few statements as possible. Chunks are powers of two, so at
+    most eight distinct statements per kind reach (and stay in) the connection's statement cache."""
+    i, n = 0, len(rows)
+    while i < n:
+        size = min(_CHUNK, 1 << ((n - i).bit_length() - 1))
+        conn.execute(_statement(sql, size), [value for row in rows[i : i + size] for value in row])
+        i += size
+
+
+@lru_cache(maxsize=64)
+def _statement(sql: tuple[str, str, str], size: int) -> str:
+    head, group, tail = sql
+    return head + ", ".join([group] * size) + tail

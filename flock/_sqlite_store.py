@@ -14,6 +14,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from functools import lru_cache
@@ -172,20 +173,15 @@ class SQLiteStore:
                 raise late
             worker.queue.put(op)
 
-    async def _submit(
-        self,
-        worker: Worker,
-        run: Callable[[sqlite3.Connection], T],
-        *,
-        outside_transaction: bool = False,
-    ) -> T:
-        event = anyio.Event()
-        op = Op(run, anyio.lowlevel.current_token(), event, outside_transaction)
+    async def _submit(self, worker: Worker, op: Op) -> Any:
+        token = op.token = anyio.lowlevel.current_token()
+        backend = token.backend_class  # found once: anyio.Event() and CancelScope() each look it up
+        event = op.event = backend.create_event()
         self._enqueue(worker, op)
         if worker is self._writer:
             # Once queued, a write happens: wait for it even if cancelled, so that no later write
             # of this task can overtake it and no caller leaves with its write undecided.
-            with anyio.CancelScope(shield=True):
+            with backend.create_cancel_scope(shield=True):
                 await event.wait()
         else:
             await event.wait()
@@ -199,16 +195,19 @@ class SQLiteStore:
             await self._write(lambda conn: None)
 
     async def _write(self, run: Callable[[sqlite3.Connection], T], *, outside_transaction: bool = False) -> T:
-        return await self._submit(self._writer, run, outside_transaction=outside_transaction)
+        result: T = await self._submit(self._writer, Op(run, outside_transaction=outside_transaction))
+        return result
 
     async def _read(self, run: Callable[[sqlite3.Connection], T]) -> T:
-        return await self._submit(self._reader, run)
+        result: T = await self._submit(self._reader, Op(run))
+        return result
 
     # ------------------------------------------------------------------ artifacts
     async def put(self, artifact: Artifact) -> None:
         """Add an artifact. Raises :class:`DuplicateArtifactError` if its id exists."""
         row = ArtifactRow.of(artifact)
-        await self._write(lambda conn: insert_artifact(conn, row, skip_existing=False))
+        run = lambda conn: insert_artifact(conn, row, skip_existing=False)  # noqa: E731
+        await self._submit(self._writer, Op(run, independent=True))
         self._decoded.add(row.values[0], artifact)
 
     async def get(self, artifact_id: UUID | str) -> Artifact | None:
@@ -299,24 +298,18 @@ class SQLiteStore:
         finds that work again from the stored artifacts and consumption records. Skipping the wait
         saves two round trips per activation.
         """
-        values = (
+        # The JSON list of the input ids, built directly: UUID strings need no escaping, and
+        # json.dumps cost more than the rest of this call.
+        ids = '", "'.join([str(i) for i in record.input_ids])
+        row = (
             str(record.id),
             record.agent,
             record.subscription,
-            json.dumps([str(i) for i in record.input_ids]),
+            f'["{ids}"]' if ids else "[]",
             record.status,
-            micros(utcnow()),
+            time.time_ns() // 1000,
         )
-
-        def run(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT INTO activations (id, agent, subscription, input_ids, status, recorded_us) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET status = excluded.status, "
-                "recorded_us = excluded.recorded_us",
-                values,
-            )
-
-        self._enqueue(self._writer, Op(run))
+        self._enqueue(self._writer, Op(recorded=row))
         self._behind = True
 
     async def commit_activation(self, record: ActivationRecord, outputs: Sequence[Artifact]) -> None:
@@ -327,16 +320,10 @@ class SQLiteStore:
         consumed = [(str(i), record.agent, record.subscription, activation) for i in record.input_ids]
 
         def run(conn: sqlite3.Connection) -> builtins.list[bool]:
-            inserted = [insert_artifact(conn, row, skip_existing=True) for row in rows]
-            conn.executemany(
-                "INSERT INTO consumptions (artifact_id, agent, subscription, activation_id) "
-                "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                consumed,
-            )
-            conn.execute("DELETE FROM activations WHERE id = ?", (activation,))
-            return inserted
+            return [insert_artifact(conn, row, skip_existing=True) for row in rows]
 
-        inserted = await self._write(run)
+        op = Op(run if rows else None, done=activation, consumed=consumed, independent=True)
+        inserted = await self._submit(self._writer, op) or []
         for artifact, new in zip(outputs, inserted, strict=True):
             if new:  # a skipped re-delivery keeps the stored original, which may differ in created_at
                 self._decoded.add(str(artifact.id), artifact)
@@ -432,7 +419,7 @@ class SQLiteStore:
                 return
             self._closed = True
             for worker in (self._writer, self._reader):
-                worker.queue.put(Op(None))
+                worker.queue.put(Op(stop=True))
         for worker in (self._writer, self._reader):
             await anyio.to_thread.run_sync(worker.thread.join)
 

@@ -17,21 +17,32 @@ from typing import Any
 
 import anyio
 
+from ._sqlite_schema import ConsumptionRow, JournalRow, JournalWrites
+
 Apply = Callable[[sqlite3.Connection, Sequence["Op"]], None]
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Op:
     """One queued operation.
 
-    ``run`` applies it (``None``: the request to stop the thread). ``event`` is ``None`` for a
-    write-behind, whose caller does not wait.
+    ``run`` applies it on its own; ``recorded``, ``done`` and ``consumed`` are activation journal
+    and consumption rows, which the writer gathers over a batch and writes with a few multi-row
+    statements (see ``JournalWrites``). A ``run`` that only inserts artifacts is ``independent``:
+    it may be applied before rows queued ahead of it; any other ``run`` sees them written first.
+    ``event`` is ``None`` for a write-behind, whose caller does not wait. ``stop`` asks the thread
+    to finish.
     """
 
-    run: Callable[[sqlite3.Connection], Any] | None
+    run: Callable[[sqlite3.Connection], Any] | None = None
     token: Any = None
     event: anyio.Event | None = None
+    recorded: JournalRow | None = None
+    done: str | None = None
+    consumed: Sequence[ConsumptionRow] = ()
+    independent: bool = False
     outside_transaction: bool = False
+    stop: bool = False
     result: Any = None
     error: BaseException | None = None
 
@@ -55,7 +66,7 @@ class Worker:
                         batch.append(self.queue.get_nowait())
                     except queue.Empty:
                         break
-                ops = [op for op in batch if op.run is not None]
+                ops = [op for op in batch if not op.stop]
                 try:
                     if ops:
                         apply(conn, ops)
@@ -91,27 +102,23 @@ class _Retry(Exception):
 
 
 def _transaction(conn: sqlite3.Connection, ops: Sequence[Op], *, isolated: bool = False) -> None:
-    """Apply ``ops`` in one transaction. The first attempt runs them back to back; if one fails,
-    everything is rolled back and applied again with a savepoint around each operation, so only
-    the failing one is undone. Failures (a duplicate id) are rare; savepoints for all would cost
-    two statements per operation every time."""
+    """Apply ``ops`` in one transaction. The first attempt runs them back to back, journal and
+    consumption rows gathered into a few statements; if one fails, everything is rolled back and
+    applied again with a savepoint around each operation, so only the failing one is undone.
+    Failures (a duplicate id) are rare; savepoints for all would cost two statements per
+    operation every time."""
     if not ops:
         return
     try:
         conn.execute("BEGIN IMMEDIATE")
-        for op in ops:
-            assert op.run is not None
-            if isolated:
-                conn.execute("SAVEPOINT op")
+        if isolated:
+            for op in ops:
+                _isolated(conn, op)
+        else:
             try:
-                op.result, op.error = op.run(conn), None
+                _together(conn, ops)
             except Exception as exc:
-                if not isolated:
-                    raise _Retry from exc
-                conn.execute("ROLLBACK TO op")
-                op.result, op.error = None, exc
-            if isolated:
-                conn.execute("RELEASE op")
+                raise _Retry from exc
         conn.execute("COMMIT")
     except _Retry:
         conn.execute("ROLLBACK")
@@ -123,6 +130,31 @@ def _transaction(conn: sqlite3.Connection, ops: Sequence[Op], *, isolated: bool 
             op.result, op.error = None, op.error or exc
 
 
+def _together(conn: sqlite3.Connection, ops: Sequence[Op]) -> None:
+    rows = JournalWrites()
+    for op in ops:
+        if op.run is not None:
+            if not op.independent:
+                rows.write(conn)  # what it reads must see the rows queued before it
+            op.result, op.error = op.run(conn), None
+        rows.add(op.recorded, op.done, op.consumed)
+    rows.write(conn)
+
+
+def _isolated(conn: sqlite3.Connection, op: Op) -> None:
+    conn.execute("SAVEPOINT op")
+    try:
+        result = op.run(conn) if op.run is not None else None
+        rows = JournalWrites()
+        rows.add(op.recorded, op.done, op.consumed)
+        rows.write(conn)
+        op.result, op.error = result, None
+    except Exception as exc:
+        conn.execute("ROLLBACK TO op")
+        op.result, op.error = None, exc
+    conn.execute("RELEASE op")
+
+
 # ---------------------------------------------------------------------------------- reads
 def apply_reads(conn: sqlite3.Connection, ops: Sequence[Op]) -> None:
     # One read transaction for the batch: every read sees one snapshot, taken after every write
@@ -130,9 +162,8 @@ def apply_reads(conn: sqlite3.Connection, ops: Sequence[Op]) -> None:
     conn.execute("BEGIN")
     try:
         for op in ops:
-            assert op.run is not None
             try:
-                op.result = op.run(conn)
+                op.result = op.run(conn) if op.run is not None else None
             except Exception as exc:
                 op.error = exc
     finally:
