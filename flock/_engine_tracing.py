@@ -14,6 +14,7 @@ untraced run pays nothing. Prompt and completion text is recorded only when
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
@@ -30,10 +31,16 @@ def tracing_on() -> bool:
     return _off() is None
 
 
-def capture_content() -> bool:
-    from .tracing import capture_content_enabled
+_capture_enabled: Callable[[], bool] | None = None  # from flock.tracing on first use (it needs the SDK)
 
-    return capture_content_enabled()
+
+def capture_content() -> bool:
+    global _capture_enabled
+    if _capture_enabled is None:
+        from .tracing import capture_content_enabled
+
+        _capture_enabled = capture_content_enabled
+    return _capture_enabled()
 
 
 def split_model(model: str) -> tuple[str, str]:
@@ -164,15 +171,23 @@ class TracedModels:
             view.acall = self._acall_of(view)
             entry = self._views[id(lm)] = (lm, view, {})
         _, view, seen = entry
-        state, mirror = lm.__dict__, view.__dict__
-        if len(seen) != len(state) or any(seen.get(k, seen) is not v for k, v in state.items()):
-            for key, value in state.items():  # first use, or the caller changed the model since
-                if seen.get(key, seen) is not value:
-                    seen[key] = value
-                    if key not in ("callbacks", "acall"):
-                        mirror[key] = value
-            mirror["callbacks"] = [*(lm.callbacks or []), self.spans]
+        state = lm.__dict__
+        if seen.keys() != state.keys() or not all(map(operator.is_, seen.values(), state.values())):
+            self._sync(lm, view, seen)  # first use, or the caller changed the model since
         return view
+
+    def _sync(self, lm: Any, view: Any, seen: dict[str, Any]) -> None:
+        state, mirror = lm.__dict__, view.__dict__
+        for key in seen.keys() - state.keys():
+            del seen[key]
+            if key not in _OWN:
+                mirror.pop(key, None)
+        for key, value in state.items():
+            if seen.get(key, seen) is not value and key not in _OWN:
+                mirror[key] = value
+        seen.clear()
+        seen.update(state)  # in the model's order, for the identity check in view()
+        mirror["callbacks"] = [*(lm.callbacks or []), self.spans]
 
     def _acall_of(self, view: Any) -> Callable[..., Any]:
         spans = self.spans
@@ -196,6 +211,9 @@ class TracedModels:
             return outputs
 
         return acall
+
+
+_OWN = ("callbacks", "acall")  # the view's own attributes, never taken from the model
 
 
 def dspy_callbacks() -> Any:
