@@ -8,8 +8,9 @@ activation's consumption record committed with its output, plus two journal entr
 activation (pending, running). Rates are per second of wall time from the first publish to idle:
 ``artifacts_per_s`` (stored artifacts), ``activations_per_s`` (activations committed, each one
 transaction-worth of outputs + consumption + completion) and ``inputs_per_s`` (published signals
-fully processed by all ten agents). Each setting runs ``--runs`` times on a fresh file; the best
-and the medians are reported. Prints one JSON document.
+fully processed by all ten agents); ``store_us_per_activation`` is what the setting adds to each
+activation over the in-memory store (best wall times). Each setting runs ``--runs`` times on a
+fresh file; the best and the medians are reported. Prints one JSON document.
 
     .venv/bin/python benchmarks/bench_store.py
     .venv/bin/python benchmarks/bench_store.py --n 2000 --runs 5 --output none
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -59,13 +61,13 @@ async def one_run(setting: str, n: int, agents: int, output: str, folder: Path) 
     if setting != "memory":
         store = SQLiteStore(folder / f"{setting}.db", durability="power" if setting == "power" else "process")
     flock = build(store, agents, output)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     async with anyio.create_task_group() as tg:
         for i in range(n):
             tg.start_soon(flock.publish, Signal(n=i))
     published = time.perf_counter()
     summary = await flock.run_until_idle()
-    wall = time.perf_counter() - started
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     stored = await store.count()
     consumed = len(await store.consumptions())
     in_flight = len(await store.in_flight())
@@ -78,6 +80,7 @@ async def one_run(setting: str, n: int, agents: int, output: str, folder: Path) 
         await store.close()
     return {
         "wall_s": round(wall, 3),
+        "cpu_s": round(cpu, 3),
         "publish_s": round(published - started, 3),
         "artifacts": stored,
         "consumption_records": consumed,
@@ -103,6 +106,7 @@ def main() -> None:
         "agents": args.agents,
         "output": args.output,
         "runs": args.runs,
+        "load_avg_1m_before": round(os.getloadavg()[0], 2),
         "settings": {},
     }
     with tempfile.TemporaryDirectory(prefix="flock-bench-store-") as tmp:
@@ -117,15 +121,19 @@ def main() -> None:
                 "best": best,
                 "median_artifacts_per_s": round(statistics.median(x["artifacts_per_s"] for x in runs)),
                 "median_activations_per_s": round(statistics.median(x["activations_per_s"] for x in runs)),
+                "median_inputs_per_s": round(statistics.median(x["inputs_per_s"] for x in runs)),
             }
     memory = report["settings"].get("memory")
     if memory:
         for result in report["settings"].values():
             result["slowdown_vs_memory"] = round(result["best"]["wall_s"] / memory["best"]["wall_s"], 2)
+            extra = result["best"]["wall_s"] - memory["best"]["wall_s"]
+            result["store_us_per_activation"] = round(extra / (args.n * args.agents) * 1e6, 1)
     default = report["settings"].get("process")
     if default:
         report["target_artifacts_per_s"] = 1000
         report["meets_target"] = default["best"]["artifacts_per_s"] >= 1000
+    report["load_avg_1m_after"] = round(os.getloadavg()[0], 2)
     print(json.dumps(report, indent=2))
 
 

@@ -197,10 +197,11 @@ _CHUNK = 128  # rows per statement: 128 x 6 parameters stays under SQLite's olde
 class JournalWrites:
     """The journal and consumption rows of many operations, written with a few multi-row statements.
 
-    Every ``conn.execute`` lets the event loop's thread take the GIL, and the writer then waits up
-    to a switch interval (5 ms) to get it back; one statement per row made the writer the
-    bottleneck. Rows are added in queue order and written as if applied one by one: an activation
-    recorded and completed within the same batch is never inserted at all.
+    One statement per row cost the writer thread a Python call, a statement-cache lookup and a GIL
+    hand-off each, about 30,000 per 1,000 inputs to ten agents; while it runs, the activations
+    waiting for that commit (all of them, at the default concurrency) hold their slots. Rows are
+    added in queue order and written as if applied one by one: an activation recorded and
+    completed within the same batch is never inserted at all.
     """
 
     def __init__(self) -> None:
