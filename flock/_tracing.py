@@ -59,10 +59,15 @@ def _off() -> Any:
 
 
 class SpanIndex:
-    """Span contexts of published artifacts, so activations can name their causes. Per Flock."""
+    """Span contexts of published artifacts, so activations can name their causes. Per Flock.
+
+    Kept as plain ``(trace_id, span_id, flags, trace_state)`` tuples: a SpanContext object (and its
+    TraceFlags) per artifact are two more objects for the garbage collector to walk in every full
+    collection; a tuple of ints is not tracked at all. The trace state is kept only if not empty.
+    """
 
     def __init__(self, limit: int = 100_000) -> None:
-        self._spans: dict[UUID, SpanContext] = {}
+        self._spans: dict[UUID, tuple[int, int, int, Any]] = {}
         self._limit = limit
 
     def remember(self, artifact_id: UUID, span: Span) -> None:
@@ -70,10 +75,23 @@ class SpanIndex:
             if len(self._spans) >= self._limit:  # bounded: forget the oldest half
                 for key in list(self._spans)[: self._limit // 2]:
                     del self._spans[key]
-            self._spans[artifact_id] = span.get_span_context()
+            context = span.get_span_context()
+            state = context.trace_state
+            self._spans[artifact_id] = (
+                context.trace_id,
+                context.span_id,
+                int(context.trace_flags),
+                state if state else None,
+            )
 
     def get(self, artifact_id: UUID) -> SpanContext | None:
-        return self._spans.get(artifact_id)
+        found = self._spans.get(artifact_id)
+        if found is None:
+            return None
+        trace_id, span_id, flags, state = found
+        return _api.SpanContext(
+            trace_id, span_id, is_remote=False, trace_flags=_api.TraceFlags(flags), trace_state=state
+        )
 
 
 def publish_span(index: SpanIndex, artifact: Artifact) -> AbstractContextManager[Span]:
