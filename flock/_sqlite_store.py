@@ -139,6 +139,11 @@ class SQLiteStore:
         conn = self._connect()
         try:
             conn.execute("PRAGMA journal_mode = WAL")
+            # A checkpoint (two fsyncs) runs inside the commit that crosses this many WAL pages, while
+            # that commit's callers wait. Every 1,000 (SQLite's default) stalled a busy writer ~8 ms
+            # every ~15 commits; 4,000 pages (16 MB of WAL) make that a quarter as often. Durability
+            # does not depend on it: a committed transaction is safe in the WAL.
+            conn.execute("PRAGMA wal_autocheckpoint = 4000")
             migrate(conn, str(self.path))
         except BaseException:
             conn.close()
