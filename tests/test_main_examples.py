@@ -1,0 +1,42 @@
+"""The main job and the durable-board example run in a fresh interpreter and show what they claim."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def _run(name: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / name)], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def test_the_main_job_runs_a_traced_pipeline_on_the_offline_model(tmp_path: Path) -> None:
+    done = _run("01_pipeline.py", tmp_path)
+    assert "using the built-in 'offline' model" in done.stderr  # it announces itself
+    for line in ("writer → Pitch", "critic → Review", "marketer → Tagline", "producer → Greenlight"):
+        assert line in done.stdout
+    assert "4 activations, 8 artifacts, 0 errors" in done.stdout
+    assert (tmp_path / ".flock" / "traces.db").is_file()
+    trace_prefix = done.stdout.split("traces show ")[1].split()[0]
+    shown = subprocess.run(
+        [sys.executable, "-m", "flock", "traces", "show", trace_prefix],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "flock.run movie-studio" in shown.stdout and "flock.activate producer" in shown.stdout
+
+
+def test_the_durable_board_example_finishes_left_work_exactly_once(tmp_path: Path) -> None:
+    done = _run("09_durable_board.py", tmp_path)
+    assert "process 2 resumed: 3 activations" in done.stdout
+    assert "process 3 resumed: 0 activations; the board holds 6 artifacts" in done.stdout
