@@ -14,6 +14,7 @@ untraced run pays nothing. Prompt and completion text is recorded only when
 from __future__ import annotations
 
 import json
+from uuid import uuid4
 import operator
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -232,7 +233,12 @@ def _tokens(usage: dict[str, Any], *keys: str) -> int:
 @contextmanager
 def _tool_span(name: str, arguments: dict[str, Any]) -> Iterator[Any]:
     capture = capture_content()
-    attributes: dict[str, Any] = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": name}
+    attributes: dict[str, Any] = {
+        "gen_ai.operation.name": "execute_tool",
+        "gen_ai.tool.name": name,
+        # DSPy's ReAct gives tool calls no provider id; Flock names each call so spans can refer to it.
+        "gen_ai.tool.call.id": f"call_{uuid4().hex[:16]}",
+    }
     if capture:
         attributes["gen_ai.tool.call.arguments"] = json.dumps(arguments, default=str)
     with tracer().start_as_current_span(

@@ -48,6 +48,7 @@ async def test_model_and_tool_calls_are_spans_under_the_evaluation(spans: InMemo
         assert "gen_ai.input.messages" not in chat.attributes  # content is opt-in
     tool = found["execute_tool lookup"][0]
     assert tool.attributes["gen_ai.tool.name"] == "lookup"
+    assert tool.attributes["gen_ai.tool.call.id"].startswith("call_")
     assert tool.parent.span_id == evaluate.context.span_id
 
 
