@@ -14,12 +14,12 @@ untraced run pays nothing. Prompt and completion text is recorded only when
 from __future__ import annotations
 
 import json
-from uuid import uuid4
 import operator
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 from typing import Any
+from uuid import uuid4
 
 import dspy
 from dspy.utils.callback import BaseCallback
