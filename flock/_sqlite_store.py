@@ -211,7 +211,10 @@ class SQLiteStore:
     async def put(self, artifact: Artifact) -> None:
         """Add an artifact. Raises :class:`DuplicateArtifactError` if its id exists."""
         row = ArtifactRow.of(artifact)
-        run = lambda conn: insert_artifact(conn, row, skip_existing=False)  # noqa: E731
+
+        def run(conn: sqlite3.Connection) -> bool:
+            return insert_artifact(conn, row, skip_existing=False)
+
         await self._submit(self._writer, Op(run, independent=True))
         self._decoded.add(row.values[0], artifact)
 
