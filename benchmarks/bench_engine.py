@@ -249,7 +249,7 @@ async def chain(inputs: int, latency: float) -> dict[str, Any]:
         port = int(proc.stdout.readline())
         base = f"http://127.0.0.1:{port}/v1"
         engine = DSPyEngine("openai/bench", lm_kwargs={"api_base": base, "api_key": "k"})
-        flock = Flock()
+        flock = Flock(max_concurrency=inputs)  # "enough concurrency": every input may be in flight
         for i in range(5):
             flock.agent(f"stage{i}").consumes(STAGES[i]).publishes(STAGES[i + 1]).with_engines(
                 engine
