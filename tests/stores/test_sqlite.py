@@ -174,6 +174,34 @@ async def test_schema_is_versioned_and_a_newer_file_is_refused(tmp_path: Path) -
         SQLiteStore(path)
 
 
+async def test_a_version_1_file_is_migrated_with_its_data_intact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "board.db"
+    with monkeypatch.context() as patch:  # write the file as the Flock that had only migration 1
+        patch.setattr("flock._sqlite_schema.MIGRATIONS", MIGRATIONS[:1])
+        async with SQLiteStore(path) as old:
+            arts = await filled(old, 12)
+            record = record_for(arts[:2])
+            outputs = outputs_of(record, arts[:2])
+            await old.commit_activation(record, outputs)
+            pending = record_for(arts[2:3], agent="reviewer")
+            await old.record_activation(pending)
+            before = (await old.list(), await old.consumptions(), await old.in_flight())
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (1,)
+    async with SQLiteStore(path) as store:
+        assert (await store.stats())["schema_version"] == len(MIGRATIONS) == 2
+        assert (await store.list(), await store.consumptions(), await store.in_flight()) == before
+        assert await store.list() == [*arts, *outputs]
+        assert len(await store.consumptions()) == 2
+        assert [r.id for r in await store.in_flight()] == [pending.id]
+    with sqlite3.connect(path) as conn:
+        indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert "consumptions_activation" not in indexes
+    assert "artifacts_type" in indexes
+
+
 async def test_a_closed_store_refuses_work_and_closing_twice_is_fine(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "board.db")
     await store.close()
