@@ -244,8 +244,15 @@ class Flock(RunLoop):
             for artifact in outputs:
                 await self.store.put(artifact)
         else:
-            await self.store.commit_activation(record, outputs)
-            self._settled.add(record.id)  # committed: a cancellation from here on must not re-queue it
+            # Outputs are on disk before anyone sees them. An activation without outputs only
+            # queues its commit: nothing downstream depends on it, and a run flushes before it returns.
+            if outputs:
+                await self.store.commit_activation(record, outputs)
+            else:
+                await self.store.commit_activation(record, outputs, wait=False)
+            # Committed (or queued, which is as final): a cancellation from here on must not re-queue
+            # it. Were it re-run anyway, its outputs' ids and its consumption records are the same.
+            self._settled.add(record.id)
         for artifact in outputs:
             await self._announce(artifact)
 
@@ -421,13 +428,15 @@ class Flock(RunLoop):
 
     # ----------------------------------------------------------------- lifecycle
     async def shutdown(self) -> None:
-        """Stop timers and refuse further publishes. Safe to call twice."""
+        """Stop timers, refuse further publishes and wait until the store has every write on disk.
+        Safe to call twice."""
         if self._closed:
             return
         self._closed = True
         self._timers.clear()
         self._blocking_timers = 0
         self._notify()  # a run waiting for the next timer ends now instead of at that deadline
+        await self._flush_store()
         for comp in self._components:
             await comp.on_shutdown(self)
 

@@ -114,8 +114,10 @@ class SQLiteStore:
         ...                            # after a crash, with the same agents declared:
         await flock.resume()           # finishes the work that was in flight
 
-    ``put`` and ``commit_activation`` return only after their transaction has committed;
-    ``record_activation`` is written behind (see there). ``commit_activation`` stores an
+    ``put`` and ``commit_activation`` return only after their transaction has committed, unless
+    ``commit_activation(..., wait=False)``; that and ``record_activation`` are written behind
+    (see there), and ``await store.flush()`` waits for them. Reads see every write queued before
+    them, written behind or not. ``commit_activation`` stores an
     activation's outputs, its consumption records and its completion in one transaction; outputs
     whose ids exist are skipped, so re-running an interrupted activation never duplicates them.
     Close the store with ``await store.close()`` or ``async with``.
@@ -151,7 +153,11 @@ class SQLiteStore:
         self._decoded = _Decoded()
         self._lock = threading.Lock()
         self._closed = False
-        self._behind = False  # whether any write-behind was queued
+        # Write-behinds are numbered in queue order (``Op.seq``); reads that must see them compare
+        # the newest relevant number with the writer's ``applied`` and wait only if it is behind.
+        self._behind = 0  # the newest write-behind: journal records and commits not waited for
+        self._behind_consumed = 0  # the newest commit not waited for (consumption records)
+        self._behind_artifacts = 0  # the newest such commit that carried outputs
         name = self.path.name
         self._writer = Worker(conn, f"flock-sqlite-writer:{name}", apply_writes)
         self._reader = Worker(self._connect(readonly=True), f"flock-sqlite-reader:{name}", apply_reads)
@@ -167,7 +173,8 @@ class SQLiteStore:
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r}, durability={self.durability!r})"
 
-    def _enqueue(self, worker: Worker, op: Op) -> None:
+    def _enqueue(self, worker: Worker, op: Op, *, behind: bool = False) -> int:
+        """Queue ``op``; a write-behind (``behind``) gets the next number, which is returned."""
         with self._lock:
             if self._closed:
                 raise FlockClosedError(f"{self!r} is closed; open a new SQLiteStore to use the file again")
@@ -176,7 +183,11 @@ class SQLiteStore:
             late, worker.late_error = worker.late_error, None
             if late is not None:  # a write-behind failed: say so at the next write instead of never
                 raise late
+            if behind:
+                self._behind += 1
+                op.seq = self._behind
             worker.queue.put(op)
+            return op.seq
 
     async def _submit(self, worker: Worker, op: Op) -> Any:
         token = op.token = anyio.lowlevel.current_token()
@@ -194,9 +205,17 @@ class SQLiteStore:
             raise op.error
         return op.result
 
-    async def _barrier(self) -> None:
-        """Return once every write queued so far, write-behinds included, has committed."""
-        if self._behind:  # otherwise every write was waited for already (and a reader takes no lock)
+    async def _barrier(self, upto: int) -> None:
+        """Return once the write-behinds up to number ``upto`` have committed (read-your-writes).
+        Every other write was waited for already, so most reads take no trip through the writer."""
+        if self._writer.applied < upto:
+            await self._write(lambda conn: None)
+
+    async def flush(self) -> None:
+        """Return once every write queued so far has committed, those queued without waiting
+        (journal records, completions of activations that published nothing) included. Raises
+        the error of such a write if one failed. ``Flock`` calls it before a run returns."""
+        if self._writer.applied < self._behind or self._writer.late_error is not None:
             await self._write(lambda conn: None)
 
     async def _write(self, run: Callable[[sqlite3.Connection], T], *, outside_transaction: bool = False) -> T:
@@ -223,12 +242,14 @@ class SQLiteStore:
             key = str(artifact_id if isinstance(artifact_id, UUID) else UUID(str(artifact_id)))
         except ValueError:
             return None
+        await self._barrier(self._behind_artifacts)
         rows = await self._read(
             lambda c: c.execute("SELECT id, body FROM artifacts WHERE id = ?", (key,)).fetchall()
         )
         return self._decoded.artifacts(rows)[0] if rows else None
 
     async def list(self) -> builtins.list[Artifact]:
+        await self._barrier(self._behind_artifacts)
         rows = await self._read(lambda c: c.execute("SELECT id, body FROM artifacts ORDER BY seq").fetchall())
         return self._decoded.artifacts(rows)
 
@@ -237,6 +258,7 @@ class SQLiteStore:
             FilterConfig(type_names=frozenset([type_name(model)]), correlation_id=correlation_id)
         )
         sql = f"SELECT id, body FROM artifacts{where} ORDER BY seq"
+        await self._barrier(self._behind_artifacts)
         rows = await self._read(lambda c: c.execute(sql, params).fetchall())
         return [model.model_validate(a.payload) for a in self._decoded.artifacts(rows)]
 
@@ -246,6 +268,7 @@ class SQLiteStore:
         filters = filters or FilterConfig()
         limit, offset = max(limit, 0), max(offset, 0)
         where, params = _where(filters)
+        await self._barrier(self._behind_artifacts)
         if filters.visible_to is None:
 
             def page(c: sqlite3.Connection) -> tuple[builtins.list[Any], int]:
@@ -292,6 +315,7 @@ class SQLiteStore:
         if filters.visible_to is not None:
             return (await self.query_artifacts(filters, limit=0))[1]
         where, params = _where(filters)
+        await self._barrier(self._behind_artifacts)
         (total,) = await self._read(
             lambda c: c.execute(f"SELECT COUNT(*) FROM artifacts{where}", params).fetchone()
         )
@@ -317,12 +341,20 @@ class SQLiteStore:
             record.status,
             time.time_ns() // 1000,
         )
-        self._enqueue(self._writer, Op(recorded=row))
-        self._behind = True
+        self._enqueue(self._writer, Op(recorded=row), behind=True)
 
-    async def commit_activation(self, record: ActivationRecord, outputs: Sequence[Artifact]) -> None:
+    async def commit_activation(
+        self, record: ActivationRecord, outputs: Sequence[Artifact], *, wait: bool = True
+    ) -> None:
         """In one transaction: the outputs (existing ids skipped), the consumption of every input
-        by (agent, subscription), and the removal of the activation from the in-flight journal."""
+        by (agent, subscription), and the removal of the activation from the in-flight journal.
+
+        With ``wait=False`` it returns once the transaction is queued, as a write-behind: it
+        commits with the next batch, before any later write, and reads of this store wait for it.
+        A crash may lose it whole (never part of it). The orchestrator passes ``wait=False`` for
+        activations that published nothing, which then need not wait for the disk: if the
+        completion is lost, ``resume()`` runs the activation again.
+        """
         rows = [ArtifactRow.of(a) for a in outputs]
         activation = str(record.id)
         consumed = [(str(i), record.agent, record.subscription, activation) for i in record.input_ids]
@@ -331,19 +363,25 @@ class SQLiteStore:
             return [insert_artifact(conn, row, skip_existing=True) for row in rows]
 
         op = Op(run if rows else None, done=activation, consumed=consumed, independent=True)
+        if not wait:
+            self._behind_consumed = self._enqueue(self._writer, op, behind=True)
+            if rows:  # not added to the decoded cache: a skipped re-delivery keeps the stored original
+                self._behind_artifacts = self._behind_consumed
+            return
         inserted = await self._submit(self._writer, op) or []
         for artifact, new in zip(outputs, inserted, strict=True):
             if new:  # a skipped re-delivery keeps the stored original, which may differ in created_at
                 self._decoded.add(str(artifact.id), artifact)
 
     async def consumptions(self) -> set[tuple[UUID, str, int]]:
+        await self._barrier(self._behind_consumed)
         rows = await self._read(
             lambda c: c.execute("SELECT artifact_id, agent, subscription FROM consumptions").fetchall()
         )
         return {(UUID(a), agent, int(sub)) for a, agent, sub in rows}
 
     async def in_flight(self) -> builtins.list[ActivationRecord]:
-        await self._barrier()  # see the write-behind journal records
+        await self._barrier(self._behind)  # see the write-behind journal records
         rows = await self._read(
             lambda c: c.execute(
                 "SELECT id, agent, subscription, input_ids, status FROM activations ORDER BY rowid"
@@ -369,13 +407,14 @@ class SQLiteStore:
                 "schema_version": c.execute("PRAGMA user_version").fetchone()[0],
             }
 
-        await self._barrier()
+        await self._barrier(self._behind)
         found = await self._read(run)
         found["file_bytes"] = self.path.stat().st_size
         return found
 
     async def recent(self, n: int = 20) -> builtins.list[Artifact]:
         """The ``n`` most recently published artifacts, newest first."""
+        await self._barrier(self._behind_artifacts)
         rows = await self._read(
             lambda c: c.execute(
                 "SELECT id, body FROM artifacts ORDER BY seq DESC LIMIT ?", (max(n, 0),)

@@ -30,8 +30,9 @@ class Op:
     and consumption rows, which the writer gathers over a batch and writes with a few multi-row
     statements (see ``JournalWrites``). A ``run`` that only inserts artifacts is ``independent``:
     it may be applied before rows queued ahead of it; any other ``run`` sees them written first.
-    ``event`` is ``None`` for a write-behind, whose caller does not wait. ``stop`` asks the thread
-    to finish.
+    ``event`` is ``None`` for a write-behind, whose caller does not wait; ``seq`` numbers the
+    write-behinds in queue order, so a reader can tell whether they have all committed. ``stop``
+    asks the thread to finish.
     """
 
     run: Callable[[sqlite3.Connection], Any] | None = None
@@ -42,6 +43,7 @@ class Op:
     consumed: Sequence[ConsumptionRow] = ()
     independent: bool = False
     outside_transaction: bool = False
+    seq: int = 0
     stop: bool = False
     result: Any = None
     error: BaseException | None = None
@@ -54,6 +56,7 @@ class Worker:
         self.queue: queue.SimpleQueue[Op] = queue.SimpleQueue()
         self.broken: BaseException | None = None
         self.late_error: BaseException | None = None  # of a write-behind, raised at the next write
+        self.applied = 0  # the ``seq`` of the last write-behind applied (committed or failed)
         self.thread = threading.Thread(target=self._loop, args=(conn, apply), name=name, daemon=True)
         self.thread.start()
 
@@ -70,6 +73,7 @@ class Worker:
                 try:
                     if ops:
                         apply(conn, ops)
+                        self.applied = max([self.applied, *(op.seq for op in ops)])
                 except BaseException as exc:  # the thread must never die silently
                     self.broken = exc
                     for op in ops:

@@ -144,9 +144,16 @@ class BlackboardStore(Protocol):
         """Note that an activation is pending or running (insert or update by ``record.id``)."""
         ...
 
-    async def commit_activation(self, record: ActivationRecord, outputs: Sequence[Artifact]) -> None:
+    async def commit_activation(
+        self, record: ActivationRecord, outputs: Sequence[Artifact], *, wait: bool = True
+    ) -> None:
         """Atomically: add ``outputs`` (ids already present are skipped: idempotent re-delivery),
-        mark every input consumed by (agent, subscription), and mark the activation done."""
+        mark every input consumed by (agent, subscription), and mark the activation done.
+
+        Idempotent: committing the same activation again changes nothing. With ``wait=False`` a
+        durable store may return before the transaction is durable (it must still be atomic, and
+        later reads must see it); the orchestrator passes it for activations without outputs.
+        """
         ...
 
     async def consumptions(self) -> set[tuple[UUID, str, int]]:
@@ -254,7 +261,9 @@ class InMemoryStore:
     async def record_activation(self, record: ActivationRecord) -> None:
         self._in_flight[record.id] = record
 
-    async def commit_activation(self, record: ActivationRecord, outputs: Sequence[Artifact]) -> None:
+    async def commit_activation(
+        self, record: ActivationRecord, outputs: Sequence[Artifact], *, wait: bool = True
+    ) -> None:
         for artifact in outputs:
             if artifact.id not in self._items:
                 await self.put(artifact)
@@ -263,6 +272,9 @@ class InMemoryStore:
 
     async def consumptions(self) -> set[tuple[UUID, str, int]]:
         return set(self._consumed)
+
+    async def flush(self) -> None:
+        """Nothing to wait for: every write is done when its call returns."""
 
     async def in_flight(self) -> builtins.list[ActivationRecord]:
         return list(self._in_flight.values())

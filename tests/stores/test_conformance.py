@@ -319,3 +319,26 @@ async def test_queries_see_committed_outputs(store: Any) -> None:
     items, total = await store.query_artifacts(f)
     assert [a.id for a in items] == [o.id for o in outs] and total == 2
     assert {a.id for a in await store.list()} >= {o.id for o in outs}
+
+
+async def test_a_commit_not_waited_for_is_seen_by_every_later_read_and_is_idempotent(store: Any) -> None:
+    inputs = await filled(store, 2)
+    silent, loud = record_for(inputs[:1], "sink"), record_for(inputs[1:], "writer")
+    outs = outputs_of(loud, inputs[1:])
+    for record in (silent, loud):
+        await store.record_activation(record)
+    await store.commit_activation(silent, [], wait=False)
+    await store.commit_activation(loud, outs, wait=False)
+    assert await store.in_flight() == []
+    assert await store.consumptions() == {(inputs[0].id, "sink", 0), (inputs[1].id, "writer", 0)}
+    assert await store.list() == [*inputs, *outs]
+    assert await store.get(outs[0].id) == outs[0] and await store.count() == 4
+    await store.flush()
+    # Committed again (the activation ran again after a crash lost nothing, or a lost completion):
+    # nothing changes.
+    await store.record_activation(silent)
+    await store.commit_activation(silent, [], wait=False)
+    await store.commit_activation(loud, outs)
+    await store.flush()
+    assert await store.in_flight() == []
+    assert len(await store.consumptions()) == 2 and await store.count() == 4

@@ -149,6 +149,41 @@ async def test_resume_needs_no_journal_entry_for_work_it_can_rederive(tmp_path: 
     await restarted.store.close()
 
 
+@flock_type(name="sqlite_test.Ping")
+class Ping(BaseModel):
+    n: int
+
+
+def on_disk(path: Path) -> tuple[int, int]:
+    """(consumption records, activations in flight) as another connection sees the file."""
+    with sqlite3.connect(path) as conn:
+        (consumed,) = conn.execute("SELECT COUNT(*) FROM consumptions").fetchone()
+        (in_flight,) = conn.execute("SELECT COUNT(*) FROM activations").fetchone()
+    return consumed, in_flight
+
+
+async def test_a_run_that_returns_has_what_it_did_not_wait_for_on_disk(tmp_path: Path) -> None:
+    # Activations that publish nothing do not wait for their commit; run_until_idle() flushes.
+    path = tmp_path / "board.db"
+    flock = Flock(store=SQLiteStore(path))
+    for name in ("a", "b", "c"):
+        flock.agent(name).consumes(Ping).calls(lambda p: None)
+    for n in range(40):
+        await flock.publish(Ping(n=n))
+    await flock.run_until_idle()
+    assert on_disk(path) == (120, 0)
+    store = flock.store
+    extra = await flock.publish(Ping(n=40))  # queued for a, b and c: three journal records
+    silent = record_for([extra], "a")
+    await store.commit_activation(silent, [], wait=False)
+    await store.flush()
+    assert on_disk(path) == (121, 2)
+    await store.commit_activation(record_for([extra], "b"), [], wait=False)
+    await flock.shutdown()  # flushes too
+    assert on_disk(path) == (122, 1)
+    await store.close()
+
+
 async def test_durability_settings(tmp_path: Path) -> None:
     settings: list[tuple[Any, int]] = [("process", 1), ("power", 2)]  # synchronous NORMAL, FULL
     for setting, level in settings:
