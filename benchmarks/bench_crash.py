@@ -1,4 +1,4 @@
-"""Crash-and-resume, many times: kill -9 a 5-agent pipeline on SQLite at random moments and check.
+"""Crash-and-resume, many times: kill -9 a 6-agent pipeline on SQLite at random moments and check.
 
 Runs the crash test's scenario (tests/stores/crash_pipeline.py) ``--iterations`` times with a
 seeded random kill point each time (and a killed first resume in about 30 % of iterations), then

@@ -1,4 +1,5 @@
-"""A 5-agent pipeline on a SQLite board, run as a child process that the crash test kills.
+"""A 5-agent pipeline (and a silent sixth) on a SQLite board, run as a child process that the crash
+test kills.
 
     python crash_pipeline.py run BOARD N      # publish N seeds while the pipeline runs
     python crash_pipeline.py resume BOARD N   # reopen, resume(), publish the seeds still missing
@@ -8,9 +9,11 @@ artifact is acknowledged: it must survive any crash after that line) and ``DONE`
 
 The pipeline: ``split`` turns a Seed into two Parts; ``work`` and ``audit`` both consume every
 Part (``work`` fails on some, which must leave a WorkflowError); ``report`` consumes Done;
-``archive`` consumes Report. Agents are async and yield, so a kill lands in the middle of
-activations. Seeds have fixed ids and every other id is derived from its activation, so every run
-that finishes, interrupted or not, must produce exactly the same board (:func:`reference_board`).
+``archive`` consumes Report; ``witness`` consumes every Part too and publishes nothing, so its
+commits are the ones the orchestrator does not wait for. Agents are async and yield, so a kill
+lands in the middle of activations. Seeds have fixed ids and every other id is derived from its
+activation, so every run that finishes, interrupted or not, must produce exactly the same board
+(:func:`reference_board`).
 
 :func:`check` states the invariants a board must meet after a resume.
 """
@@ -34,7 +37,8 @@ from pydantic import BaseModel
 from flock import Artifact, Flock, InMemoryStore, SQLiteStore, flock_type
 
 NAMESPACE = UUID("0b5d7c59-3a49-4b7a-9f0a-51f3f9f5c2a1")
-OUTPUTS_PER_ACTIVATION = {"split": 2, "work": 1, "audit": 1, "report": 1, "archive": 1}
+OUTPUTS_PER_ACTIVATION = {"split": 2, "work": 1, "audit": 1, "report": 1, "archive": 1, "witness": 0}
+SILENT = "witness"  # consumes every Part, publishes nothing
 
 
 @flock_type(name="crash.Seed")
@@ -97,6 +101,10 @@ async def archive(rep: Report) -> Archived:
     return Archived(text=rep.text.upper())
 
 
+async def witness(part: Part) -> None:
+    await anyio.sleep(0.001)
+
+
 def build(store: Any) -> Flock:
     flock = Flock(store=store)
     flock.agent("split").consumes(Seed).publishes(Part, fan_out=2).calls(split)
@@ -104,6 +112,7 @@ def build(store: Any) -> Flock:
     flock.agent("audit").consumes(Part).publishes(Audit).calls(audit)
     flock.agent("report").consumes(Done).publishes(Report).calls(report)
     flock.agent("archive").consumes(Report).publishes(Archived).calls(archive)
+    flock.agent(SILENT).consumes(Part).calls(witness)
     return flock
 
 
@@ -134,8 +143,9 @@ async def reference_board(n: int) -> set[tuple[Any, ...]]:
 
 
 def torn(arts: list[Artifact], consumed: set[tuple[UUID, str, int]]) -> list[str]:
-    """Outputs without the consumption records of their inputs, or consumption records with no
-    outputs (and no WorkflowError). Must hold at every moment, a crash included, not only after a resume."""
+    """Outputs without the consumption records of their inputs, consumption records with no
+    outputs (and no WorkflowError), or the silent agent's consumption of something not on the
+    board. Must hold at every moment, a crash included, not only after a resume."""
     problems = []
     consumers = {(i, agent) for i, agent, _ in consumed}
     for a in arts:
@@ -143,8 +153,12 @@ def torn(arts: list[Artifact], consumed: set[tuple[UUID, str, int]]) -> list[str
             if (i, a.produced_by) not in consumers:
                 problems.append(f"torn: {a.produced_by}'s output {a.id} has no consumption record of {i}")
     made = {(i, a.produced_by) for a in arts for i in a.consumed_from}
+    ids = {a.id for a in arts}
     for i, agent, _ in consumed:
-        if (i, agent) not in made:
+        if agent == SILENT:
+            if i not in ids:
+                problems.append(f"torn: {SILENT} consumed {i}, which is not on the board")
+        elif (i, agent) not in made:
             problems.append(
                 f"torn: {agent} consumed {i} but nothing (no output, no WorkflowError) came of it"
             )
@@ -174,6 +188,13 @@ async def check(path: Path, acked: set[UUID], n: int) -> list[str]:
         if count > OUTPUTS_PER_ACTIVATION[agent]:
             problems.append(f"duplicated: {agent} made {count} outputs from {inputs}")
     problems += torn(arts, consumed)
+    parts = {a.id for a in arts if a.type == "crash.Part"}
+    by_silent = Counter(i for i, agent, _ in consumed if agent == SILENT)
+    if set(by_silent) != parts or any(count != 1 for count in by_silent.values()):
+        problems.append(
+            f"{SILENT} consumption records: {len(parts - set(by_silent))} parts without one, "
+            f"{sum(1 for c in by_silent.values() if c != 1)} with more than one"
+        )
     if in_flight:
         problems.append(f"{len(in_flight)} activations still in flight after resume")
     want = await reference_board(n)

@@ -1,10 +1,12 @@
-"""Kill -9 a process running a 5-agent pipeline on SQLite at random moments, resume, check the board.
+"""Kill -9 a process running a 5-agent pipeline (and a silent sixth agent) on SQLite at random moments,
+resume, check the board.
 
 Each iteration (seeded) kills the child at a random point after it opened the board, sometimes
 kills the first resuming process too, then resumes in a fresh process and checks every invariant
 (see ``crash_pipeline.check``): no acknowledged publish lost, no output duplicated, no activation
-torn (outputs without consumption records or the reverse), nothing left in flight, and the same
-board as an uninterrupted run. ``benchmarks/bench_crash.py`` runs hundreds of iterations.
+torn (outputs without consumption records or the reverse), every Part consumed exactly once by
+the silent agent (whose commits are not waited for), nothing left in flight, and the same board as
+an uninterrupted run. ``benchmarks/bench_crash.py`` runs hundreds of iterations.
 """
 
 from __future__ import annotations
