@@ -111,6 +111,8 @@ class Flock(RunLoop):
             _check_component(component)
         self.model = resolve_model(model)
         self.store: Any = store if store is not None else InMemoryStore()
+        # Pending/running journal entries only matter to a store that outlives the process.
+        self._journal_in_flight = bool(getattr(self.store, "durable", True))
         self.max_agent_iterations = max_agent_iterations
         self.max_concurrency = max_concurrency
         self.flush_partial_batches = flush_partial_batches
@@ -283,7 +285,7 @@ class Flock(RunLoop):
         return model.model_validate(artifact.payload)
 
     async def _queue(self, act: Activation) -> None:
-        if getattr(self.store, "durable", True):  # the journal only matters to a store that outlives us
+        if self._journal_in_flight:
             await self.store.record_activation(act.record)
         self._pending.setdefault(act.agent, deque()).append(act)
         self._pending_count += 1

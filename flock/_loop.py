@@ -53,6 +53,7 @@ class RunLoop:
     _drive_lock: anyio.Lock | None
     _closed: bool
     _settled: set[Any]
+    _journal_in_flight: bool
     _rotation: int = -1  # index of the agent that was served first by the last dispatch
     max_concurrency: int
     flush_partial_batches: bool
@@ -100,7 +101,7 @@ class RunLoop:
 
     async def _run_one(self, act: Activation) -> None:
         try:
-            if getattr(self.store, "durable", True):  # only a durable store needs to know what runs
+            if self._journal_in_flight:
                 r = act.record  # built directly: dataclasses.replace costs several times more
                 await self.store.record_activation(
                     ActivationRecord(r.id, r.agent, r.subscription, r.input_ids, "running")
