@@ -14,6 +14,7 @@ this filter first. Three rules:
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -35,6 +36,9 @@ _SECRET_VALUE = re.compile(
     r"|(?i:bearer)\s+[A-Za-z0-9._~+/=\-]{12,}"
 )
 _MIN_SECRET_LENGTH = 8  # shorter env values ("1", "true") would redact half the text
+# The same shapes as they look inside JSON text, where whitespace may be written as an escape.
+_SECRET_VALUE_IN_JSON = re.compile(_SECRET_VALUE.pattern.replace(r")\s+", r")(?:\s|\\[ntr])+"))
+assert _SECRET_VALUE_IN_JSON.pattern != _SECRET_VALUE.pattern
 
 
 @functools.lru_cache(maxsize=4096)  # attribute keys repeat on every span
@@ -54,8 +58,22 @@ class Redactor:
     """Scrubs attribute mappings. Build one per export batch so new environment secrets are seen."""
 
     def __init__(self, secrets: tuple[str, ...] | None = None) -> None:
-        self._secrets = environment_secrets() if secrets is None else secrets
+        secrets = environment_secrets() if secrets is None else secrets
+        # A secret may also appear JSON-escaped (once inside encoded attributes, twice inside a JSON
+        # document held by an attribute, such as captured messages).
+        forms = {form for secret in secrets for form in _escaped_forms(secret)}
+        self._secrets = tuple(sorted(forms, key=len, reverse=True))
         self._seen: dict[str, str] = {}  # correlation ids, types, agent names repeat across a batch
+
+    def maybe_secret(self, text: str) -> bool:
+        """Might ``text`` (plain or JSON-encoded) hold a secret? ``False`` is certain; ``True`` means
+        look closer. Cheap: substring tests and one regex scan."""
+        if len(text) < _MIN_SECRET_LENGTH:
+            return False
+        for secret in self._secrets:
+            if secret in text:
+                return True
+        return _SECRET_VALUE_IN_JSON.search(text) is not None
 
     def text(self, value: str) -> str:
         if len(value) < _MIN_SECRET_LENGTH:  # nothing this short is a credential (or matches a shape)
@@ -98,3 +116,13 @@ class Redactor:
     def needed(self, attributes: Mapping[str, Any] | None) -> bool:
         """Would :meth:`attributes` change anything? (Lets exporters pass clean spans through untouched.)"""
         return bool(attributes) and self.attributes(attributes) != dict(attributes or {})
+
+
+def _escaped_forms(secret: str) -> list[str]:
+    forms = [secret]
+    for _ in range(2):
+        escaped = json.dumps(forms[-1], ensure_ascii=False)[1:-1]
+        if escaped == forms[-1]:
+            break
+        forms.append(escaped)
+    return forms

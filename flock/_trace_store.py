@@ -25,6 +25,28 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from ._redact import Redactor
+from ._span_records import (
+    ATTRIBUTES,
+    END,
+    EVENTS,
+    KIND,
+    KINDS,
+    LINKS,
+    MESSAGE,
+    NAME,
+    PARENT_ID,
+    PARENT_REMOTE,
+    SCOPE,
+    SCOPES,
+    SPAN_ID,
+    START,
+    STATUS,
+    STATUS_CODES,
+    TRACE_ID,
+    Record,
+    record_of,
+    scrubbed,
+)
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
@@ -88,9 +110,16 @@ class SQLiteSpanExporter(SpanExporter):
         self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        redactor = Redactor() if self._redact else None
+        records = [record_of(span) for span in spans]
+        if self._redact:
+            redactor = Redactor()
+            records = [scrubbed(record, redactor) for record in records]
+        return self.export_records(records)
+
+    def export_records(self, records: Sequence[Record]) -> SpanExportResult:
+        """Write span records (already scrubbed: Flock's export thread scrubs once for every exporter)."""
         resources: dict[int, str] = {}  # one provider, one resource: serialize it once per batch
-        rows = [_row(span, redactor, resources) for span in spans]
+        rows = [_row(record, resources) for record in records]
         with self._lock:
             if self._conn is None:
                 return SpanExportResult.FAILURE
@@ -115,52 +144,31 @@ class SQLiteSpanExporter(SpanExporter):
         return True  # every export commits before it returns
 
 
-def _row(span: ReadableSpan, redactor: Redactor | None, resources: dict[int, str]) -> tuple[Any, ...]:
-    # Runs on the export thread for every span while holding the GIL: kept lean on purpose.
-    def attrs(values: Any) -> dict[str, Any]:
-        if not values:
-            return {}
-        return redactor.attributes(values) if redactor is not None else dict(values)
+_KIND_NAMES = tuple(kind.name for kind in KINDS)
+_STATUS_NAMES = tuple(code.name for code in STATUS_CODES)
 
-    context = span.context
-    parent = span.parent
-    status = span.status
-    message = status.description
-    if message and redactor is not None:
-        message = redactor.text(message)
-    events = span.events
-    links = span.links
-    start = span.start_time or 0
-    resource = resources.get(id(span.resource))
+
+def _row(record: Record, resources: dict[int, str]) -> tuple[Any, ...]:
+    # Runs on the export thread for every span while holding the GIL: kept lean on purpose.
+    scope = record[SCOPE]
+    resource = resources.get(scope)
     if resource is None:
-        resource = resources[id(span.resource)] = _json(dict(span.resource.attributes))
+        resource = resources[scope] = _json(dict(SCOPES[scope][1].attributes))
+    parent = record[PARENT_ID]
     return (
-        format(context.trace_id, "032x") if context else "0" * 32,
-        format(context.span_id, "016x") if context else "0" * 16,
-        format(parent.span_id, "016x") if parent else None,
-        1 if parent is None or parent.is_remote else 0,
-        span.name,
-        span.kind.name,
-        start,
-        span.end_time or start,
-        status.status_code.name,
-        message,
-        _json(attrs(span.attributes)),
-        _json([{"name": e.name, "time_ns": e.timestamp, "attributes": attrs(e.attributes)} for e in events])
-        if events
-        else "[]",
-        _json(
-            [
-                {
-                    "trace_id": format(link.context.trace_id, "032x"),
-                    "span_id": format(link.context.span_id, "016x"),
-                    "attributes": attrs(link.attributes),
-                }
-                for link in links
-            ]
-        )
-        if links
-        else "[]",
+        format(record[TRACE_ID], "032x"),
+        format(record[SPAN_ID], "016x"),
+        format(parent, "016x") if parent is not None else None,
+        1 if parent is None or record[PARENT_REMOTE] else 0,
+        record[NAME],
+        _KIND_NAMES[record[KIND]],
+        record[START],
+        record[END],
+        _STATUS_NAMES[record[STATUS]],
+        record[MESSAGE],
+        record[ATTRIBUTES],
+        record[EVENTS],
+        record[LINKS],
         resource,
     )
 

@@ -21,17 +21,17 @@ import atexit
 import os
 import sqlite3
 import threading
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-from opentelemetry.trace import Link, Status
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import SpanExporter
 
 from ._errors import ConfigurationError
-from ._redact import Redactor
+from ._lean_spans import FlockTracerProvider
+from ._span_export import SpanPipeline
+from ._span_records import Record
 from ._trace_store import DEFAULT_STORE, SQLiteSpanExporter
 
 if TYPE_CHECKING:
@@ -132,20 +132,16 @@ def enable_tracing(
             _capture_content = capture_content
             return _installed.provider
         exporters = _exporters(config)  # fails before anything global changes
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
-
-        queue, batch = _batch_settings()
-        processors = [
-            BatchSpanProcessor(exporter, max_queue_size=queue, max_export_batch_size=batch)
-            for exporter in exporters
-        ]
+        queue, batch, delay = _batch_settings()
+        pipeline = SpanPipeline(exporters, max_queue=queue, batch=batch, delay_s=delay)
         if _installed is None:
             provider = _global_provider(service_name)
             switch = _Switch()
             provider.add_span_processor(switch)
             atexit.register(disable_tracing)
             _installed = _Installed(provider, switch, None)
-        _installed.switch.replace(processors)
+        _installed.switch.replace(pipeline)
+        _use_lean_spans(_installed)
         _installed.config = config
         _capture_content = capture_content
         return _installed.provider
@@ -164,31 +160,53 @@ def disable_tracing() -> None:
     with _lock:
         _capture_content = None
         if _installed is not None:
-            _installed.switch.replace([])
+            _installed.switch.replace(None)
             _installed.config = None
+            _use_lean_spans(_installed)
 
 
-def _batch_settings() -> tuple[int | None, int | None]:
-    """A deeper queue and bigger batches than the SDK's defaults (2048 and 512): a run of a few thousand
-    artifacts makes spans faster than one export thread writes them, and a full queue drops spans.
-    The standard OTEL_BSP_* variables still win."""
-    queue = None if "OTEL_BSP_MAX_QUEUE_SIZE" in os.environ else 65_536
-    batch = None if "OTEL_BSP_MAX_EXPORT_BATCH_SIZE" in os.environ else 2_048
-    return queue, batch
+def _use_lean_spans(installed: _Installed) -> None:
+    """Flock's spans skip the SDK when Flock made the provider (see :mod:`flock._lean_spans`)."""
+    if isinstance(installed.provider, FlockTracerProvider):
+        switch = installed.switch
+        installed.provider.use_lean_spans(switch, switch.emit if switch.pipeline is not None else None)
+
+
+def _batch_settings() -> tuple[int, int, float]:
+    """Queue size, batch size and export delay (seconds). A deeper queue and bigger batches than the
+    SDK's defaults (2048 and 512): a run of a few thousand artifacts makes spans faster than one export
+    thread writes them, and a full queue drops spans. The standard OTEL_BSP_* variables still win."""
+    queue = _env_int("OTEL_BSP_MAX_QUEUE_SIZE", 65_536)
+    batch = min(_env_int("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 2_048), queue)
+    delay = _env_int("OTEL_BSP_SCHEDULE_DELAY", 1_000) / 1000
+    return queue, batch, delay
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise TracingSetupError(f"{name}={value!r} is not a whole number") from None
+    if number <= 0:
+        raise TracingSetupError(f"{name}={value!r} must be greater than zero")
+    return number
 
 
 def _exporters(config: _Config) -> list[SpanExporter]:
     exporters: list[SpanExporter] = []
     try:
         if config.otlp:
-            exporters.append(_Redacting(_otlp_exporter()))
+            exporters.append(_otlp_exporter())
         if config.console:
             from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
-            exporters.append(_Redacting(ConsoleSpanExporter()))
+            exporters.append(ConsoleSpanExporter())
         if config.store is not None:
             try:
-                exporters.append(SQLiteSpanExporter(config.store))  # scrubs secrets itself
+                exporters.append(SQLiteSpanExporter(config.store))
             except (OSError, sqlite3.Error) as exc:  # name the file and the reason, not a bare traceback
                 raise TracingSetupError(f"cannot open the trace store {config.store}: {exc}") from exc
     except BaseException:
@@ -246,76 +264,39 @@ def _global_provider(service_name: str | None) -> TracerProvider:
     attributes: dict[str, Any] = {}
     if service_name or not os.environ.get("OTEL_SERVICE_NAME"):
         attributes["service.name"] = service_name or "flock"
-    provider = TracerProvider(resource=Resource.create(attributes), shutdown_on_exit=False)
+    provider = FlockTracerProvider(resource=Resource.create(attributes), shutdown_on_exit=False)
     trace.set_tracer_provider(provider)
     return provider
 
 
 class _Switch(SpanProcessor):
-    """A span processor whose delegates can be replaced: the global provider is set once per process,
-    but tracing can be re-configured, disabled and enabled again."""
+    """The span processor Flock adds to the provider, whose pipeline can be replaced: the global
+    provider is set once per process, but tracing can be re-configured, disabled and enabled again."""
 
     def __init__(self) -> None:
-        self._processors: tuple[SpanProcessor, ...] = ()
+        self.pipeline: SpanPipeline | None = None
 
-    def replace(self, processors: Sequence[SpanProcessor]) -> None:
-        old, self._processors = self._processors, tuple(processors)
-        for processor in old:
-            processor.shutdown()  # BatchSpanProcessor.shutdown exports what is queued first
+    def replace(self, pipeline: SpanPipeline | None) -> None:
+        old, self.pipeline = self.pipeline, pipeline
+        if old is not None:
+            old.shutdown()  # exports what is queued first
+
+    def emit(self, record: Record) -> None:
+        pipeline = self.pipeline
+        if pipeline is not None:
+            pipeline.emit(record)
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        for processor in self._processors:
-            processor.on_start(span, parent_context)
+        return None
 
     def on_end(self, span: ReadableSpan) -> None:
-        for processor in self._processors:
-            processor.on_end(span)
+        pipeline = self.pipeline
+        if pipeline is not None:
+            pipeline.on_end(span)
 
     def shutdown(self) -> None:
-        self.replace([])
+        self.replace(None)
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        return all([p.force_flush(timeout_millis) for p in self._processors])
-
-
-class _Redacting(SpanExporter):
-    """Scrub secrets from spans before another exporter sees them (clean spans pass through as they are)."""
-
-    def __init__(self, inner: SpanExporter) -> None:
-        self.inner = inner
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        redactor = Redactor()
-        return self.inner.export([_scrubbed(span, redactor) for span in spans])
-
-    def shutdown(self) -> None:
-        self.inner.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        return self.inner.force_flush(timeout_millis)
-
-
-def _scrubbed(span: ReadableSpan, redactor: Redactor) -> ReadableSpan:
-    message = span.status.description
-    dirty = (
-        redactor.needed(span.attributes)
-        or any(redactor.needed(e.attributes) for e in span.events)
-        or any(redactor.needed(link.attributes) for link in span.links)
-        or (message is not None and redactor.text(message) != message)
-    )
-    if not dirty:
-        return span
-    return ReadableSpan(
-        name=span.name,
-        context=span.context,
-        parent=span.parent,
-        resource=span.resource,
-        attributes=redactor.attributes(span.attributes),
-        events=[Event(e.name, redactor.attributes(e.attributes), e.timestamp) for e in span.events],
-        links=[Link(link.context, redactor.attributes(link.attributes)) for link in span.links],
-        kind=span.kind,
-        status=Status(span.status.status_code, redactor.text(message) if message else None),
-        start_time=span.start_time,
-        end_time=span.end_time,
-        instrumentation_scope=span.instrumentation_scope,
-    )
+        pipeline = self.pipeline
+        return pipeline.force_flush(timeout_millis) if pipeline is not None else True
