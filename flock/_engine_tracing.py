@@ -103,9 +103,14 @@ class ModelSpans(BaseCallback):
         span = tracer().start_span(f"chat {name}", attributes=attributes)
         return (span, usage()[0], usage, capture)
 
-    def finish(self, opened: _Opened, outputs: Any, exception: BaseException | None) -> None:
-        """Close a span from :meth:`start`: tokens, the failure or (if captured) the answers."""
+    def finish(
+        self, opened: _Opened, outputs: Any, exception: BaseException | None, result: Any = None
+    ) -> None:
+        """Close a span from :meth:`start`: tokens, the failure or (if captured) the answers; with
+        DSPy's call ``result`` at hand, also the response's finish reasons, model and id."""
         span, calls_before, usage_of, capture = opened
+        if result is not None:
+            _describe_response(span, result)
         calls, usage = usage_of()
         if calls > calls_before:
             span.set_attribute("gen_ai.usage.input_tokens", _tokens(usage, "prompt_tokens", "input_tokens"))
@@ -196,19 +201,24 @@ class TracedModels:
         async def acall(prompt: Any = None, *, messages: Any = None, **kwargs: Any) -> Any:
             method = type(view).acall  # looked up per call: a test guard may patch the class
             plain = getattr(method, "__wrapped__", None)
-            if plain is None or len(view.callbacks) > 1 or dspy_callbacks():
-                # Someone else listens (or the method is not DSPy's): DSPy's wrapper runs the
-                # callbacks, ModelSpans among them.
+            if plain is None or _listening(view.callbacks) or _listening(dspy_callbacks()):
+                # Someone else listens to model calls (or the method is not DSPy's): DSPy's
+                # wrapper runs the callbacks, ModelSpans among them.
                 return await method(view, prompt, messages=messages, **kwargs)
             opened = spans.start(view, messages, kwargs)
             if opened is None:
                 return await plain(view, prompt, messages=messages, **kwargs)
+            result = None
             try:
-                outputs = await plain(view, prompt, messages=messages, **kwargs)
+                steps = _call_steps()
+                if steps is None or plain is not steps[0]:  # not DSPy's own acall: call it as it is
+                    outputs = await plain(view, prompt, messages=messages, **kwargs)
+                else:
+                    outputs, result = await _call_keeping_result(steps, view, prompt, messages, kwargs)
             except BaseException as exc:  # as DSPy's wrapper reports it to on_lm_end
                 spans.finish(opened, None, exc)
                 raise
-            spans.finish(opened, outputs, None)
+            spans.finish(opened, outputs, None, result)
             return outputs
 
         return acall
@@ -216,10 +226,106 @@ class TracedModels:
 
 _OWN = ("callbacks", "acall")  # the view's own attributes, never taken from the model
 
+# DSPy's BaseLM.acall is three steps: prepare the call (in a worker thread), execute it, finalize it
+# (usage, history, outputs). Its callers get only the outputs; the finish reasons are in the result
+# between the last two steps. When the view's model uses DSPy's own acall, the view runs the same
+# steps itself and keeps the result. If this DSPy has no such steps, it calls acall as it is.
+_steps: Any = None
+
+
+def _call_steps() -> tuple[Any, ...] | None:
+    global _steps
+    if _steps is None:
+        try:
+            from dspy.clients import _deprecation, execution
+            from dspy.clients.base_lm import BaseLM
+
+            _steps = (
+                BaseLM.acall.__wrapped__,
+                execution.prepare,
+                execution.aexecute,
+                execution.finalize,
+                _deprecation.warn_legacy_lm,
+                _deprecation.warn_openai_messages,
+            )
+        except (ImportError, AttributeError):
+            _steps = ()
+    return _steps or None
+
+
+async def _call_keeping_result(
+    steps: tuple[Any, ...], lm: Any, prompt: Any, messages: Any, kwargs: dict[str, Any]
+) -> tuple[Any, Any]:
+    import asyncio
+
+    _, prepare, aexecute, finalize, warn_legacy_lm, warn_openai_messages = steps
+    call = await asyncio.to_thread(prepare, lm, prompt, messages, kwargs, asynchronous=True)
+    if not call.managed:
+        warn_legacy_lm()
+    warn_openai_messages(lm, messages)
+    result = await aexecute(lm, call)
+    return finalize(lm, call, result), result
+
+
+def _describe_response(span: Any, result: Any) -> None:
+    """``gen_ai.response.*`` from a DSPy call result: native responses, or a provider's raw response."""
+    reasons: list[str] = []
+    model = getattr(result, "response_model", None)
+    response_id = None
+    for response in getattr(result, "responses", None) or ():
+        if getattr(response, "finish_reason", None):
+            reasons.append(str(response.finish_reason))
+        response_id = response_id or getattr(response, "id", None)
+    if not reasons:  # a raw, OpenAI-shaped response (the LiteLLM path)
+        raw = getattr(result, "raw", None)
+        choices = raw.get("choices") if isinstance(raw, dict) else getattr(raw, "choices", None)
+        for choice in choices or ():
+            reason = (
+                choice.get("finish_reason")
+                if isinstance(choice, dict)
+                else getattr(choice, "finish_reason", None)
+            )
+            if reason:
+                reasons.append(str(reason))
+        raw_id = raw.get("id") if isinstance(raw, dict) else getattr(raw, "id", None)
+        response_id = response_id or raw_id
+    if reasons:
+        span.set_attribute("gen_ai.response.finish_reasons", reasons)
+    if isinstance(model, str) and model:
+        span.set_attribute("gen_ai.response.model", model)
+    if isinstance(response_id, str) and response_id:
+        span.set_attribute("gen_ai.response.id", response_id)
+
 
 def dspy_callbacks() -> Any:
     """DSPy's callbacks in the current context (global or ``dspy.context``)."""
     return dspy.settings.get("callbacks", None)
+
+
+def _listening(callbacks: Any) -> bool:
+    """Does any of ``callbacks`` (other than Flock's :class:`ModelSpans`) handle model calls? One that
+    only watches modules or adapters (like the offline model's signature tap) misses nothing when a
+    model call skips DSPy's callback wrapper."""
+    return bool(callbacks) and any(_handles_lm_calls(type(callback)) for callback in callbacks)
+
+
+_HANDLES_LM_CALLS: dict[type[Any], bool] = {}
+
+
+def _handles_lm_calls(kind: type[Any]) -> bool:
+    found = _HANDLES_LM_CALLS.get(kind)
+    if found is None:
+        if issubclass(kind, ModelSpans):
+            found = False
+        elif not issubclass(kind, BaseCallback):
+            found = True  # not DSPy's base class: assume it does
+        else:
+            found = (
+                kind.on_lm_start is not BaseCallback.on_lm_start
+                or kind.on_lm_end is not BaseCallback.on_lm_end
+            )
+        _HANDLES_LM_CALLS[kind] = found
+    return found
 
 
 def _tokens(usage: dict[str, Any], *keys: str) -> int:

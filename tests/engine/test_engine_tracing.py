@@ -86,13 +86,15 @@ class ConstantLM(dspy.LM):
     # callback wrapper on the method DSPy wraps.
     acall = dspy.BaseLM.acall
 
-    def __init__(self, text: str, error: Exception | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, text: str, error: Exception | None = None, finish_reason: str = "stop", **kwargs: Any
+    ) -> None:
         usage = Usage(input_tokens=100, output_tokens=20, total_tokens=120)
         answer = Response(
             id="c",
             model="const",
             message=Message.assistant([TextPart(text)]),
-            finish_reason="stop",
+            finish_reason=finish_reason,  # type: ignore[arg-type]
             usage=usage,
         )
 
@@ -138,6 +140,29 @@ class LMCalls(BaseCallback):
         self.started.append(instance)
 
 
+class ModuleCalls(BaseCallback):
+    """Watches modules only: model calls need not go through DSPy's callback wrapper for it."""
+
+    def __init__(self) -> None:
+        self.started: list[Any] = []
+
+    def on_module_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
+        self.started.append(instance)
+
+
+async def test_a_callback_that_ignores_model_calls_keeps_the_response_details(
+    spans: InMemorySpanExporter,
+) -> None:
+    flock = Flock()
+    flock.agent("a").consumes(Task).publishes(Summary).with_engines(DSPyEngine(ConstantLM(SUMMARY)))
+    modules = ModuleCalls()
+    with dspy.context(callbacks=[modules]):
+        await flock.invoke("a", Task(text="bees"))
+    assert modules.started  # it still saw the program run
+    (chat,) = by_name(spans)["chat const"]
+    assert chat.attributes["gen_ai.response.finish_reasons"] == ("stop",)
+
+
 @pytest.mark.parametrize("listener", [False, True])
 async def test_a_model_call_is_one_span_with_or_without_other_dspy_callbacks(
     spans: InMemorySpanExporter, listener: bool
@@ -158,6 +183,25 @@ async def test_a_model_call_is_one_span_with_or_without_other_dspy_callbacks(
     assert chat.attributes["gen_ai.usage.output_tokens"] == 20
     assert "gen_ai.input.messages" not in chat.attributes
     assert len(calls.started) == (1 if listener else 0)
+    if listener:  # DSPy's callbacks see only the outputs: no response details
+        assert "gen_ai.response.finish_reasons" not in chat.attributes
+    else:
+        assert chat.attributes["gen_ai.response.finish_reasons"] == ("stop",)
+        assert chat.attributes["gen_ai.response.model"] == "const"
+        assert chat.attributes["gen_ai.response.id"] == "c"
+
+
+async def test_a_truncated_answer_says_so_in_its_finish_reasons(
+    spans: InMemorySpanExporter, caplog: pytest.LogCaptureFixture
+) -> None:
+    flock = Flock()
+    flock.agent("a").consumes(Task).publishes(Summary).with_engines(
+        DSPyEngine(ConstantLM(SUMMARY, finish_reason="length"))
+    )
+    await flock.invoke("a", Task(text="bees"))
+    (chat,) = by_name(spans)["chat const"]
+    assert chat.attributes["gen_ai.response.finish_reasons"] == ("length",)
+    assert "truncated" in caplog.text  # DSPy's own warning still comes: its finalize step ran
 
 
 async def test_a_failed_model_call_is_a_failed_span(spans: InMemorySpanExporter) -> None:

@@ -186,3 +186,4 @@ def test_captured_prompts_reach_the_store_without_keys(tmp_path: Path) -> None:
     [chat] = [s for s in trace.spans if s.category == "model"]
     assert "the deploy key is [REDACTED] keep it safe" in chat.attributes["gen_ai.input.messages"]
     assert "gen_ai.output.messages" in chat.attributes
+    assert chat.attributes["gen_ai.response.finish_reasons"] == ["stop"]
