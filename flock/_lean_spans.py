@@ -44,14 +44,31 @@ _SDK_SETTINGS = (
     "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",
     "OTEL_SPAN_EVENT_COUNT_LIMIT",
     "OTEL_SPAN_LINK_COUNT_LIMIT",
+    "OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT",
+    "OTEL_LINK_ATTRIBUTE_COUNT_LIMIT",
 )
+_LIMIT = 128  # the SDK's default limit on attributes, events and links per span
 _DEFAULT_SAMPLERS = ("", "parentbased_always_on", "always_on")
 
 
-def _valid(value: Any) -> bool:
-    if isinstance(value, _VALID_TYPES):
-        return True
-    return isinstance(value, Sequence) and all(isinstance(v, _VALID_TYPES) for v in value)
+def _clean(value: Any) -> Any:
+    """An attribute value as the SDK keeps it: primitives as they are, sequences copied into tuples,
+    mappings into dicts, anything else as its string."""
+    if value is None or isinstance(value, _VALID_TYPES):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _clean(v) for k, v in value.items() if k}
+    if isinstance(value, Sequence) and not isinstance(value, bytes):
+        return tuple(_clean(v) for v in value)
+    return str(value) if not isinstance(value, bytes) else value
+
+
+def _set(attributes: dict[str, Any], key: Any, value: Any) -> None:
+    if not isinstance(key, str) or not key:
+        return
+    if key not in attributes and len(attributes) >= _LIMIT:  # full: the oldest goes, as in the SDK
+        del attributes[next(iter(attributes))]
+    attributes[key] = _clean(value)
 
 
 class LeanSpan(trace_api.Span):
@@ -131,8 +148,8 @@ class LeanSpan(trace_api.Span):
         return not self._ended
 
     def set_attribute(self, key: str, value: Any) -> None:
-        if not self._ended and isinstance(key, str) and key and _valid(value):
-            self._attributes[key] = value
+        if not self._ended:
+            _set(self._attributes, key, value)
 
     def set_attributes(self, attributes: Mapping[str, Any]) -> None:
         for key, value in attributes.items():
@@ -145,11 +162,17 @@ class LeanSpan(trace_api.Span):
             return
         if self._events is None:
             self._events = []
-        clean = {k: v for k, v in attributes.items() if _valid(v)} if attributes else None
+        elif len(self._events) >= _LIMIT:
+            return  # as the SDK: events beyond the limit are dropped
+        clean: dict[str, Any] | None = None
+        if attributes:
+            clean = {}
+            for key, value in attributes.items():
+                _set(clean, key, value)
         self._events.append((name, timestamp or time_ns(), clean))
 
     def add_link(self, context: SpanContext, attributes: Mapping[str, Any] | None = None) -> None:
-        if not self._ended and context.is_valid:
+        if not self._ended and (context.is_valid or attributes) and len(self._links) < _LIMIT:
             self._links = [*self._links, Link(context, attributes)]
 
     def update_name(self, name: str) -> None:
@@ -279,8 +302,8 @@ class LeanTracer(trace_api.Tracer):
             remote,
             flags,
             state,
-            {k: v for k, v in attributes.items() if v is not None} if attributes else {},
-            [link for link in links if link.context.is_valid] if links else (),
+            dict(attributes) if attributes else {},  # Flock's own attributes: clean already
+            [link for link in links if link.context.is_valid or link.attributes] if links else (),
             kind,
             sink,
             self._scope,
@@ -329,13 +352,18 @@ class FlockTracerProvider(TracerProvider):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # A sampler, limits or id generator of the caller's: only SDK spans honour them.
+        own = ("sampler", "span_limits", "id_generator")
+        custom = bool(args) or any(kwargs.get(k) is not None for k in own)
         self._sink: Callable[[Record], None] | None = None
         self._expected: Any = None
         # Flock's tracers are cheap to keep; tracers of other libraries are the SDK's own.
         self._lean_tracers: dict[int, LeanTracer] = {}
         sampler = os.environ.get("OTEL_TRACES_SAMPLER", "").strip().lower()
-        self._lean_allowed = sampler in _DEFAULT_SAMPLERS and not any(
-            os.environ.get(name) for name in _SDK_SETTINGS[1:]
+        self._lean_allowed = (
+            not custom
+            and sampler in _DEFAULT_SAMPLERS
+            and not any(os.environ.get(name) for name in _SDK_SETTINGS[1:])
         )
 
     def use_lean_spans(self, processor: Any, sink: Callable[[Record], None] | None) -> None:

@@ -123,7 +123,13 @@ class SpanPipeline(SpanProcessor):
         deadline = time.monotonic() + timeout_millis / 1000
         done = self._drain(deadline)
         for exporter in self._exporters:
-            done = exporter.force_flush(max(0, int((deadline - time.monotonic()) * 1000))) and done
+            try:
+                left = max(0, int((deadline - time.monotonic()) * 1000))
+                if exporter.force_flush(left) is False:  # the SDK's base class returns None: fine
+                    done = False
+            except Exception:
+                logger.exception("%s failed to flush", type(exporter).__name__)
+                done = False
         return done
 
     def shutdown(self) -> None:

@@ -189,7 +189,10 @@ def scrubbed(record: Record, redactor: Redactor) -> Record:
     clean[MESSAGE] = redactor.text(message) if message is not None else None
     clean[ATTRIBUTES] = encode(redactor.attributes(json.loads(attributes)))
     clean[EVENTS] = encode(
-        [{**e, "attributes": redactor.attributes(e["attributes"])} for e in json.loads(events)]
+        [
+            {**e, "name": redactor.text(e["name"]), "attributes": redactor.attributes(e["attributes"])}
+            for e in json.loads(events)
+        ]
     )
     clean[LINKS] = encode(
         [{**x, "attributes": redactor.attributes(x["attributes"])} for x in json.loads(links)]

@@ -10,6 +10,7 @@ import asyncio
 import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -225,6 +226,8 @@ def test_another_processor_switches_flock_to_sdk_spans(lean: Lean) -> None:
         ("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "4"),
         ("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "10"),
         ("OTEL_TRACES_SAMPLER", "traceidratio"),
+        ("OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT", "2"),
+        ("OTEL_LINK_ATTRIBUTE_COUNT_LIMIT", "1"),
     ],
 )
 def test_sdk_settings_in_the_environment_keep_the_sdk_path(
@@ -244,6 +247,20 @@ def test_default_samplers_keep_the_lean_path(monkeypatch: pytest.MonkeyPatch, sa
     monkeypatch.setenv("OTEL_TRACES_SAMPLER", sampler)
     lean = Lean()
     assert isinstance(lean.tracer.start_span("x"), LeanSpan)
+
+
+def test_a_sampler_of_the_callers_keeps_the_sdk_path() -> None:
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    provider = FlockTracerProvider(sampler=ALWAYS_OFF, shutdown_on_exit=False)
+    processor = SpanProcessor()
+    provider.add_span_processor(processor)
+    records: list[Record] = []
+    provider.use_lean_spans(processor, records.append)
+    span = provider.get_tracer("flock").start_span("sampled out")
+    assert not isinstance(span, LeanSpan) and not span.is_recording()
+    span.end()
+    assert records == []
 
 
 def test_the_environment_is_read_when_the_provider_is_made(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -277,27 +294,48 @@ def test_without_use_lean_spans_the_sdk_path_is_used() -> None:
 # ---------------------------------------------------------------------------------------------- span API
 
 
-def test_set_attribute_keeps_valid_values_and_ignores_invalid_ones(lean: Lean) -> None:
-    span = lean.tracer.start_span("s", attributes={"given": "yes", "dropped": None})
-    span.set_attribute("str", "text")
-    span.set_attribute("int", 3)
-    span.set_attribute("float", 0.5)
-    span.set_attribute("bool", False)
-    span.set_attribute("list", ["a", "b"])
-    span.set_attribute("none", None)
-    span.set_attribute("dict", {"a": 1})
-    span.set_attribute("", "no key")
-    span.set_attributes({"more": 7, "nested": [{"a": 1}]})
+def test_set_attribute_keeps_what_the_sdk_keeps(lean: Lean) -> None:
+    def fill(span: Any) -> None:
+        span.set_attribute("str", "text")
+        span.set_attribute("int", 3)
+        span.set_attribute("float", 0.5)
+        span.set_attribute("bool", False)
+        span.set_attribute("list", ["a", "b"])
+        span.set_attribute("none", None)
+        span.set_attribute("dict", {"a": 1})
+        span.set_attribute("", "no key")
+        span.set_attributes({"more": 7, "nested": [{"a": 1}]})
+        span.set_attribute("object", Decimal("1.5"))
+
+    tracer, memory = sdk_tracer()
+    sdk_span = tracer.start_span("s", attributes={"given": "yes"})
+    fill(sdk_span)
+    sdk_span.end()
+    span = lean.tracer.start_span("s", attributes={"given": "yes"})
+    assert isinstance(span, LeanSpan)
+    fill(span)
+    kept = ["x"]
+    span.set_attribute("copied", kept)
+    kept.append("later")  # the span keeps the value it was given, not the caller's list
     span.end()
-    assert json.loads(lean.only()[ATTRIBUTES]) == {
-        "given": "yes",
-        "str": "text",
-        "int": 3,
-        "float": 0.5,
-        "bool": False,
-        "list": ["a", "b"],
-        "more": 7,
-    }
+    stored = json.loads(lean.only()[ATTRIBUTES])
+    assert stored.pop("copied") == ["x"]
+    expected = json.loads(json.dumps(dict(memory.get_finished_spans()[0].attributes or {})))
+    assert stored == expected
+    assert stored["dict"] == {"a": 1} and stored["object"] == "1.5" and "" not in stored
+
+
+def test_attributes_and_events_are_bounded_like_the_sdks(lean: Lean) -> None:
+    span = lean.tracer.start_span("s")
+    for i in range(200):
+        span.set_attribute(f"k{i}", i)
+        span.add_event(f"e{i}")
+    span.end()
+    (record,) = lean.records
+    attributes = json.loads(record[ATTRIBUTES])
+    assert len(attributes) == 128 and "k199" in attributes and "k0" not in attributes  # oldest dropped
+    events = json.loads(record[EVENTS])
+    assert len(events) == 128 and events[0]["name"] == "e0"
 
 
 def sdk_status(calls: list[tuple[Any, ...]]) -> tuple[StatusCode, str | None]:

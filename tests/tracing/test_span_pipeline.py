@@ -253,6 +253,7 @@ def leaky_spans(flock: trace.Tracer, other: trace.Tracer) -> None:
             span.set_attribute("app.request", json.dumps({"user": "ann", "pw": QUOTED_SECRET}))
             span.set_attribute("http.header", f"Authorization: Bearer\n{BEARER_TOKEN}")
             span.add_event("retry", {"message": f"failed with {ENV_SECRET}", "attempt": 2})
+            span.add_event(f"gave up on {ENV_SECRET}")
             span.record_exception(RuntimeError(f"Incorrect API key provided: {SHAPED_KEY} / {ENV_SECRET}"))
             span.set_status(StatusCode.ERROR, f"auth failed for {ENV_SECRET}")
 
@@ -288,7 +289,8 @@ def test_secrets_reach_no_exporter(
         assert stored.attributes["app.keys"] == ["fine", f"sk shaped {REDACTED}"]
         assert json.loads(stored.attributes["app.request"]) == {"user": "ann", "pw": REDACTED}
         assert stored.attributes["http.header"] == f"Authorization: {REDACTED}"
-        retry, error = stored.events
+        retry, gave_up, error = stored.events
+        assert gave_up["name"] == f"gave up on {REDACTED}"
         assert retry["attributes"] == {"message": f"failed with {REDACTED}", "attempt": 2}
         assert (
             error["attributes"]["exception.message"] == f"Incorrect API key provided: {REDACTED} / {REDACTED}"
@@ -366,3 +368,16 @@ def test_maybe_secret_sees_environment_secrets(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.delenv("MY_SERVICE_API_KEY")
     monkeypatch.delenv("MY_DB_PASSWORD")
     assert not Redactor().maybe_secret(f"x {ENV_SECRET} y")
+
+
+def test_an_exporter_whose_flush_returns_nothing_or_raises(pipelines: Callable[..., SpanPipeline]) -> None:
+    class Quiet(SpanExporter):  # the SDK's base force_flush returns None
+        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    class Broken(Quiet):
+        def force_flush(self, timeout_millis: int = 30_000) -> bool:
+            raise RuntimeError("cannot flush")
+
+    assert pipelines([Quiet()]).force_flush(5_000) is True
+    assert pipelines([Quiet(), Broken()]).force_flush(5_000) is False
