@@ -51,10 +51,18 @@ _LIMIT = 128  # the SDK's default limit on attributes, events and links per span
 _DEFAULT_SAMPLERS = ("", "parentbased_always_on", "always_on")
 
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def _clean(value: Any) -> Any:
     """An attribute value as the SDK keeps it: primitives as they are, sequences copied into tuples,
     mappings into dicts, anything else as its string."""
-    if value is None or isinstance(value, _VALID_TYPES):
+    kind = type(value)
+    if kind in _PLAIN:  # the common case, without the (slow) abstract-class checks below
+        return value
+    if kind is list or kind is tuple:
+        return tuple(v if type(v) in _PLAIN else _clean(v) for v in value)
+    if isinstance(value, _VALID_TYPES):
         return value
     if isinstance(value, Mapping):
         return {str(k): _clean(v) for k, v in value.items() if k}
@@ -146,6 +154,11 @@ class LeanSpan(trace_api.Span):
 
     def is_recording(self) -> bool:
         return not self._ended
+
+    @property
+    def flock_ids(self) -> tuple[int, int, int, TraceState | None]:
+        """``(trace_id, span_id, trace_flags, trace_state)`` without building a ``SpanContext``."""
+        return self._trace_id, self._span_id, self._flags, self._state
 
     def set_attribute(self, key: str, value: Any) -> None:
         if not self._ended:

@@ -75,14 +75,12 @@ class SpanIndex:
             if len(self._spans) >= self._limit:  # bounded: forget the oldest half
                 for key in list(self._spans)[: self._limit // 2]:
                     del self._spans[key]
-            context = span.get_span_context()
-            state = context.trace_state
-            self._spans[artifact_id] = (
-                context.trace_id,
-                context.span_id,
-                int(context.trace_flags),
-                state if state else None,
-            )
+            ids = getattr(span, "flock_ids", None)  # Flock's lean spans have them at hand
+            if ids is None:
+                context = span.get_span_context()
+                state = context.trace_state
+                ids = (context.trace_id, context.span_id, int(context.trace_flags), state if state else None)
+            self._spans[artifact_id] = ids
 
     def get(self, artifact_id: UUID) -> SpanContext | None:
         found = self._spans.get(artifact_id)
