@@ -11,8 +11,10 @@ as the SDK's batch processor does.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -45,13 +47,23 @@ class SpanPipeline(SpanProcessor):
         self._max_queue = max_queue
         self._batch = batch
         self._delay = delay_s
+        self._stopped = False
+        self._start()
+        if hasattr(os, "register_at_fork"):  # a forked child exports its own spans on its own thread
+            restart = weakref.WeakMethod(self._after_fork)
+            os.register_at_fork(after_in_child=lambda: (m := restart()) and m())
+
+    def _start(self) -> None:
         self._queue: deque[Record | ReadableSpan] = deque()
         self._wake = threading.Event()
         self._exporting = threading.Lock()  # one batch at a time, from the thread or a flush
-        self._stopped = False
         self._dropped = 0
         self._thread = threading.Thread(target=self._run, name="flock-span-export", daemon=True)
         self._thread.start()
+
+    def _after_fork(self) -> None:
+        if not self._stopped:
+            self._start()  # the parent's queued spans are the parent's to export
 
     # ------------------------------------------------------------------ producers (any thread)
     def emit(self, record: Record | ReadableSpan) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -101,13 +102,16 @@ class SQLiteSpanExporter(SpanExporter):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._redact = redact
         self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = sqlite3.connect(
-            self.path, check_same_thread=False, timeout=10.0, isolation_level=None
-        )
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.executescript(_SCHEMA)
-        self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        self._conn: sqlite3.Connection | None = self._connect()
+        self._pid = os.getpid()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, check_same_thread=False, timeout=10.0, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.executescript(_SCHEMA)
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        return conn
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         records = [record_of(span) for span in spans]
@@ -123,6 +127,8 @@ class SQLiteSpanExporter(SpanExporter):
         with self._lock:
             if self._conn is None:
                 return SpanExportResult.FAILURE
+            if self._pid != os.getpid():  # a forked child: SQLite connections must not cross a fork
+                self._conn, self._pid = self._connect(), os.getpid()
             try:
                 with self._conn:
                     self._conn.execute("BEGIN")

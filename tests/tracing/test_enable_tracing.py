@@ -100,6 +100,33 @@ def test_disable_flushes_and_enable_again_and_reconfigure(tmp_path: Path) -> Non
     assert runs(tmp_path / "b.db") == [("three", 3)]
 
 
+def test_a_forked_child_exports_its_own_spans(tmp_path: Path) -> None:
+    result = python(
+        """
+        enable_tracing(store="t.db")
+        run("parent")
+        child = os.fork()
+        if child == 0:                                  # the child: spans go out on its own export thread
+            import sqlite3, time
+            run("child")                                # no flush: wait for the thread to write them
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                with sqlite3.connect("t.db") as db:
+                    if db.execute("SELECT 1 FROM spans WHERE name = 'flock.run child'").fetchone():
+                        os._exit(0)
+                time.sleep(0.05)
+            os._exit(1)
+        _, status = os.waitpid(child, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        run("parent again")
+        """,
+        tmp_path,
+        OTEL_BSP_SCHEDULE_DELAY="50",
+    )
+    assert result.returncode == 0, result.stderr
+    assert sorted(runs(tmp_path / "t.db")) == [("child", 3), ("parent", 3), ("parent again", 3)]
+
+
 def test_joins_an_application_provider_instead_of_replacing_it(tmp_path: Path) -> None:
     result = python(
         """
