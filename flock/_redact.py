@@ -65,20 +65,27 @@ class Redactor:
         forms = {form for secret in secrets for form in _escaped_forms(secret)}
         self._secrets = tuple(sorted(forms, key=len, reverse=True))
         self._seen: dict[str, str] = {}  # correlation ids, types, agent names repeat across a batch
+        self._clean: set[str] = set()  # short texts maybe_secret found clean
 
     def maybe_secret(self, text: str) -> bool:
         """Might ``text`` (plain or JSON-encoded) hold a secret? ``False`` is certain; ``True`` means
         look closer. Cheap: substring tests and one regex scan."""
         if len(text) < _MIN_SECRET_LENGTH:
             return False
+        if text in self._clean:  # span names, types, agent names: the same short texts again and again
+            return False
         for secret in self._secrets:
             if secret in text:
                 return True
         # Every credential shape starts with one of these; most text has none, and six substring
         # tests cost less than one scan with the pattern.
-        if not any(marker in text for marker in _SHAPE_MARKERS) and "bearer" not in text.lower():
+        if (
+            not any(marker in text for marker in _SHAPE_MARKERS) and "bearer" not in text.lower()
+        ) or _SECRET_VALUE_IN_JSON.search(text) is None:
+            if len(text) <= 256 and len(self._clean) < 10_000:
+                self._clean.add(text)
             return False
-        return _SECRET_VALUE_IN_JSON.search(text) is not None
+        return True
 
     def text(self, value: str) -> str:
         if len(value) < _MIN_SECRET_LENGTH:  # nothing this short is a credential (or matches a shape)
