@@ -255,7 +255,7 @@ class LeanSpan(trace_api.Span):
                 end_time or time_ns(),
                 self._status,
                 self._message,
-                encode_attributes(self._attributes),
+                encode_attributes(self._attributes) if self._attributes else "{}",
                 encode_events(self._events) if self._events else "[]",
                 encode_links(self._links) if self._links else "[]",
                 self._flags,

@@ -13,6 +13,7 @@ process); a *run* is one trace, named after its earliest root span.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -111,6 +112,9 @@ class SQLiteSpanExporter(SpanExporter):
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.executescript(_SCHEMA)
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        # An older SQLite may allow only 999 parameters per statement.
+        limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        self._rows_per_insert = max(1, min(_ROWS_PER_INSERT, limit // 14))
         return conn
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
@@ -132,9 +136,9 @@ class SQLiteSpanExporter(SpanExporter):
             try:
                 with self._conn:
                     self._conn.execute("BEGIN")
-                    self._conn.executemany(
-                        f"INSERT OR REPLACE INTO spans ({_COLUMNS}) VALUES ({', '.join('?' * 14)})", rows
-                    )
+                    for start in range(0, len(rows), self._rows_per_insert):
+                        chunk = rows[start : start + self._rows_per_insert]
+                        self._conn.execute(_insert(len(chunk)), [value for row in chunk for value in row])
             except sqlite3.Error as exc:  # the export thread must not die; the spans are lost, say so
                 logger.warning("could not write %d spans to %s: %s", len(rows), self.path, exc)
                 return SpanExportResult.FAILURE
@@ -148,6 +152,19 @@ class SQLiteSpanExporter(SpanExporter):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True  # every export commits before it returns
+
+
+# Many rows per INSERT statement, not executemany(): sqlite3 lets go of the GIL around every
+# statement it runs, and with one statement per row the export thread gave the GIL away once per
+# span. The event loop's thread then kept it for a whole switch interval (5 ms) each time: a
+# batch of 2,048 spans could take seconds to write while the run was busy.
+_ROWS_PER_INSERT = 500  # 7,000 parameters, well under SQLite's limit of 32,766
+
+
+@functools.lru_cache(maxsize=8)
+def _insert(rows: int) -> str:
+    one = f"({', '.join('?' * 14)})"
+    return f"INSERT OR REPLACE INTO spans ({_COLUMNS}) VALUES {', '.join([one] * rows)}"
 
 
 _KIND_NAMES = tuple(kind.name for kind in KINDS)

@@ -27,6 +27,8 @@ _attach: Any = None  # opentelemetry.context.attach / detach, once imported
 _detach: Any = None
 _OFF: Any = None  # a shared no-op context manager yielding the invalid span
 _UNKNOWN = object()
+_seen_provider: Any = _UNKNOWN  # the global provider _off() last looked at, and what it decided
+_seen_verdict: Any = None
 
 
 def tracer() -> Tracer:
@@ -47,15 +49,21 @@ def _off() -> Any:
     Without a provider every span would be a no-op anyway; skipping them avoids building their
     attributes on the hot path (tens of microseconds per activation).
     """
+    global _seen_provider, _seen_verdict
     tracer()
     provider = getattr(_api, "_TRACER_PROVIDER", _UNKNOWN)
+    if provider is _seen_provider:  # the provider is set once per process: decide once
+        return _seen_verdict
+    verdict = None
     if provider is _UNKNOWN:  # the API's internals changed: ask it the slow, public way
-        provider = _api.get_tracer_provider()
-        if isinstance(provider, _api.ProxyTracerProvider):
-            provider = None
-    if provider is None or isinstance(provider, _api.NoOpTracerProvider):
-        return _OFF
-    return None
+        found = _api.get_tracer_provider()
+        if isinstance(found, _api.ProxyTracerProvider | _api.NoOpTracerProvider):
+            verdict = _OFF
+    elif provider is None or isinstance(provider, _api.NoOpTracerProvider):
+        verdict = _OFF
+    if provider is not _UNKNOWN:
+        _seen_provider, _seen_verdict = provider, verdict
+    return verdict
 
 
 class SpanIndex:

@@ -169,7 +169,8 @@ def _use_lean_spans(installed: _Installed) -> None:
     """Flock's spans skip the SDK when Flock made the provider (see :mod:`flock._lean_spans`)."""
     if isinstance(installed.provider, FlockTracerProvider):
         switch = installed.switch
-        installed.provider.use_lean_spans(switch, switch.emit if switch.pipeline is not None else None)
+        pipeline = switch.pipeline  # records go straight to it; a new pipeline comes with a new call
+        installed.provider.use_lean_spans(switch, pipeline.emit if pipeline is not None else None)
 
 
 def _batch_settings() -> tuple[int, int, float]:

@@ -141,6 +141,26 @@ def test_batch_processor_from_several_threads_loses_nothing(db: Path) -> None:
         assert len(store.list_runs(limit=500)) == 200
 
 
+def test_a_batch_larger_than_one_insert_statement_is_written_whole(db: Path) -> None:
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("flock")
+    for n in range(1_234):  # more than two statements' worth of rows (500 each)
+        with tracer.start_as_current_span(f"flock.publish T{n}", attributes={"n": n}):
+            pass
+    spans = memory.get_finished_spans()
+    exporter = SQLiteSpanExporter(db)
+    assert exporter.export(spans) is SpanExportResult.SUCCESS
+    exporter.shutdown()
+    with closing(sqlite3.connect(db)) as conn:
+        stored = dict(conn.execute("SELECT span_id, name FROM spans").fetchall())
+    assert stored == {format(s.context.span_id, "016x"): s.name for s in spans}
+
+
 def test_export_after_shutdown_fails_cleanly(db: Path) -> None:
     exporter = SQLiteSpanExporter(db)
     exporter.shutdown()
