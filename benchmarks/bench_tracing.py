@@ -10,7 +10,8 @@ subprocesses in three modes:
   ``BatchSpanProcessor(SQLiteSpanExporter)``, so Flock's spans are SDK spans (for comparison).
 
 Reports wall and CPU time of each mode (best and median of ``--runs``, runs interleaved), the ratios
-to ``off`` of those, and the paired ratios (run i of a mode over run i of ``off``: median, min, max);
+to ``off`` of those, and the paired ratios (run i of a mode over run i of ``off``, which ran just before
+it with the same ``PYTHONHASHSEED``: median, min, max);
 the target is ``on`` <= 1.3x, judged (``ok``) on the median paired ratio. Tracing modes include
 flushing every span to the store at the end. ``spans`` is the number of spans the store holds
 afterwards (checked, not assumed).
@@ -102,13 +103,17 @@ anyio.run(main)
 """
 
 
-def run(mode: str, n: int) -> dict[str, Any]:
+def run(mode: str, n: int, seed: int) -> dict[str, Any]:
+    # The hash seed changes dict and set layouts, and with them a run's speed by up to ±20% on this
+    # workload: the modes of one round share a seed, so their ratio compares like with like.
+    env = {**os.environ, "PYTHONHASHSEED": str(seed)}
     with tempfile.TemporaryDirectory() as tmp:
         out = subprocess.run(
             [sys.executable, "-c", CHILD, mode, str(n), os.path.join(tmp, "traces.db")],
             capture_output=True,
             text=True,
             check=True,
+            env=env,
         ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -123,9 +128,9 @@ def main() -> None:
     args = parser.parse_args()
     modes = ["off", *[m for m in args.modes.split(",") if m in ("on", "sdk")]]
     results: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
-    for _ in range(args.runs):  # interleave so machine load hits every mode alike
+    for round_ in range(args.runs):  # interleave so machine load hits every mode alike
         for mode in modes:
-            results[mode].append(run(mode, args.n))
+            results[mode].append(run(mode, args.n, seed=round_ + 1))
     report: dict[str, Any] = {
         "benchmark": "bench_tracing",
         "inputs": args.n,
