@@ -169,8 +169,9 @@ def _use_lean_spans(installed: _Installed) -> None:
     """Flock's spans skip the SDK when Flock made the provider (see :mod:`flock._lean_spans`)."""
     if isinstance(installed.provider, FlockTracerProvider):
         switch = installed.switch
-        pipeline = switch.pipeline  # records go straight to it; a new pipeline comes with a new call
-        installed.provider.use_lean_spans(switch, pipeline.emit if pipeline is not None else None)
+        # Through the switch, not straight to its pipeline: a span that ends after enable_tracing()
+        # replaced the pipeline still reaches the new one.
+        installed.provider.use_lean_spans(switch, switch.emit if switch.pipeline is not None else None)
 
 
 def _batch_settings() -> tuple[int, int, float]:

@@ -100,6 +100,23 @@ def test_disable_flushes_and_enable_again_and_reconfigure(tmp_path: Path) -> Non
     assert runs(tmp_path / "b.db") == [("three", 3)]
 
 
+def test_a_span_open_while_tracing_is_reconfigured_reaches_the_new_exporters(tmp_path: Path) -> None:
+    result = python(
+        """
+        enable_tracing(store="a.db")
+        tracer = trace.get_tracer("flock")
+        span = tracer.start_span("flock.run across", attributes={"flock.run.name": "across"})
+        enable_tracing(store="b.db")
+        span.end()
+        assert flush_tracing()
+        """,
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert runs(tmp_path / "a.db") == []
+    assert runs(tmp_path / "b.db") == [("across", 1)]
+
+
 def test_a_forked_child_exports_its_own_spans(tmp_path: Path) -> None:
     result = python(
         """
