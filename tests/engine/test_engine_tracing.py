@@ -247,3 +247,41 @@ async def test_two_step_extraction_calls_are_spans_too(spans: InMemorySpanExport
     assert len(chats) == 2  # the answer and the extraction, by the engine's model or the adapter's
     assert all(c.parent.span_id == evaluate.context.span_id for c in chats)
     assert len(main.calls) == (2 if given == "class" else 1)
+
+
+class _Span:
+    def __init__(self) -> None:
+        self.attributes: dict[str, Any] = {}
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        self.attributes[key] = value
+
+
+@pytest.mark.parametrize("shape", ["dict", "object"])
+def test_finish_reasons_of_a_raw_provider_response(shape: str) -> None:
+    """The LiteLLM path hands DSPy an OpenAI-shaped response, as a dict or as an object."""
+    from types import SimpleNamespace
+
+    from flock._engine_tracing import _describe_response
+
+    choices = [{"finish_reason": "length"}, {"finish_reason": "stop"}, {"finish_reason": None}]
+    raw: Any = {"id": "chatcmpl-1", "choices": choices}
+    if shape == "object":
+        raw = SimpleNamespace(id="chatcmpl-1", choices=[SimpleNamespace(**c) for c in choices])
+    span = _Span()
+    _describe_response(span, SimpleNamespace(responses=(), raw=raw, response_model="gpt-x"))
+    assert span.attributes == {
+        "gen_ai.response.finish_reasons": ["length", "stop"],
+        "gen_ai.response.model": "gpt-x",
+        "gen_ai.response.id": "chatcmpl-1",
+    }
+
+
+def test_a_response_without_details_adds_nothing() -> None:
+    from types import SimpleNamespace
+
+    from flock._engine_tracing import _describe_response
+
+    span = _Span()
+    _describe_response(span, SimpleNamespace(responses=(), raw=None, response_model=None))
+    assert span.attributes == {}
