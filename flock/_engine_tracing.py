@@ -5,8 +5,9 @@ untraced run pays nothing. Prompt and completion text is recorded only when
 :func:`flock.tracing.capture_content_enabled` says so.
 
 * ``chat <model>``: one per language-model call (a ReAct step, a TwoStep extraction, a re-ask...),
-  opened by a DSPy callback on the engine's view of the model, with ``gen_ai.usage.*`` tokens from
-  the engine's usage tracker.
+  opened by the engine's view of the model (or, when other DSPy callbacks listen to model calls, by
+  a DSPy callback), with ``gen_ai.usage.*`` tokens from the engine's usage tracker and, when the view
+  ran the call itself, the response's finish reasons, model and id.
 * ``execute_tool <name>``: one per tool call.
 * ``flock.reask``: wraps a re-ask; its model call is a child.
 """
