@@ -40,3 +40,20 @@ def test_the_durable_board_example_finishes_left_work_exactly_once(tmp_path: Pat
     done = _run("09_durable_board.py", tmp_path)
     assert "process 2 resumed: 3 activations" in done.stdout
     assert "process 3 resumed: 0 activations; the board holds 6 artifacts" in done.stdout
+
+
+def test_the_traced_research_example_shows_what_the_tracing_docs_show(tmp_path: Path) -> None:
+    done = _run("10_traced_research.py", tmp_path)
+    assert "6 activations, 10 artifacts, 1 errors" in done.stdout
+    shown = subprocess.run(
+        [sys.executable, "-m", "flock", "traces", "show", "latest"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "flock.run bee-research" in shown.stdout
+    assert shown.stdout.count("execute_tool search_papers") == 3
+    assert "finish stop" in shown.stdout  # finish reasons reach the store on Flock's own provider
+    assert "ERROR   inputs Report · agent_error: RuntimeError: the review board is closed" in shown.stdout
