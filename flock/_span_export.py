@@ -158,10 +158,6 @@ class SpanPipeline(SpanProcessor):
             except Exception:
                 logger.exception("%s failed to shut down", type(exporter).__name__)
 
-    @property
-    def exporters(self) -> tuple[SpanExporter, ...]:
-        return self._exporters
-
     def __repr__(self) -> str:
         names = ", ".join(type(e).__name__ for e in self._exporters)
         return f"SpanPipeline([{names}], queued={len(self._queue)})"
