@@ -35,9 +35,9 @@ _INTERNAL = SpanKind.INTERNAL
 _ERROR = StatusCode.ERROR.value
 _OK = StatusCode.OK.value
 _VALID_TYPES = (str, bool, int, float)
-# Settings under which the SDK would do more than a lean span does: the lean path steps aside.
-_SDK_SETTINGS = (
-    "OTEL_TRACES_SAMPLER",
+# Span limits the SDK would apply and a lean span does not: when one is set, the lean path steps
+# aside. (OTEL_TRACES_SAMPLER does too, unless it names one of _DEFAULT_SAMPLERS.)
+_LIMIT_SETTINGS = (
     "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT",
     "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT",
     "OTEL_ATTRIBUTE_COUNT_LIMIT",
@@ -376,7 +376,7 @@ class FlockTracerProvider(TracerProvider):
         self._lean_allowed = (
             not custom
             and sampler in _DEFAULT_SAMPLERS
-            and not any(os.environ.get(name) for name in _SDK_SETTINGS[1:])
+            and not any(os.environ.get(name) for name in _LIMIT_SETTINGS)
         )
 
     def use_lean_spans(self, processor: Any, sink: Callable[[Record], None] | None) -> None:
