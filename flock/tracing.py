@@ -131,8 +131,8 @@ def enable_tracing(
         if _installed is not None and _installed.config == config:
             _capture_content = capture_content
             return _installed.provider
-        exporters = _exporters(config)  # fails before anything global changes
-        queue, batch, delay = _batch_settings()
+        queue, batch, delay = _batch_settings()  # these fail before anything global changes,
+        exporters = _exporters(config)  # and before an exporter is opened for nothing
         pipeline = SpanPipeline(exporters, max_queue=queue, batch=batch, delay_s=delay)
         if _installed is None:
             provider = _global_provider(service_name)
@@ -191,9 +191,11 @@ def _env_int(name: str, default: int) -> int:
     try:
         number = int(value)
     except ValueError:
-        raise TracingSetupError(f"{name}={value!r} is not a whole number") from None
+        raise TracingSetupError(
+            f"{name}={value!r} is not a whole number: set it to one greater than zero, or unset it"
+        ) from None
     if number <= 0:
-        raise TracingSetupError(f"{name}={value!r} must be greater than zero")
+        raise TracingSetupError(f"{name}={value!r} must be greater than zero: set it higher, or unset it")
     return number
 
 

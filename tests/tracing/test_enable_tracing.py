@@ -221,6 +221,17 @@ def test_otlp_endpoint_without_the_extra_is_a_clear_error(monkeypatch: pytest.Mo
     assert "http://127.0.0.1:4318" in str(info.value)
 
 
+@pytest.mark.parametrize(("value", "says"), [("lots", "is not a whole number"), ("0", "greater than zero")])
+def test_a_bad_batch_setting_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, value: str, says: str
+) -> None:
+    monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", value)
+    with pytest.raises(TracingSetupError, match=says) as info:
+        enable_tracing(store=tmp_path / "traces.db")
+    assert "OTEL_BSP_MAX_QUEUE_SIZE" in str(info.value) and "unset it" in str(info.value)
+    assert not (tmp_path / "traces.db").exists()  # nothing was opened
+
+
 def test_nowhere_to_export_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
     monkeypatch.delenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", raising=False)
