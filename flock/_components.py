@@ -46,6 +46,8 @@ class Context:
         subscription: index of the ``consumes()`` call that fired (``-1`` for a scheduled run).
         tick: for scheduled runs, the :class:`~flock.Tick` (iteration and fire time); else ``None``.
         state: scratch space shared by the components of this activation.
+        settings: the Flock-wide :class:`~flock._settings.ModelSettings` (model, inherited
+            ``lm_kwargs``, rate limits, budget, per-Flock engine state); ``None`` outside a Flock.
     """
 
     agent: str
@@ -56,6 +58,7 @@ class Context:
     subscription: int | None = None
     tick: Any = None
     state: dict[str, Any] = field(default_factory=dict)
+    settings: Any = None
 
 
 @dataclass

@@ -16,7 +16,14 @@
     │   └── ValidationFailed      a ``publishes(validate=...)`` check said no
     ├── LoopGuardTripped          an agent hit its iteration limit in one workflow
     ├── RunTimeout                run_until_idle(timeout=...) expired (work stays queued)
-    └── WorkflowFailed            run_until_idle(raise_on_error=True) saw failures
+    ├── WorkflowFailed            run_until_idle(raise_on_error=True) saw failures
+    ├── RunHalted                 an activation stopped the whole run; its inputs stay queued
+    │   └── BudgetExceeded        no new model call may start past the budget
+    └── ProviderError             a model provider failed
+        ├── ProviderTimeout       one model call ran past its deadline
+        ├── RateLimited           the provider throttled (429) past the retries
+        ├── ProviderUnavailable   circuit breaker open, or 5xx/connection errors after retries
+        └── ProviderConfigError   no key, 401/403, unknown model (also a RunHalted: fails fast)
 """
 
 from __future__ import annotations
@@ -118,3 +125,44 @@ class WorkflowFailed(FlockError):
     def __init__(self, message: str, errors: Sequence[Any]) -> None:
         super().__init__(message)
         self.errors = list(errors)
+
+
+class RunHalted(FlockError):
+    """An error that stops the whole run instead of failing one activation.
+
+    When an engine raises one, the activation is not recorded as failed: it goes back to the queue
+    with its inputs unconsumed, no new activation starts, and ``run_until_idle`` raises the error
+    once the activations already running have finished. The next run (after the cause is fixed)
+    processes the kept work.
+    """
+
+
+class BudgetExceeded(RunHalted):
+    """A :class:`~flock.Budget` is spent: no new model call starts. Untouched work stays queued."""
+
+
+class ProviderError(FlockError):
+    """A model provider failed. Subclasses say how; ``model`` names the model when known."""
+
+    def __init__(self, message: str, *, model: str | None = None) -> None:
+        super().__init__(message)
+        self.model = model
+
+
+class ProviderTimeout(ProviderError, TimeoutError):
+    """One model call ran past its deadline (``DSPyEngine(timeout=...)``)."""
+
+
+class RateLimited(ProviderError):
+    """The provider kept answering 429 (rate limited) after every retry."""
+
+
+class ProviderUnavailable(ProviderError):
+    """The provider is down: its circuit breaker is open, or 5xx/connection errors outlasted the retries."""
+
+
+class ProviderConfigError(ProviderError, RunHalted):
+    """The provider refused the configuration: no or wrong API key (401/403), unknown model (404).
+
+    Retrying cannot help, so the run stops at the first one and keeps every input queued.
+    """

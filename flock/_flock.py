@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager, nullcontext
 from typing import Any
 from uuid import UUID, uuid4
@@ -33,6 +32,7 @@ from ._resume import restore
 from ._routing import Router
 from ._runtime import execute, failure_artifact
 from ._scheduler import Activation
+from ._settings import ModelSettings, resolve_model
 from ._spec import AgentSpec
 from ._store import ActivationRecord, BlackboardStore, InMemoryStore
 from ._tracing import SpanIndex, publish_span, tracer
@@ -50,11 +50,6 @@ def _check_component(component: Any) -> None:
             f"components take OrchestratorComponent instances, got {component!r}: subclass "
             "flock.OrchestratorComponent and pass an instance"
         )
-
-
-def resolve_model(model: str | None) -> str:
-    """explicit > ``FLOCK_MODEL`` > ``DEFAULT_MODEL`` > ``"offline"``."""
-    return model or os.environ.get("FLOCK_MODEL") or os.environ.get("DEFAULT_MODEL") or "offline"
 
 
 class Flock(RunLoop):
@@ -78,6 +73,10 @@ class Flock(RunLoop):
         flush_partial_batches: when all other work is done, deliver incomplete batches instead of
             leaving them waiting (default ``True``).
         clock: where time comes from (default :class:`SystemClock`; tests use :class:`ManualClock`).
+        lm_kwargs: keyword arguments for ``dspy.LM`` that every ``DSPyEngine`` setting none inherits
+            (``api_base``, ``api_key``, ...).
+        limits: :class:`RateLimit` values shared by every engine of this Flock.
+        budget: a :class:`Budget` for the model calls of this Flock's engines.
     """
 
     def __init__(
@@ -91,6 +90,9 @@ class Flock(RunLoop):
         components: Sequence[Any] = (),
         flush_partial_batches: bool = True,
         clock: Clock | None = None,
+        lm_kwargs: Mapping[str, Any] | None = None,
+        limits: Sequence[Any] = (),
+        budget: Any = None,
     ) -> None:
         if not isinstance(max_agent_iterations, int) or max_agent_iterations < 1:
             raise ConfigurationError(
@@ -110,6 +112,9 @@ class Flock(RunLoop):
         for component in components:
             _check_component(component)
         self.model = resolve_model(model)
+        self.settings = ModelSettings(
+            model=self.model, lm_kwargs=dict(lm_kwargs or {}), limits=tuple(limits), budget=budget
+        )
         self.store: Any = store if store is not None else InMemoryStore()
         # Pending/running journal entries only matter to a store that outlives the process.
         self._journal_in_flight = bool(getattr(self.store, "durable", True))
@@ -362,6 +367,7 @@ class Flock(RunLoop):
         summary.waiting = self._router.waiting()
         summary.deferred = len(self._router.deferred)
         summary.wall_time_s = time.perf_counter() - self._summary_started
+        summary.usage = self.settings.take_usage()
         self._summary_started = time.perf_counter()
         self._run_id = uuid4().hex
         return summary

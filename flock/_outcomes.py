@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -49,7 +49,8 @@ class RunSummary:
 
     ``waiting`` counts artifacts still held by incomplete gates, batches and joins, by agent;
     ``deferred`` counts artifacts whose activation condition has not been met yet. Neither is lost:
-    they are delivered when their partners arrive or their condition holds.
+    they are delivered when their partners arrive or their condition holds. ``usage`` holds the
+    model usage of the run per model name, as the engines recorded it.
     """
 
     activations: int = 0
@@ -61,6 +62,7 @@ class RunSummary:
     waiting: dict[str, int] = field(default_factory=dict)
     deferred: int = 0
     metrics: Counter[str] = field(default_factory=Counter)
+    usage: dict[str, Any] = field(default_factory=dict)
     wall_time_s: float = 0.0
 
     @property

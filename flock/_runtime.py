@@ -61,6 +61,7 @@ async def _execute(
         model=flock.model,
         subscription=act.subscription,
         tick=act.tick,
+        settings=flock.settings,
     )
     ctx.state["run_id"] = flock._run_id
     produced: list[Artifact] = []
