@@ -5,17 +5,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, time, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel
 
+from ._catalog import Catalog
 from ._errors import ConfigurationError
 from ._spec import AgentSpec, BatchSpec, JoinSpec, OutputDecl, OutputGroup, ScheduleSpec, Subscription
 from ._types import require_model
 from ._visibility import _Base as _VisibilityBase
-
-if TYPE_CHECKING:
-    from ._flock import Flock
 
 
 def _str_set(value: str | Iterable[str] | None, what: str, agent: str) -> frozenset[str] | None:
@@ -84,8 +82,8 @@ class AgentBuilder:
     ``builder.spec`` is the current immutable :class:`AgentSpec`.
     """
 
-    def __init__(self, flock: Flock, name: str) -> None:
-        self._flock = flock
+    def __init__(self, catalog: Catalog, name: str) -> None:
+        self._catalog = catalog
         self._name = name
 
     @property
@@ -95,10 +93,10 @@ class AgentBuilder:
     @property
     def spec(self) -> AgentSpec:
         """The agent's current specification (a frozen value)."""
-        return self._flock._agents[self._name]
+        return self._catalog.spec(self._name)
 
     def _update(self, **changes: Any) -> AgentBuilder:
-        self._flock._replace_spec(dataclasses.replace(self.spec, **changes))
+        self._catalog.replace(dataclasses.replace(self.spec, **changes))
         return self
 
     def _models(self, types: Sequence[Any], where: str) -> tuple[type[BaseModel], ...]:
@@ -130,7 +128,7 @@ class AgentBuilder:
         of them; ``from_agents`` restricts producers.
         """
         models = self._models(types, "consumes")
-        names = tuple(self._flock._types.register(m) for m in models)
+        names = tuple(self._catalog.types.register(m) for m in models)
         preds: tuple[Callable[[Any], bool], ...]
         if where is None:
             preds = ()
@@ -201,7 +199,7 @@ class AgentBuilder:
         decls = tuple(
             OutputDecl(
                 type=m,
-                type_name=self._flock._types.register(m),
+                type_name=self._catalog.types.register(m),
                 fan_out=span,
                 where=where,
                 validate=checks,

@@ -8,21 +8,29 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel
 
 from ._store import FilterConfig
 from ._types import require_model, type_name
 
-if TYPE_CHECKING:
-    from ._flock import Flock
+
+class Board(Protocol):
+    """What a condition evaluates against: a :class:`~flock.Flock` (its store and whether it is idle)."""
+
+    @property
+    def store(self) -> Any: ...
+
+    def is_idle(self) -> bool: ...
+
+
 
 
 class Condition:
     """Base class. ``await cond.evaluate(flock, correlation_id=None) -> bool``."""
 
-    async def evaluate(self, flock: Flock, correlation_id: str | None = None) -> bool:
+    async def evaluate(self, flock: Board, correlation_id: str | None = None) -> bool:
         raise NotImplementedError
 
     @property
@@ -48,7 +56,7 @@ class _All(Condition):
     def __init__(self, parts: tuple[Condition, ...]) -> None:
         self.parts = parts
 
-    async def evaluate(self, flock: Flock, correlation_id: str | None = None) -> bool:
+    async def evaluate(self, flock: Board, correlation_id: str | None = None) -> bool:
         for p in self.parts:
             if not await p.evaluate(flock, correlation_id):
                 return False
@@ -66,7 +74,7 @@ class _Any(Condition):
     def __init__(self, parts: tuple[Condition, ...]) -> None:
         self.parts = parts
 
-    async def evaluate(self, flock: Flock, correlation_id: str | None = None) -> bool:
+    async def evaluate(self, flock: Board, correlation_id: str | None = None) -> bool:
         for p in self.parts:
             if await p.evaluate(flock, correlation_id):
                 return True
@@ -84,7 +92,7 @@ class _Not(Condition):
     def __init__(self, inner: Condition) -> None:
         self.inner = inner
 
-    async def evaluate(self, flock: Flock, correlation_id: str | None = None) -> bool:
+    async def evaluate(self, flock: Board, correlation_id: str | None = None) -> bool:
         return not await self.inner.evaluate(flock, correlation_id)
 
     @property
@@ -96,8 +104,8 @@ class _Not(Condition):
 
 
 class _Idle(Condition):
-    async def evaluate(self, flock: Flock, correlation_id: str | None = None) -> bool:
-        return flock._is_idle()
+    async def evaluate(self, flock: Board, correlation_id: str | None = None) -> bool:
+        return flock.is_idle()
 
     def __repr__(self) -> str:
         return "Until.idle()"
@@ -151,7 +159,7 @@ class ArtifactCount(Condition):
     def workflow_scoped(self) -> bool:
         return self.per_correlation and self.correlation_id is None
 
-    async def evaluate(self, flock: Flock, correlation_id: str | None = None) -> bool:
+    async def evaluate(self, flock: Board, correlation_id: str | None = None) -> bool:
         corr = self.correlation_id or (correlation_id if self.per_correlation else None)
         filters = FilterConfig(
             type_names=frozenset([type_name(self.model)]),
@@ -169,7 +177,7 @@ class _AnyField(Condition):
     def __init__(self, model: type[BaseModel], field: str, predicate: Callable[[Any], bool]) -> None:
         self.model, self.field, self.predicate = require_model(model, "any_field"), field, predicate
 
-    async def evaluate(self, flock: Flock, correlation_id: str | None = None) -> bool:
+    async def evaluate(self, flock: Board, correlation_id: str | None = None) -> bool:
         filters = FilterConfig(type_names=frozenset([type_name(self.model)]))
         offset = 0
         while True:

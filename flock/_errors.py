@@ -14,7 +14,8 @@
     ├── OutputError               an engine's outputs break the agent's declaration
     │   ├── ContractViolation     wrong type or count, invalid fields
     │   └── ValidationFailed      a ``publishes(validate=...)`` check said no
-    ├── LoopGuardTripped          an agent hit its iteration limit in one workflow
+    ├── InputInvalid              a stored input no longer validates as its model (one activation fails)
+    ├── LoopGuardTripped          an agent hit its iteration limit in one causal chain
     ├── RunTimeout                run_until_idle(timeout=...) expired (work stays queued)
     ├── WorkflowFailed            run_until_idle(raise_on_error=True) saw failures
     ├── RunHalted                 an activation stopped the whole run; its inputs stay queued
@@ -106,6 +107,18 @@ class ContractViolation(OutputError):
 
 class ValidationFailed(OutputError):
     """A ``publishes(validate=...)`` callable rejected an output."""
+
+
+class InputInvalid(FlockError):
+    """A stored artifact no longer validates as its registered model (it changed since it was stored).
+
+    The activation that needed it fails with this error (a ``WorkflowError`` of kind
+    ``"invalid_input"``); the rest of the run goes on.
+    """
+
+    def __init__(self, message: str, *, artifact_id: str | None = None) -> None:
+        super().__init__(message)
+        self.artifact_id = artifact_id
 
 
 class LoopGuardTripped(FlockError):

@@ -1,11 +1,16 @@
-"""The orchestrator: owns the board, the agents and the task group that runs them."""
+"""The ``Flock`` facade: declarations, publishing and running. The work happens in collaborators.
+
+``Flock`` builds one of each and wires them one way (see :mod:`flock._orchestrator`): the
+:class:`~flock._catalog.Catalog` of declarations, the :class:`~flock._routing.Router` that decides,
+the :class:`~flock._lifecycle.Lifecycle` and its work queue, the :class:`~flock._runtime.Runtime`
+that runs activations, and the :class:`~flock._orchestrator.Orchestrator` that carries out
+decisions and runs the loop.
+"""
 
 from __future__ import annotations
 
-import logging
-import time
-from collections import Counter, deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections import Counter
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager, nullcontext
 from typing import Any
 from uuid import UUID, uuid4
@@ -15,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from ._artifact import EXTERNAL, Artifact, payload_of
 from ._builder import AgentBuilder
+from ._catalog import Catalog
 from ._clock import Clock, SystemClock
 from ._conditions import Condition
 from ._context import CorrelationContext
@@ -26,21 +32,21 @@ from ._errors import (
     UnknownAgentError,
     WorkflowFailed,
 )
-from ._loop import RunLoop
+from ._lifecycle import Lifecycle
+from ._loop_guard import LoopGuard
+from ._orchestrator import Orchestrator
 from ._outcomes import JoinExpired, RunSummary, WorkflowError
 from ._resume import restore
 from ._routing import Router
-from ._runtime import execute, failure_artifact
+from ._runtime import Runtime
 from ._scheduler import Activation
 from ._settings import ModelSettings, resolve_model
 from ._spec import AgentSpec
-from ._store import ActivationRecord, BlackboardStore, InMemoryStore
-from ._tracing import SpanIndex, publish_span, tracer
-from ._types import TypeRegistry, require_model, type_name
+from ._store import BlackboardStore, InMemoryStore
+from ._tracing import SpanIndex, tracer
+from ._types import require_model
 from ._visibility import PUBLIC, Visibility, _Base
-
-log = logging.getLogger("flock")
-_WORKFLOW_ERROR = type_name(WorkflowError)
+from ._workqueue import InProcessQueue, WorkQueue
 
 
 def _check_component(component: Any) -> None:
@@ -52,7 +58,7 @@ def _check_component(component: Any) -> None:
         )
 
 
-class Flock(RunLoop):
+class Flock:
     """A blackboard and the agents that work on it.
 
     ::
@@ -65,8 +71,9 @@ class Flock(RunLoop):
     Args:
         model: default model for engines that do not name one.
         store: a :class:`BlackboardStore` (default: :class:`InMemoryStore`).
-        max_agent_iterations: loop guard: activations one agent may have within one workflow
-            (correlation id). Reaching it records a ``loop_guard`` :class:`WorkflowError`.
+        max_agent_iterations: loop guard: how often one agent may act within one causal chain (its
+            inputs, what they were made from, and so on). Going past it records a ``loop_guard``
+            :class:`WorkflowError` and stops that chain; independent inputs never count.
         context_provider: default context provider for every agent.
         max_concurrency: global bound on activations running at once.
         components: :class:`OrchestratorComponent` hooks.
@@ -77,6 +84,7 @@ class Flock(RunLoop):
             (``api_base``, ``api_key``, ...).
         limits: :class:`RateLimit` values shared by every engine of this Flock.
         budget: a :class:`Budget` for the model calls of this Flock's engines.
+        queue: the :class:`~flock._workqueue.WorkQueue` ready activations wait in (default: in process).
     """
 
     def __init__(
@@ -93,6 +101,7 @@ class Flock(RunLoop):
         lm_kwargs: Mapping[str, Any] | None = None,
         limits: Sequence[Any] = (),
         budget: Any = None,
+        queue: WorkQueue | None = None,
     ) -> None:
         if not isinstance(max_agent_iterations, int) or max_agent_iterations < 1:
             raise ConfigurationError(
@@ -109,6 +118,8 @@ class Flock(RunLoop):
                 "context_provider= takes a callable provider(request) -> list[Artifact], "
                 f"such as CorrelationContext(limit=20); got {context_provider!r}"
             )
+        if queue is not None and not isinstance(queue, WorkQueue):
+            raise ConfigurationError(f"queue= takes a WorkQueue (such as InProcessQueue()), got {queue!r}")
         for component in components:
             _check_component(component)
         self.model = resolve_model(model)
@@ -116,66 +127,83 @@ class Flock(RunLoop):
             model=self.model, lm_kwargs=dict(lm_kwargs or {}), limits=tuple(limits), budget=budget
         )
         self.store: Any = store if store is not None else InMemoryStore()
-        # Pending/running journal entries only matter to a store that outlives the process.
-        self._journal_in_flight = bool(getattr(self.store, "durable", True))
         self.max_agent_iterations = max_agent_iterations
-        self.max_concurrency = max_concurrency
-        self.flush_partial_batches = flush_partial_batches
-        self._context_provider = context_provider or CorrelationContext()
-        self._components = list(components)
-        self._types = TypeRegistry()
-        self._types.register(WorkflowError)
-        self._types.register(JoinExpired)
         self._clock = clock or SystemClock()
-        self._agents: dict[str, AgentSpec] = {}
-        self._router = Router(self)
-        self._pending: dict[str, deque[Activation]] = {}
-        self._pending_count = 0
-        self._running: Counter[str] = Counter()
-        self._running_total = 0
-        # (deadline, seq, blocks_idle, fire): AfterVisibility releases block idle; passive deadlines
-        # (batch timeouts, join windows, schedules) do not.
-        self._timers: list[tuple[float, int, bool, Callable[[], Awaitable[None]]]] = []
-        self._timer_seq = 0
-        self._blocking_timers = 0
-        self._scheduled: set[str] = set()
-        self._summary = RunSummary()
-        self._summary_started = time.perf_counter()
-        self._run_id = uuid4().hex
-        self._wake: anyio.Event | None = None
-        self._drive_lock: anyio.Lock | None = None
+        self._catalog = Catalog()
+        self._catalog.types.register(WorkflowError)
+        self._catalog.types.register(JoinExpired)
+        self._components = list(components)
         self._engine: Any = None
-        self._closed = False
-        self._spans = SpanIndex()
-        self._settled: set[UUID] = set()  # ids of running activations whose outputs are committed
-        self._totals: Counter[str] = Counter()
+        spans = SpanIndex()
+        router = Router(
+            self._catalog,
+            now=self._clock.now,
+            monotonic=self._clock.monotonic,
+            veto=self._vetoed,
+            scope=self,
+            loop_guard=LoopGuard(max_agent_iterations, lambda: self._catalog.specs, self.store.get),
+        )
+        runtime = Runtime(
+            self._catalog,
+            store=self.store,
+            now=self._clock.now,
+            settings=self.settings,
+            spans=spans,
+            default_engine=self._default_engine,
+            context_provider=context_provider or CorrelationContext(),
+        )
+        # Pending/running journal entries only matter to a store that outlives the process.
+        lifecycle = Lifecycle(
+            self.store, queue or InProcessQueue(), journal=bool(getattr(self.store, "durable", True))
+        )
+        self._orchestrator = Orchestrator(
+            self,
+            catalog=self._catalog,
+            store=self.store,
+            clock=self._clock,
+            router=router,
+            lifecycle=lifecycle,
+            runtime=runtime,
+            spans=spans,
+            components=self._components,
+            max_concurrency=max_concurrency,
+            flush_partial_batches=flush_partial_batches,
+        )
+        self._resumed = False
+
+    @property
+    def max_concurrency(self) -> int:
+        """Global bound on activations running at once."""
+        return self._orchestrator.max_concurrency
+
+    @property
+    def flush_partial_batches(self) -> bool:
+        return self._orchestrator.flush_partial_batches
 
     # ----------------------------------------------------------------- declaration
     def agent(self, name: str) -> AgentBuilder:
         """Declare a new agent and return its builder. Names are unique within a Flock."""
         if not isinstance(name, str) or not name.strip():
             raise ConfigurationError(f"agent names must be non-empty strings, got {name!r}")
-        if name in self._agents:
+        if name in self._catalog.specs:
             raise DuplicateAgentError(
                 f"an agent named {name!r} already exists in this Flock; choose another name"
             )
-        self._agents[name] = AgentSpec(name=name)
-        self._router.dirty = True
-        return AgentBuilder(self, name)
-
-    def _replace_spec(self, spec: AgentSpec) -> None:
-        self._agents[spec.name] = spec
-        self._router.dirty = True
+        self._catalog.add(AgentSpec(name=name))
+        return AgentBuilder(self._catalog, name)
 
     @property
     def agents(self) -> list[AgentSpec]:
         """The specs of all declared agents."""
-        return list(self._agents.values())
+        return list(self._catalog.specs.values())
 
     def add_component(self, component: Any) -> None:
         """Add an :class:`OrchestratorComponent`."""
         _check_component(component)
         self._components.append(component)
+
+    def _vetoed(self, artifact: Artifact, spec: AgentSpec) -> bool:
+        return not all(c.on_schedule(self, artifact, spec) for c in self._components)
 
     # ----------------------------------------------------------------- publishing
     async def publish(
@@ -190,30 +218,20 @@ class Flock(RunLoop):
         """Put a value on the board and wake its subscribers. Returns the new :class:`Artifact`.
 
         A new correlation id starts a new workflow unless one is given. Publishing a ready-made
-        :class:`Artifact` keeps its id; an id that exists raises :class:`DuplicateArtifactError`.
+        :class:`Artifact` keeps its id and its own visibility, correlation id, partition key and
+        tags (passing any of those options with it is an error); an id that exists raises
+        :class:`DuplicateArtifactError`.
         """
-        if self._closed:
+        if self._orchestrator.closed:
             raise FlockClosedError("this Flock was shut down; create a new Flock to publish again")
         if isinstance(obj, Artifact):
-            model = self._types.resolve(obj.type)
-            if model is None:
-                raise ConfigurationError(
-                    f"artifact type {obj.type!r} is unknown to this Flock: declare an agent that uses it "
-                    "or publish the model instance instead"
-                )
-            if obj.produced_by in self._agents:
-                raise ConfigurationError(
-                    f"artifact {obj.id} claims produced_by={obj.produced_by!r}, an agent of this Flock; "
-                    "only that agent publishes under its name (from_agents filters trust it). Use another "
-                    f"producer name, or the default {EXTERNAL!r}"
-                )
-            try:  # an invalid payload would otherwise fail later, inside routing or an activation
-                model.model_validate(obj.payload)
-            except ValidationError as exc:
-                raise ConfigurationError(
-                    f"artifact {obj.id} has a payload that is not a valid {obj.type}: {exc}"
-                ) from exc
-            artifact = obj
+            artifact = self._checked_artifact(
+                obj,
+                visibility=visibility,
+                correlation_id=correlation_id,
+                partition_key=partition_key,
+                tags=tags,
+            )
         else:
             if not isinstance(obj, BaseModel):
                 require_model(obj, "publish()")
@@ -222,114 +240,70 @@ class Flock(RunLoop):
                     f"publish(visibility=...) takes a visibility object, got {visibility!r}"
                 )
             artifact = Artifact(
-                type=self._types.register(type(obj)),
+                type=self._catalog.types.register(type(obj)),
                 payload=payload_of(obj),
                 correlation_id=str(correlation_id) if correlation_id is not None else str(uuid4()),
                 partition_key=partition_key,
                 tags=frozenset([tags] if isinstance(tags, str) else (tags or ())),
                 visibility=visibility or PUBLIC,
-                created_at=self._now(),
+                created_at=self._clock.now(),
             )
-        await self._publish_artifact(artifact)
+        await self._orchestrator.publish(artifact)
         return artifact
+
+    def _checked_artifact(self, obj: Artifact, **options: Any) -> Artifact:
+        given = sorted(name for name, value in options.items() if value is not None)
+        if given:
+            raise ConfigurationError(
+                f"publish() of a ready-made Artifact takes no {', '.join(given)}=: the artifact carries "
+                "its own. Set them on it (artifact.model_copy(update={...})) or publish the model "
+                "instance with these options"
+            )
+        model = self._catalog.types.resolve(obj.type)
+        if model is None:
+            raise ConfigurationError(
+                f"artifact type {obj.type!r} is unknown to this Flock: declare an agent that uses it "
+                "or publish the model instance instead"
+            )
+        if obj.produced_by in self._catalog.specs:
+            raise ConfigurationError(
+                f"artifact {obj.id} claims produced_by={obj.produced_by!r}, an agent of this Flock; "
+                "only that agent publishes under its name (from_agents filters trust it). Use another "
+                f"producer name, or the default {EXTERNAL!r}"
+            )
+        try:  # an invalid payload would otherwise fail later, inside routing or an activation
+            model.model_validate(obj.payload)
+        except ValidationError as exc:
+            raise ConfigurationError(
+                f"artifact {obj.id} has a payload that is not a valid {obj.type}: {exc}"
+            ) from exc
+        return obj
 
     async def publish_many(self, objs: Iterable[BaseModel], **options: Any) -> list[Artifact]:
         """Publish several values with the same options."""
         return [await self.publish(o, **options) for o in objs]
 
-    async def _publish_artifact(self, artifact: Artifact, *, once: bool = False) -> None:
-        """Store and route. ``once``: the id is derived from its cause, so an artifact that is
-        already stored (published before a crash, met again by ``resume()``) is not published twice."""
-        if once and await self.store.get(artifact.id) is not None:
-            return
-        await self.store.put(artifact)
-        await self._announce(artifact)
-
-    async def _commit(self, record: ActivationRecord | None, outputs: list[Artifact]) -> None:
-        """Store an activation's outputs with its consumption records in one step, then route them."""
-        if record is None:
-            for artifact in outputs:
-                await self.store.put(artifact)
-        else:
-            # Outputs are on disk before anyone sees them. An activation without outputs only
-            # queues its commit: nothing downstream depends on it, and a run flushes before it returns.
-            if outputs:
-                await self.store.commit_activation(record, outputs)
-            else:
-                await self.store.commit_activation(record, outputs, wait=False)
-            # Committed (or queued, which is as final): a cancellation from here on must not re-queue
-            # it. Were it re-run anyway, its outputs' ids and its consumption records are the same.
-            self._settled.add(record.id)
-        for artifact in outputs:
-            await self._announce(artifact)
-
-    async def _announce(self, artifact: Artifact) -> None:
-        with publish_span(self._spans, artifact):
-            await self._route_new(artifact)
-
-    async def _route_new(self, artifact: Artifact) -> None:
-        self._summary.artifacts_by_type[artifact.type] += 1
-        self._totals["artifacts"] += 1
-        if artifact.type == _WORKFLOW_ERROR and artifact.produced_by != EXTERNAL:
-            record = WorkflowError.model_validate(artifact.payload)
-            log.warning("agent %r failed (%s): %s", record.agent, record.kind, record.message)
-            self._summary.errors.append(record)
-            self._totals["errors"] += 1
-        for comp in self._components:
-            await comp.on_artifact_published(self, artifact)
-        if self._router.deferred:  # held artifacts go first: they arrived before this one
-            await self._router.recheck_deferred(artifact.correlation_id)
-        await self._router.route(artifact)
-        self._notify()
-
-    # ----------------------------------------------------------------- internals
-    def _model_of(self, artifact: Artifact) -> BaseModel:
-        model = self._types.resolve(artifact.type)
-        if model is None:
-            raise ConfigurationError(f"artifact type {artifact.type!r} is not registered in this Flock")
-        return model.model_validate(artifact.payload)
-
-    async def _queue(self, act: Activation) -> None:
-        if self._journal_in_flight:
-            await self.store.record_activation(act.record)
-        self._pending.setdefault(act.agent, deque()).append(act)
-        self._pending_count += 1
-        self._notify()
-
-    async def _record_failure(
-        self,
-        agent: str,
-        inputs: tuple[Artifact, ...],
-        *,
-        kind: str,
-        error: BaseException | str,
-        output_group: int | None = None,
-        artifact_id: UUID | None = None,
-    ) -> None:
-        failure = failure_artifact(
-            agent,
-            inputs,
-            kind=kind,
-            error=error,
-            output_group=output_group,
-            now=self._now(),
-            artifact_id=artifact_id,
-        )
-        await self._publish_artifact(failure, once=artifact_id is not None)
-
-    _resumed = False
+    # ----------------------------------------------------------------- running
+    def is_idle(self) -> bool:
+        """True when nothing is queued or running and no ``AfterVisibility`` release is due."""
+        return self._orchestrator.is_idle()
 
     async def resume(self, *, timeout: float | None = None, raise_on_error: bool = False) -> RunSummary:
         """Finish the work a previous process left on a durable store, then run until idle.
 
         Call it once at start, after declaring the same agents: activations that were pending or
-        running are run again (a model call that had completed may be repeated), artifacts that
-        were stored but never scheduled are routed, and nothing already committed is published
-        twice. Later calls (and a fresh store) just run until idle. See docs/persistence.md.
+        running are run again (a model call that had completed may be repeated) if today's
+        declarations still let the agent consume their inputs (else they are recorded as failed),
+        artifacts that were stored but never scheduled are routed, and nothing already committed is
+        published twice. Later calls (and a fresh store) just run until idle. See
+        docs/persistence.md.
         """
         if not self._resumed:
             self._resumed = True
-            await restore(self)
+            orch = self._orchestrator
+            queued = [act.record.id for act in orch.lifecycle.queue]
+            decisions = await restore(self.store, self._catalog, orch.router, queued, orch.board_mark)
+            await orch.apply(decisions)
         return await self.run_until_idle(timeout=timeout, raise_on_error=raise_on_error)
 
     async def run_until_idle(
@@ -344,7 +318,11 @@ class Flock(RunLoop):
         Returns a :class:`RunSummary` of everything since the previous run returned. Failed
         activations are listed in ``summary.errors`` (and published as :class:`WorkflowError`
         artifacts); with ``raise_on_error=True`` they raise :class:`WorkflowFailed` instead.
-        Raises :class:`RunTimeout` after ``timeout`` seconds; queued work is kept.
+        Raises :class:`RunTimeout` after ``timeout`` seconds; queued work is kept. An engine
+        that raises a :class:`RunHalted` (such as :class:`ProviderConfigError` or
+        :class:`BudgetExceeded`), or a store that fails to commit, stops the run: nothing new
+        starts, the activation goes back to the queue with its inputs unconsumed, and the error
+        is raised here once running activations finished; the next run goes on from there.
         """
         await self._drive(None, timeout)
         summary = self._take_summary()
@@ -362,15 +340,15 @@ class Flock(RunLoop):
             raise ConfigurationError("run_until() takes a condition such as Until.exists(Report)")
         return await self._drive(condition, timeout)
 
+    async def _drive(self, condition: Condition | None, timeout: float | None) -> bool:
+        if any(not spec.engines for spec in self._catalog.specs.values()) and not self._orchestrator.closed:
+            # Build the default engine (and import DSPy) now, not inside the first activation,
+            # so that one-off cost does not show up as that activation's time in traces.
+            self._default_engine()
+        return await self._orchestrator.drive(condition, timeout)
+
     def _take_summary(self) -> RunSummary:
-        summary, self._summary = self._summary, RunSummary()
-        summary.waiting = self._router.waiting()
-        summary.deferred = len(self._router.deferred)
-        summary.wall_time_s = time.perf_counter() - self._summary_started
-        summary.usage = self.settings.take_usage()
-        self._summary_started = time.perf_counter()
-        self._run_id = uuid4().hex
-        return summary
+        return self._orchestrator.take_summary(self.settings.take_usage())
 
     async def invoke(
         self,
@@ -386,19 +364,42 @@ class Flock(RunLoop):
         wake their subscribers on the next run); errors raise instead of becoming WorkflowErrors.
         """
         name = agent.name if isinstance(agent, AgentBuilder) else agent
-        if name not in self._agents:
-            raise UnknownAgentError(f"no agent named {name!r}; declared agents: {sorted(self._agents)}")
+        if name not in self._catalog.specs:
+            raise UnknownAgentError(
+                f"no agent named {name!r}; declared agents: {sorted(self._catalog.specs)}"
+            )
         if not isinstance(obj, BaseModel):
             require_model(obj, "invoke()")
         artifact = Artifact(
-            type=self._types.register(type(obj)), payload=payload_of(obj), created_at=self._now()
+            type=self._catalog.types.register(type(obj)),
+            payload=payload_of(obj),
+            created_at=self._clock.now(),
         )
         act = Activation(name, 0, (artifact,), journaled=False)  # its input is not on the board
         try:
             with anyio.fail_after(timeout) if timeout is not None else nullcontext():
-                return await execute(self, act, publish=publish_outputs, raise_errors=True)
+                return await self._invoke(act, publish_outputs)
         except TimeoutError:
             raise RunTimeout(f"invoke({name!r}) did not finish within {timeout}s") from None
+
+    async def _invoke(self, act: Activation, publish_outputs: bool) -> list[Artifact]:
+        orch = self._orchestrator
+        runtime = orch.runtime
+        with runtime.span(act) as span:
+            outcome = await runtime.run(act, span)
+            error = outcome.halt or outcome.error
+            if error is not None:
+                await runtime.terminate(outcome.spec, outcome.ctx, act)
+                raise error
+            if not publish_outputs:
+                await runtime.terminate(outcome.spec, outcome.ctx, act)
+                return outcome.outputs
+            await orch.lifecycle.commit(act, outcome.outputs, failed=False)
+            for artifact in outcome.outputs:
+                await orch.announce(artifact)
+            for failure in await runtime.after_commit(outcome):
+                await orch.publish(failure, once=True)
+        return outcome.outputs
 
     def _default_engine(self) -> Any:
         if self._engine is None:
@@ -426,25 +427,24 @@ class Flock(RunLoop):
         span; at the end it carries ``flock.run.activations``, ``flock.run.artifacts`` and
         ``flock.run.errors``.
         """
-        before = Counter(self._totals)
+        totals = self._orchestrator.totals
+        before = Counter(totals)
         with tracer().start_as_current_span(f"flock.run {name}", attributes={"flock.run.name": name}) as span:
             try:
                 yield span
             finally:
                 for key in ("activations", "artifacts", "errors"):
-                    span.set_attribute(f"flock.run.{key}", self._totals[key] - before[key])
+                    span.set_attribute(f"flock.run.{key}", totals[key] - before[key])
 
     # ----------------------------------------------------------------- lifecycle
     async def shutdown(self) -> None:
-        """Stop timers, refuse further publishes and wait until the store has every write on disk.
-        Safe to call twice."""
-        if self._closed:
+        """Stop timers, end a run in progress (its running activations go back to the queue, and
+        that ``run_until_idle`` raises :class:`FlockClosedError`), refuse further publishes and wait
+        until the store has every write on disk. Returns only when nothing runs any more. Safe to
+        call twice."""
+        if self._orchestrator.closed:
             return
-        self._closed = True
-        self._timers.clear()
-        self._blocking_timers = 0
-        self._notify()  # a run waiting for the next timer ends now instead of at that deadline
-        await self._flush_store()
+        await self._orchestrator.close()
         for comp in self._components:
             await comp.on_shutdown(self)
 
@@ -455,4 +455,4 @@ class Flock(RunLoop):
         await self.shutdown()
 
     def __repr__(self) -> str:
-        return f"Flock(model={self.model!r}, agents={sorted(self._agents)})"
+        return f"Flock(model={self.model!r}, agents={sorted(self._catalog.specs)})"

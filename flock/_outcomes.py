@@ -17,12 +17,14 @@ class WorkflowError(BaseModel):
 
     ``kind`` says what happened: ``"agent_error"`` (the agent or an engine raised),
     ``"contract"`` (outputs broke the declaration), ``"loop_guard"`` (iteration limit reached),
-    ``"subscription_error"`` (a ``where`` predicate or a join key function raised).
+    ``"subscription_error"`` (a ``where`` predicate or a join key function raised, or journaled work
+    that today's declarations no longer let the agent see), ``"invalid_input"`` (a stored input no
+    longer validates as its model).
     Agents may subscribe to it like any other type.
     """
 
     agent: str
-    kind: Literal["agent_error", "contract", "loop_guard", "subscription_error"]
+    kind: Literal["agent_error", "contract", "loop_guard", "subscription_error", "invalid_input"]
     error_type: str
     message: str
     input_ids: list[str] = []

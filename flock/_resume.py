@@ -1,59 +1,81 @@
 """Picking up a board after a restart: what was in flight runs again, what was never scheduled is.
 
 A store's journal says which activations were pending or running when the process stopped and
-which (artifact, agent, subscription) pairs were consumed. :func:`restore` rebuilds the routing
-state of a fresh :class:`~flock.Flock` from it:
+which (artifact, agent, subscription) pairs were consumed. :func:`restore` turns it into decisions
+for a fresh :class:`~flock.Flock`:
 
-1. every recorded consumption is marked as seen, so it is never scheduled again;
-2. every in-flight activation is queued again with its recorded inputs. It has the same id as
-   before, so its outputs get the same ids, and any that were already stored are skipped;
-3. every artifact is routed again, in publication order. Pairs from (1) and (2) are skipped, so
-   this schedules only work that was never recorded (an artifact stored just before the crash),
-   and refills incomplete gates, batches and joins.
+1. every in-flight activation is checked against today's declarations: the agent and subscription
+   must still exist and every input must still be addressed to and visible to the agent. Work that
+   passes is queued again with its recorded inputs (same id, so outputs that were already stored are
+   not published twice); work that does not is recorded as failed, never run;
+2. every stored artifact is routed again, in publication order, skipping the pairs that were
+   consumed or are in flight. That schedules only work that was never recorded (an artifact stored
+   just before the crash) and refills incomplete gates, batches and joins.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import deque
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from uuid import UUID
 
+from ._catalog import Catalog
+from ._decisions import Decision, Fail
+from ._routing import Router
 from ._scheduler import Activation
-
-if TYPE_CHECKING:
-    from ._flock import Flock
+from ._store import ActivationRecord
 
 log = logging.getLogger("flock")
 
 
-async def restore(flock: Flock) -> int:
-    """Rebuild ``flock``'s routing state from its store; returns how many activations were re-queued."""
-    store, router = flock.store, flock._router
-    router.seen.update(await store.consumptions())
-    requeued = 0
-    queued = {act.record.id for acts in flock._pending.values() for act in acts}
-    for record in await store.in_flight():
-        if record.id in queued:
-            continue  # published by this process before resume() and already waiting to run
-        if record.subscription < 0:
-            continue  # a scheduled tick: the agent's schedule starts again with the run
-        if record.agent not in flock._agents:
-            log.warning(
-                "activation %s of agent %r was in flight, but no such agent is declared; declare it "
-                "before resume() to finish that work",
-                record.id,
-                record.agent,
-            )
-            continue
-        inputs = [await store.get(i) for i in record.input_ids]
-        if any(a is None for a in inputs):
-            log.warning("in-flight activation %s of %r lost its inputs to retention", record.id, record.agent)
-            continue
-        act = Activation(record.agent, record.subscription, tuple(a for a in inputs if a is not None))
-        router.seen.update((i, record.agent, record.subscription) for i in record.input_ids)
-        flock._pending.setdefault(act.agent, deque()).append(act)
-        flock._pending_count += 1
-        requeued += 1
-    for artifact in await store.list():
-        await router.route(artifact)
-    return requeued
+async def restore(
+    store: object, catalog: Catalog, router: Router, queued: Iterable[UUID], upto: int | None
+) -> list[Decision]:
+    """Decisions that finish a previous process's work on ``store``.
+
+    ``queued``: ids of activations this process already queued; ``upto``: how many of the stored
+    artifacts predate this process's own publishing (``None``: all of them).
+    """
+    skip: set[tuple[UUID, str, int]] = set(await store.consumptions())  # type: ignore[attr-defined]
+    already = set(queued)
+    out: list[Decision] = []
+    for record in await store.in_flight():  # type: ignore[attr-defined]
+        if record.id in already or record.subscription < 0:
+            continue  # queued by this process before resume(); or a scheduled tick (restarts with the run)
+        skip.update((i, record.agent, record.subscription) for i in record.input_ids)
+        out += await _requeue(store, catalog, router, record)
+    stored = await store.list()  # type: ignore[attr-defined]
+    for artifact in stored if upto is None else stored[:upto]:
+        out += await router.route(artifact, skip=skip)
+    return out
+
+
+async def _requeue(
+    store: object, catalog: Catalog, router: Router, record: ActivationRecord
+) -> list[Decision]:
+    spec = catalog.specs.get(record.agent)
+    if spec is None:
+        log.warning(
+            "activation %s of agent %r was in flight, but no such agent is declared; declare it before "
+            "resume() to finish that work",
+            record.id,
+            record.agent,
+        )
+        return []
+    inputs = [await store.get(i) for i in record.input_ids]  # type: ignore[attr-defined]
+    found = tuple(a for a in inputs if a is not None)
+    if len(found) != len(inputs):
+        log.warning("in-flight activation %s of %r lost its inputs to retention", record.id, record.agent)
+        return []
+    sub = spec.subscriptions[record.subscription] if record.subscription < len(spec.subscriptions) else None
+    refused = [a for a in found if sub is None or not router.admits(spec, sub, a)]
+    if refused:
+        reason = (
+            f"journaled activation {record.id} of agent {record.agent!r} was not run again on resume(): "
+            f"under today's declarations the agent may not consume {', '.join(str(a.id) for a in refused)} "
+            "(its subscription, producer/tag filters or the artifacts' visibility changed)"
+        )
+        log.warning("%s", reason)
+        act = Activation(record.agent, record.subscription, found)
+        return [Fail(act, "subscription_error", reason)]
+    return await router.activate(record.agent, record.subscription, found)

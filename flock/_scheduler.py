@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -22,7 +23,8 @@ from ._store import ActivationRecord
 class Activation:
     """One unit of work: an agent, the subscription that fired, and the artifacts it collected.
 
-    Scheduled activations have no artifacts, a ``tick`` and ``subscription == -1``.
+    Scheduled activations have no artifacts, a ``tick`` and ``subscription == -1``. ``chain`` is
+    how often each agent acted in its inputs' causal history, itself included (the loop guard's).
     """
 
     agent: str
@@ -31,6 +33,7 @@ class Activation:
     tick: Tick | None = None
     workflow: str = ""
     journaled: bool = True
+    chain: Mapping[str, int] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         # Only a scheduled activation (no inputs to inherit from) starts a workflow of its own;
@@ -221,3 +224,7 @@ class Joins:
 
     def open_count(self) -> int:
         return sum(len(g) for g in self._groups.values())
+
+    def waiting(self) -> dict[tuple[str, int], int]:
+        """Artifacts held in open groups, by (agent, subscription)."""
+        return {slot: sum(len(g.members()) for g in groups.values()) for slot, groups in self._groups.items()}

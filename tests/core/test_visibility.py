@@ -238,7 +238,8 @@ async def test_outputs_inherit_the_inputs_visibility() -> None:
     outs = {a.payload["text"]: a for a in await flock.store.list() if a.type == "Summary"}
     assert outs["p"].visibility == private
     assert outs["t"].visibility == tenant
-    assert outs["public"].visibility == PublicVisibility()
+    # A tenant's agent keeps what it makes within its tenant, even from a public input.
+    assert outs["public"].visibility == tenant
 
 
 async def test_outputs_of_private_inputs_are_not_public_to_others() -> None:
@@ -272,13 +273,20 @@ async def test_gate_outputs_combine_the_restrictions_of_all_inputs() -> None:
     assert not out.visibility.allows(acme, now=now, published_at=now)
 
 
-async def test_publishes_visibility_overrides_inheritance() -> None:
+async def test_a_declared_visibility_narrows_but_never_widens_what_the_inputs_impose() -> None:
     flock = Flock()
     flock.agent("alice").consumes(Doc).publishes(Summary, visibility=PublicVisibility()).calls(summarize)
-    await flock.publish(Doc(text="p"), visibility=PrivateVisibility(agents={"alice"}))
+    labelled = LabelledVisibility(required_labels={"hr"})
+    flock.agent("bob").consumes(Other).publishes(Summary, visibility=labelled).calls(
+        lambda o: Summary(text=o.text)
+    )
+    private = PrivateVisibility(agents={"alice"})
+    await flock.publish(Doc(text="p"), visibility=private)
+    await flock.publish(Other(text="o"))
     await flock.run_until_idle()
-    [out] = (await flock.store.query_artifacts(FilterConfig(type_names="Summary")))[0]
-    assert out.visibility == PublicVisibility()
+    outs = {a.payload["text"]: a for a in await flock.store.list() if a.type == "Summary"}
+    assert outs["p"].visibility == private  # declared public, but made from a private input
+    assert outs["o"].visibility == labelled  # a public input: the declaration narrows it
 
 
 async def test_publishes_visibility_can_be_decided_per_artifact() -> None:
