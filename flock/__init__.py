@@ -48,6 +48,7 @@ from ._errors import (
 )
 from ._flock import Flock
 from ._function_engine import FunctionEngine
+from ._latency import Latency
 from ._outcomes import JoinExpired, RunSummary, WorkflowError
 from ._spec import AgentSpec, BatchSpec, JoinSpec, OutputDecl, OutputGroup, ScheduleSpec, Subscription, Tick
 from ._store import BlackboardStore, FilterConfig, InMemoryStore
@@ -124,6 +125,7 @@ __all__ = [
     "JoinExpired",
     "JoinSpec",
     "LabelledVisibility",
+    "Latency",
     "LoopGuardTripped",
     "ManualClock",
     "NoContext",

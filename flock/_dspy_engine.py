@@ -12,7 +12,7 @@ import functools
 import inspect
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from typing import Any
 
@@ -23,10 +23,13 @@ from dspy.utils.usage_tracker import UsageTracker
 from pydantic import BaseModel, ValidationError
 
 from ._adapters import own_adapter
+from ._call_metrics import call_sink
 from ._components import Context, EngineComponent, EvalInputs, EvalResult
 from ._contract import contract_errors
 from ._engine_tracing import ModelCalls, TracedModels, capture_content, reask_span, tool_span, tracing_on
 from ._errors import ConfigurationError, ContractViolation
+from ._lm_factory import make_lm
+from ._metrics import record_reask
 from ._offline import OfflineLM, SignatureTap, announce_once, is_offline, reset_tools, set_tools
 from ._signature import (
     CONTEXT_FIELD,
@@ -74,6 +77,8 @@ class DSPyEngine(EngineComponent):
             holds up to 10,000 full prompts in memory and costs CPU on every call. Flock's traces
             record the calls instead.
         lm_kwargs: further keyword arguments for ``dspy.LM`` (``api_base``, ``api_key``, ``timeout``...).
+            They are added to the Flock's ``Flock(lm_kwargs=...)``, which every engine inherits;
+            a key given here wins over the Flock's.
 
     Example::
 
@@ -125,7 +130,7 @@ class DSPyEngine(EngineComponent):
         self.adapter_fallback = adapter_fallback
         self.history = history
         self.lm_kwargs = dict(lm_kwargs or {})
-        self._lms: dict[str, dspy.BaseLM] = {}
+        self._lms: dict[tuple[str, int], tuple[Any, dspy.BaseLM]] = {}
         self._adapters: dict[int, Any] = {}
         self._signatures: dict[tuple[Any, ...], AgentSignature] = {}
         self._programs: dict[tuple[Any, ...], dspy.Module] = {}
@@ -144,7 +149,7 @@ class DSPyEngine(EngineComponent):
         """Produce the outputs of ``output_group`` from ``inputs`` (see the module docstring)."""
         if not output_group.outputs:
             return EvalResult()  # nothing to produce: no model call
-        lm = self.lm_for(ctx.model)
+        lm = self.lm_for(ctx.model, getattr(ctx.settings, "lm_kwargs", None))
         offline = is_offline(lm)
         if offline:
             self._announce(lm, ctx)
@@ -155,11 +160,9 @@ class DSPyEngine(EngineComponent):
         values = _input_values(sig, models, ctx)
         tracker = _CallCounter()
         callbacks: list[Any] = [SignatureTap()] if offline else []
-        calls: Any = nullcontext()
-        run_lm = lm
-        if tracing_on():
-            calls = ModelCalls(tracker.latest, capture_content())
-            run_lm = self._traced.view(lm)  # chat spans from the model's own callbacks: cheap
+        # Every model call is timed (run summary latency, metrics) and, when tracing, spanned.
+        calls = ModelCalls(tracker.latest, tracing_on() and capture_content(), call_sink(ctx.settings))
+        run_lm = self._traced.view(lm)  # the model's own callbacks, not DSPy's wrapper: cheap
         adapter = self._adapter_for(run_lm)
         extraction = getattr(adapter, "extraction_model", run_lm)
         if run_lm is not lm and extraction is not run_lm:
@@ -218,6 +221,7 @@ class DSPyEngine(EngineComponent):
                 violation.trace = trace  # type: ignore[attr-defined]
                 raise violation
             reasks += 1
+            record_reask(trace["model"], agent.name)
             feedback = "Your previous answer broke the output contract:\n" + "\n".join(
                 f"- {e}" for e in errors
             )
@@ -270,23 +274,28 @@ class DSPyEngine(EngineComponent):
                 return shapes
         return shape_from_models(models)
 
-    def lm_for(self, flock_model: str | None) -> dspy.BaseLM:
-        """The language model for a call: the engine's own, else the Flock's, else ``"offline"``."""
+    def lm_for(self, flock_model: str | None, inherited: Mapping[str, Any] | None = None) -> dspy.BaseLM:
+        """The language model for a call: the engine's own, else the Flock's, else ``"offline"``.
+
+        ``inherited`` are the Flock's ``lm_kwargs``; the engine's own ``lm_kwargs`` win key by key.
+        """
         model = self.model if self.model is not None else (flock_model or "offline")
         if isinstance(model, dspy.BaseLM):
             return model
-        lm = self._lms.get(model)
-        if lm is None:
-            if model == "offline":
-                lm = OfflineLM(self.seed)
-            else:
-                kwargs = dict(self.lm_kwargs)
-                if self.temperature is not None:
-                    kwargs["temperature"] = self.temperature
-                if self.max_tokens is not None:
-                    kwargs["max_tokens"] = self.max_tokens
-                lm = dspy.LM(model, cache=self.cache, num_retries=self.retries, **kwargs)
-            self._lms[model] = lm
+        key = (model, id(inherited) if inherited else 0)
+        found = self._lms.get(key)
+        if found is not None and found[0] is inherited:
+            return found[1]
+        if model == "offline":
+            lm: dspy.BaseLM = OfflineLM(self.seed)
+        else:
+            kwargs = {**(inherited or {}), **self.lm_kwargs}
+            if self.temperature is not None:
+                kwargs["temperature"] = self.temperature
+            if self.max_tokens is not None:
+                kwargs["max_tokens"] = self.max_tokens
+            lm = make_lm(model, cache=self.cache, retries=self.retries, kwargs=kwargs)
+        self._lms[key] = (inherited, lm)
         return lm
 
     def _adapter_for(self, lm: dspy.BaseLM) -> Any:

@@ -19,6 +19,7 @@ import operator
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
+from time import perf_counter
 from typing import Any
 from uuid import uuid4
 
@@ -51,7 +52,7 @@ def split_model(model: str) -> tuple[str, str]:
     return (provider, name) if sep else ("flock", model)
 
 
-_Opened = tuple[Any, int, Callable[[], tuple[int, dict[str, Any]]], bool]
+_Opened = tuple[Any, int, Any, bool, Any, str, float]
 
 
 class ModelSpans(BaseCallback):
@@ -77,47 +78,61 @@ class ModelSpans(BaseCallback):
             self.finish(opened, outputs, exception)
 
     def start(self, instance: Any, messages: Any, kwargs: dict[str, Any] | None) -> _Opened | None:
-        """Open the span of a call to ``instance``; ``None`` outside an evaluation."""
+        """Open the span of a call to ``instance`` (only timed when tracing is off); ``None`` outside
+        an evaluation."""
         call = _CALL.get()
         if call is None:  # a call outside an evaluation (nobody else holds the engine's view)
             return None
-        usage, capture = call
-        provider, name = split_model(str(getattr(instance, "model", "unknown")))
-        attributes: dict[str, Any] = {
-            "gen_ai.operation.name": "chat",
-            "gen_ai.provider.name": provider,
-            "gen_ai.request.model": name,
-        }
-        settings = {**(getattr(instance, "kwargs", None) or {}), **(kwargs or {})}
-        for key in ("temperature", "max_tokens"):
-            if isinstance(settings.get(key), int | float):
-                attributes[f"gen_ai.request.{key}"] = settings[key]
-        if capture and messages:
-            attributes["gen_ai.input.messages"] = json.dumps(
-                [
-                    {"role": m.get("role"), "parts": [{"type": "text", "content": m.get("content")}]}
-                    for m in messages
-                    if isinstance(m, dict)
-                ],
-                default=str,
-            )
-        span = tracer().start_span(f"chat {name}", attributes=attributes)
-        return (span, usage()[0], usage, capture)
+        usage, capture, sink = call
+        model = str(getattr(instance, "model", "unknown"))
+        span = None
+        if tracing_on():
+            provider, name = split_model(model)
+            attributes: dict[str, Any] = {
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": provider,
+                "gen_ai.request.model": name,
+            }
+            settings = {**(getattr(instance, "kwargs", None) or {}), **(kwargs or {})}
+            for key in ("temperature", "max_tokens"):
+                if isinstance(settings.get(key), int | float):
+                    attributes[f"gen_ai.request.{key}"] = settings[key]
+            if capture and messages:
+                attributes["gen_ai.input.messages"] = json.dumps(
+                    [
+                        {"role": m.get("role"), "parts": [{"type": "text", "content": m.get("content")}]}
+                        for m in messages
+                        if isinstance(m, dict)
+                    ],
+                    default=str,
+                )
+            span = tracer().start_span(f"chat {name}", attributes=attributes)
+        return (span, usage()[0], usage, capture, sink, model, perf_counter())
 
     def finish(
         self, opened: _Opened, outputs: Any, exception: BaseException | None, result: Any = None
     ) -> None:
         """Close a span from :meth:`start`: tokens, the failure or (if captured) the answers; with
-        DSPy's call ``result`` at hand, also the response's finish reasons, model and id."""
-        span, calls_before, usage_of, capture = opened
+        DSPy's call ``result`` at hand, also the response's finish reasons, model and id. The call's
+        duration and tokens go to the evaluation's sink (metrics and the run summary's latency)."""
+        span, calls_before, usage_of, capture, sink, model, started = opened
+        seconds = perf_counter() - started
+        calls, usage = usage_of()
+        tokens = None
+        if calls > calls_before:
+            tokens = (
+                _tokens(usage, "prompt_tokens", "input_tokens"),
+                _tokens(usage, "completion_tokens", "output_tokens"),
+            )
+        if sink is not None:
+            sink(model, seconds, tokens, exception)
+        if span is None:
+            return
         if result is not None:
             _describe_response(span, result)
-        calls, usage = usage_of()
-        if calls > calls_before:
-            span.set_attribute("gen_ai.usage.input_tokens", _tokens(usage, "prompt_tokens", "input_tokens"))
-            span.set_attribute(
-                "gen_ai.usage.output_tokens", _tokens(usage, "completion_tokens", "output_tokens")
-            )
+        if tokens is not None:
+            span.set_attribute("gen_ai.usage.input_tokens", tokens[0])
+            span.set_attribute("gen_ai.usage.output_tokens", tokens[1])
         if exception is not None:
             mark_failed(span, exception, "model_error")
         elif capture and isinstance(outputs, list):
@@ -132,19 +147,22 @@ class ModelSpans(BaseCallback):
         span.end()
 
 
-_CALL: ContextVar[tuple[Callable[[], tuple[int, dict[str, Any]]], bool] | None] = ContextVar(
-    "flock_model_call", default=None
-)
+# Told of every finished model call: (model, seconds, (input, output) tokens or None, exception).
+CallSink = Callable[[str, float, "tuple[int, int] | None", "BaseException | None"], None]
+Usage = Callable[[], tuple[int, dict[str, Any]]]
+
+_CALL: ContextVar[tuple[Usage, bool, CallSink | None] | None] = ContextVar("flock_model_call", default=None)
 
 
 class ModelCalls:
     """Within the block, :class:`ModelSpans` takes tokens from ``usage`` (``(calls, last_usage)`` of the
-    evaluation's usage tracker, which DSPy updates before a call ends) and records content if ``capture``."""
+    evaluation's usage tracker, which DSPy updates before a call ends), records content if ``capture``
+    and tells ``sink`` of every finished call."""
 
     __slots__ = ("_state", "_token")
 
-    def __init__(self, usage: Callable[[], tuple[int, dict[str, Any]]], capture: bool) -> None:
-        self._state = (usage, capture)
+    def __init__(self, usage: Usage, capture: bool, sink: CallSink | None = None) -> None:
+        self._state = (usage, capture, sink)
         self._token: Any = None
 
     def __enter__(self) -> None:

@@ -348,7 +348,9 @@ class Flock:
         return await self._orchestrator.drive(condition, timeout)
 
     def _take_summary(self) -> RunSummary:
-        return self._orchestrator.take_summary(self.settings.take_usage())
+        summary = self._orchestrator.take_summary(self.settings.take_usage())
+        summary.latency = self.settings.latency.take()
+        return summary
 
     async def invoke(
         self,

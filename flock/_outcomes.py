@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from ._latency import Latency
 from ._types import flock_type
 
 
@@ -52,7 +53,8 @@ class RunSummary:
     ``waiting`` counts artifacts still held by incomplete gates, batches and joins, by agent;
     ``deferred`` counts artifacts whose activation condition has not been met yet. Neither is lost:
     they are delivered when their partners arrive or their condition holds. ``usage`` holds the
-    model usage of the run per model name, as the engines recorded it.
+    model usage of the run per model name, as the engines recorded it; ``latency`` the
+    p50/p90/p99 duration of its model calls per model name (:class:`~flock.Latency`).
     """
 
     activations: int = 0
@@ -65,6 +67,7 @@ class RunSummary:
     deferred: int = 0
     metrics: Counter[str] = field(default_factory=Counter)
     usage: dict[str, Any] = field(default_factory=dict)
+    latency: dict[str, Latency] = field(default_factory=dict)
     wall_time_s: float = 0.0
 
     @property
@@ -88,6 +91,8 @@ class RunSummary:
             lines.append("  agents:    " + ", ".join(f"{k}={v}" for k, v in sorted(self.agents_run.items())))
         if self.metrics:
             lines.append("  metrics:   " + ", ".join(f"{k}={v:g}" for k, v in sorted(self.metrics.items())))
+        for model, latency in self.latency.items():
+            lines.append(f"  latency:   {model} {latency}")
         if self.expired_joins:
             lines.append(f"  expired joins: {self.expired_joins}")
         if self.waiting:

@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._latency import LatencyStats
+
 
 def resolve_model(model: str | None) -> str:
     """explicit > ``FLOCK_MODEL`` > ``DEFAULT_MODEL`` > ``"offline"``."""
@@ -32,6 +34,7 @@ class ModelSettings:
         shared: per-Flock state engines keep between calls.
         usage: per-model usage since the last run summary was taken (model name → record); the
             orchestrator moves it into ``RunSummary.usage`` when a run returns.
+        latency: per-model call durations since the last run summary (``RunSummary.latency``).
     """
 
     model: str
@@ -40,6 +43,7 @@ class ModelSettings:
     budget: Any = None
     shared: dict[str, Any] = field(default_factory=dict)
     usage: dict[str, Any] = field(default_factory=dict)
+    latency: LatencyStats = field(default_factory=LatencyStats)
 
     def take_usage(self) -> dict[str, Any]:
         usage, self.usage = self.usage, {}

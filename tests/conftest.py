@@ -7,7 +7,9 @@ import tempfile
 from collections.abc import Iterator
 
 import pytest
-from opentelemetry import trace
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -27,6 +29,21 @@ def _span_exporter_session() -> InMemorySpanExporter:
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     return exporter
+
+
+@pytest.fixture(scope="session")
+def _metric_reader_session() -> InMemoryMetricReader:
+    """One in-memory reader behind the global meter provider (OpenTelemetry allows one per process)."""
+    reader = InMemoryMetricReader()
+    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+    return reader
+
+
+@pytest.fixture
+def metric_reader(_metric_reader_session: InMemoryMetricReader) -> InMemoryMetricReader:
+    """The global meter provider's reader; read points with ``tests.metric_points(reader, name)``
+    (cumulative: compare before and after, or filter by a model name unique to the test)."""
+    return _metric_reader_session
 
 
 @pytest.fixture

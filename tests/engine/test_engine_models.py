@@ -136,3 +136,19 @@ async def test_a_two_step_instance_extracts_without_hidden_retries(fallback: boo
     with pytest.raises(Exception, match="could not be parsed"):
         await evaluate(engine, spec(Task, publishes=((Summary, None),)), Task(text="bees"))
     assert len(model.calls) == calls  # answer + extraction (+ DSPy's JSON retry only when opted in)
+
+
+async def test_engines_inherit_the_flocks_lm_kwargs(server: OpenAIServer) -> None:
+    flock = Flock("openai/served-model", lm_kwargs={"api_base": server.base_url, "api_key": "flock-key"})
+    inherits = DSPyEngine()
+    overrides = DSPyEngine(lm_kwargs={"api_key": "own-key"})
+    flock.agent("a").consumes(Task).publishes(Summary).with_engines(inherits)
+    flock.agent("b").consumes(Task).publishes(Summary).with_engines(overrides)
+    with dspy.context(callbacks=[server.recorder]):
+        await flock.publish(Task(text="bees"))
+        summary = await flock.run_until_idle()
+    assert summary.ok and len(server.requests) == 2  # both reached the Flock's api_base
+    assert inherits.lm_for(flock.model, flock.settings.lm_kwargs).kwargs["api_key"] == "flock-key"
+    assert overrides.lm_for(flock.model, flock.settings.lm_kwargs).kwargs["api_key"] == "own-key"
+    other = Flock("openai/served-model", lm_kwargs={"api_base": "http://127.0.0.1:9/v1"})
+    assert inherits.lm_for(other.model, other.settings.lm_kwargs).kwargs["api_base"].endswith(":9/v1")
