@@ -252,10 +252,10 @@ class Flock:
         return artifact
 
     def _checked_artifact(self, obj: Artifact, **options: Any) -> Artifact:
-        given = sorted(name for name, value in options.items() if value is not None)
+        given = sorted(f"{name}=" for name, value in options.items() if value is not None)
         if given:
             raise ConfigurationError(
-                f"publish() of a ready-made Artifact takes no {', '.join(given)}=: the artifact carries "
+                f"publish() of a ready-made Artifact takes no {', '.join(given)}: the artifact carries "
                 "its own. Set them on it (artifact.model_copy(update={...})) or publish the model "
                 "instance with these options"
             )

@@ -7,8 +7,9 @@ would appear more than ``max_agent_iterations`` times in its own chain — a loo
 grows the chain on every turn, while a thousand unrelated inputs in one conversation each start
 a chain of their own.
 
-Chains of recent artifacts are kept in a bounded cache; an artifact that fell out of it (or was
-stored by an earlier process) has its chain rebuilt from the store by following ``consumed_from``.
+Chains of recent artifacts are kept in a bounded cache, emptied when a run ends; an artifact that
+is not in it (or was stored by an earlier process) has its chain rebuilt from the store by
+following ``consumed_from``.
 """
 
 from __future__ import annotations
@@ -98,6 +99,11 @@ class LoopGuard:
             done[current.id] = MappingProxyType(merged)
             self._remember(current.id, done[current.id])
         return done[artifact.id]
+
+    def forget(self) -> None:
+        """Drop the cache (a run ended): memory returns to its baseline; chains of artifacts still
+        waiting in gates are rebuilt from the store when they are consumed."""
+        self._cache.clear()
 
     def _remember(self, artifact_id: UUID, chain: Chain) -> None:
         self._cache[artifact_id] = chain

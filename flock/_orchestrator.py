@@ -360,6 +360,7 @@ class Orchestrator:
         summary.deferred = len(self.router.deferred)
         summary.wall_time_s = time.perf_counter() - self._summary_started
         summary.usage = usage
+        self.router.loop_guard.forget()
         self._summary_started = time.perf_counter()
         self.runtime.run_id = uuid4().hex
         return summary
