@@ -45,7 +45,10 @@ class Artifact(BaseModel):
         consumed_from: lineage, the ids of the artifacts this one was made from.
     """
 
-    model_config = ConfigDict(frozen=True)
+    # NaN and the infinities are valid floats that JSON has no words for: written as the constants
+    # NaN / Infinity / -Infinity (as Python's json module does), they read back as the same floats.
+    # Pydantic's default writes null, which a float field then refuses.
+    model_config = ConfigDict(frozen=True, ser_json_inf_nan="constants")
 
     id: UUID = Field(default_factory=uuid4)
     type: str

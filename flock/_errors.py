@@ -18,6 +18,10 @@
     ├── LoopGuardTripped          an agent hit its iteration limit in one causal chain
     ├── RunTimeout                run_until_idle(timeout=...) expired (work stays queued)
     ├── WorkflowFailed            run_until_idle(raise_on_error=True) saw failures
+    ├── StoreError                the board's storage failed; ``path`` names the file
+    │   ├── StoreLockedError      another process (or store) already writes this board file
+    │   ├── StoreCorruptError     the file is not a readable board
+    │   └── StoreFullError        the disk is full: the write was not stored
     ├── RunHalted                 an activation stopped the whole run; its inputs stay queued
     │   └── BudgetExceeded        no new model call may start past the budget
     └── ProviderError             a model provider failed
@@ -138,6 +142,35 @@ class WorkflowFailed(FlockError):
     def __init__(self, message: str, errors: Sequence[Any]) -> None:
         super().__init__(message)
         self.errors = list(errors)
+
+
+class StoreError(FlockError):
+    """The board's storage failed. ``path`` names the board file (``None`` for a store without one).
+
+    The root of every storage failure, so that a caller can tell "the store could not do it" (the
+    operation was not applied: retry once the cause is fixed) from every other error.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class StoreLockedError(StoreError):
+    """Another process (or another store in this process) already writes this board file.
+
+    One writer per board: a second one would run the same activations again. The lock is released
+    when the writer closes its store or its process ends, a killed one included.
+    """
+
+
+class StoreCorruptError(StoreError):
+    """The board file is damaged or is not a board at all."""
+
+
+class StoreFullError(StoreError):
+    """The disk (or the file system's quota) is full. The write that raised it was not stored;
+    everything acknowledged before it is safe. Free space and go on."""
 
 
 class RunHalted(FlockError):

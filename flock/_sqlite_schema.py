@@ -91,14 +91,17 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2]
 """Migration ``i`` takes a file from version ``i`` to ``i + 1``."""
 
 
-def migrate(conn: sqlite3.Connection, path: str) -> int:
-    """Bring the file up to the current schema; returns the version it had before."""
+def migrate(conn: sqlite3.Connection, path: str, *, check_only: bool = False) -> int:
+    """Bring the file up to the current schema; returns the version it had before. ``check_only``
+    (a reader) only refuses a file from a newer Flock: older schemas read the same."""
     (found,) = conn.execute("PRAGMA user_version").fetchone()
     if found > len(MIGRATIONS):
         raise ConfigurationError(
             f"{path} has board schema version {found}, newer than this Flock understands "
             f"({len(MIGRATIONS)}); upgrade flock to open it"
         )
+    if check_only:
+        return int(found)
     for version in range(found, len(MIGRATIONS)):
         conn.execute("BEGIN IMMEDIATE")
         try:

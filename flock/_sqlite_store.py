@@ -28,6 +28,7 @@ import anyio.to_thread
 from pydantic import BaseModel, TypeAdapter
 
 from ._artifact import Artifact, utcnow
+from ._board_file import WriterLock, typed
 from ._errors import ConfigurationError, FlockClosedError
 from ._sqlite_schema import ArtifactRow, from_micros, insert_artifact, micros, migrate
 from ._sqlite_worker import Op, Worker, apply_reads, apply_writes
@@ -127,9 +128,18 @@ class SQLiteStore:
         durability: ``"process"`` (default): a committed write survives the process being killed
             (WAL, ``synchronous=NORMAL``). ``"power"``: it also survives power loss or an OS crash
             (``synchronous=FULL``: every commit waits for the disk), at a cost in throughput.
+        read_only: open an existing board only to read it, next to the process that writes it
+            (as ``flock store`` does); every write raises :class:`ConfigurationError`.
+
+    One store writes a board file at a time: opening a second one for writing, in another process
+    or this one, raises :class:`StoreLockedError` until the first is closed or its process ends
+    (``kill -9`` included). Storage failures raise :class:`StoreError` subclasses that name the
+    file: :class:`StoreFullError` (disk full; the write was not stored), :class:`StoreCorruptError`.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, durability: Durability = "process") -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, durability: Durability = "process", read_only: bool = False
+    ) -> None:
         if durability not in _SYNCHRONOUS:
             raise ConfigurationError(
                 f"SQLiteStore(durability={durability!r}): choose 'process' (survives a killed process, "
@@ -137,19 +147,32 @@ class SQLiteStore:
             )
         self.path = Path(path)
         self.durability = durability
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = self._connect()
+        self.read_only = read_only
+        self._lock_file: WriterLock | None = None
+        if not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock_file = WriterLock(self.path)
         try:
-            conn.execute("PRAGMA journal_mode = WAL")
-            # A checkpoint (two fsyncs) runs inside the commit that crosses this many WAL pages, while
-            # that commit's callers wait. Every 1,000 (SQLite's default) stalled a busy writer ~8 ms
-            # every ~15 commits; 4,000 pages (16 MB of WAL) make that a quarter as often. Durability
-            # does not depend on it: a committed transaction is safe in the WAL.
-            conn.execute("PRAGMA wal_autocheckpoint = 4000")
-            migrate(conn, str(self.path))
-        except BaseException:
-            conn.close()
-            raise
+            conn = self._connect(readonly=read_only)
+            try:
+                if read_only:
+                    migrate(conn, str(self.path), check_only=True)
+                else:
+                    conn.execute("PRAGMA journal_mode = WAL")
+                    # A checkpoint (two fsyncs) runs inside the commit that crosses this many WAL
+                    # pages, while that commit's callers wait. Every 1,000 (SQLite's default) stalled
+                    # a busy writer ~8 ms every ~15 commits; 4,000 pages (16 MB of WAL) make that a
+                    # quarter as often. Durability does not depend on it: a committed transaction is
+                    # safe in the WAL.
+                    conn.execute("PRAGMA wal_autocheckpoint = 4000")
+                    migrate(conn, str(self.path))
+            except BaseException:
+                conn.close()
+                raise
+        except BaseException as exc:
+            if self._lock_file is not None:
+                self._lock_file.release()
+            raise typed(exc, self.path)
         self._decoded = _Decoded()
         self._lock = threading.Lock()
         self._closed = False
@@ -163,7 +186,11 @@ class SQLiteStore:
         self._reader = Worker(self._connect(readonly=True), f"flock-sqlite-reader:{name}", apply_reads)
 
     def _connect(self, *, readonly: bool = False) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        if self.read_only:  # never creates the file
+            target = f"{self.path.resolve().as_uri()}?mode=ro"
+            conn = sqlite3.connect(target, uri=True, isolation_level=None, check_same_thread=False)
+        else:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA busy_timeout = 10000")
         conn.execute(f"PRAGMA synchronous = {_SYNCHRONOUS[self.durability]}")
         if readonly:
@@ -171,7 +198,8 @@ class SQLiteStore:
         return conn
 
     def __repr__(self) -> str:
-        return f"SQLiteStore({str(self.path)!r}, durability={self.durability!r})"
+        extra = ", read_only=True" if self.read_only else ""
+        return f"SQLiteStore({str(self.path)!r}, durability={self.durability!r}{extra})"
 
     def _enqueue(self, worker: Worker, op: Op, *, behind: bool = False) -> int:
         """Queue ``op``; a write-behind (``behind``) gets the next number, which is returned."""
@@ -179,10 +207,17 @@ class SQLiteStore:
             if self._closed:
                 raise FlockClosedError(f"{self!r} is closed; open a new SQLiteStore to use the file again")
             if worker.broken is not None:
-                raise FlockClosedError(f"{self!r} stopped after an internal error: {worker.broken!r}")
+                raise FlockClosedError(
+                    f"{self!r} stopped after an internal error: {typed(worker.broken, self.path)}"
+                )
+            if worker is self._writer and self.read_only:
+                raise ConfigurationError(
+                    f"{self!r} was opened to read only: open the board without read_only=True "
+                    "(in the one process that writes it) to write"
+                )
             late, worker.late_error = worker.late_error, None
             if late is not None:  # a write-behind failed: say so at the next write instead of never
-                raise late
+                raise typed(late, self.path)
             if behind:
                 self._behind += 1
                 op.seq = self._behind
@@ -202,7 +237,7 @@ class SQLiteStore:
         else:
             await event.wait()
         if op.error is not None:
-            raise op.error
+            raise typed(op.error, self.path)
         return op.result
 
     async def _barrier(self, upto: int) -> None:
@@ -469,6 +504,8 @@ class SQLiteStore:
                 worker.queue.put(Op(stop=True))
         for worker in (self._writer, self._reader):
             await anyio.to_thread.run_sync(worker.thread.join)
+        if self._lock_file is not None:  # only now: the writer has finished and closed its connection
+            self._lock_file.release()
 
     async def __aenter__(self) -> SQLiteStore:
         return self

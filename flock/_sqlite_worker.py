@@ -129,7 +129,8 @@ def _transaction(conn: sqlite3.Connection, ops: Sequence[Op], *, isolated: bool 
         _transaction(conn, ops, isolated=True)
     except sqlite3.Error as exc:
         if conn.in_transaction:
-            conn.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):  # the error is reported below either way
+                conn.execute("ROLLBACK")
         for op in ops:
             op.result, op.error = None, op.error or exc
 
@@ -163,15 +164,25 @@ def _isolated(conn: sqlite3.Connection, op: Op) -> None:
 def apply_reads(conn: sqlite3.Connection, ops: Sequence[Op]) -> None:
     # One read transaction for the batch: every read sees one snapshot, taken after every write
     # acknowledged before the read was asked for.
-    conn.execute("BEGIN")
+    # A failure (a damaged page) fails the reads it hits, never the thread: it is reported to
+    # each caller, typed by the store, and the next batch starts afresh.
     try:
+        conn.execute("BEGIN")
+    except sqlite3.Error as exc:
         for op in ops:
-            try:
-                op.result = op.run(conn) if op.run is not None else None
-            except Exception as exc:
-                op.error = exc
-    finally:
+            op.error = exc
+        return
+    for op in ops:
+        try:
+            op.result = op.run(conn) if op.run is not None else None
+        except Exception as exc:
+            op.error = exc
+    try:
         conn.execute("COMMIT")
+    except sqlite3.Error:  # ending a read transaction loses nothing; the reads' answers stand
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
 
 
 # ---------------------------------------------------------------------------------- waking callers

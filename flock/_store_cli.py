@@ -52,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _collect(path: Path, what: str, n: int) -> dict[str, Any]:
-    async with SQLiteStore(path) as store:
+    # Read only: no writer lock, so it works next to the process that writes the board.
+    async with SQLiteStore(path, read_only=True) as store:
         if what == "recent":
             return {"artifacts": [_summary(a) for a in await store.recent(n)]}
         if what == "inflight":
