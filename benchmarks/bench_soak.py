@@ -185,7 +185,11 @@ async def board_only(kind: str, path: Path, dump: Path) -> dict[str, Any]:
             cache = {a.id: a for a in (sharing(Artifact.model_validate_json(b), pool) for (b,) in rows)}
         held = settled_rss()
     del cache
-    return {"board_mb": round((held - before) / MB, 1), "file_mb": round(path.stat().st_size / MB, 1)}
+    return {"board_mb": round((held - before) / MB, 1), "file_mb": round(file_size(path) / MB, 1)}
+
+
+def file_size(path: Path) -> int:
+    return path.stat().st_size
 
 
 def child(args: list[str]) -> dict[str, Any]:
@@ -196,8 +200,22 @@ def child(args: list[str]) -> dict[str, Any]:
 
 def measure(kind: str, inputs: int, chunk: int, folder: Path) -> dict[str, Any]:
     path, dump = folder / f"{kind}.db", folder / f"{kind}.jsonl"
-    run = child(["--child", "soak", "--store", kind, "--inputs", str(inputs), "--chunk", str(chunk),
-                 "--path", str(path), "--dump", str(dump)])
+    run = child(
+        [
+            "--child",
+            "soak",
+            "--store",
+            kind,
+            "--inputs",
+            str(inputs),
+            "--chunk",
+            str(chunk),
+            "--path",
+            str(path),
+            "--dump",
+            str(dump),
+        ]
+    )
     board = child(["--child", "board", "--store", kind, "--path", str(path), "--dump", str(dump)])
     run.update(board)
     target = 1.10 * (run["before_mb"] + run["board_mb"])

@@ -99,11 +99,24 @@ else:
         return text if text.isdigit() else ""
 
 
-def typed(exc: BaseException, board: Path) -> BaseException:
+def typed(exc: BaseException, board: Path, *, late: bool = False) -> BaseException:
     """``exc`` as the :class:`StoreError` it means for ``board``; Flock's own errors (a duplicate
-    id) and anything not from SQLite pass through unchanged."""
+    id) and anything not from SQLite pass through unchanged. ``late``: ``exc`` is the failure of an
+    earlier write that nobody waited for, reported at the next write, which was therefore not made."""
     if isinstance(exc, FlockError) or not isinstance(exc, sqlite3.Error):
         return exc
+    error = _typed(exc, board)
+    if late:
+        error.args = (
+            "a write queued earlier without waiting (an activation's journal record, or the completion "
+            "of an activation that published nothing) failed, so this write was not made; make it "
+            f"again once the cause is fixed. The earlier failure: {error}",
+        )
+    error.__cause__ = exc
+    return error
+
+
+def _typed(exc: sqlite3.Error, board: Path) -> StoreError:
     code = getattr(exc, "sqlite_errorcode", None)
     primary = code & 0xFF if isinstance(code, int) else None
     error: StoreError
@@ -138,5 +151,4 @@ def typed(exc: BaseException, board: Path) -> BaseException:
             "Nothing was stored by the operation that raised this; check the disk and the file, then retry",
             path=str(board),
         )
-    error.__cause__ = exc
     return error

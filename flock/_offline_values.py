@@ -20,6 +20,12 @@ _COUNT = re.compile(r"\b(?:exactly (\d+)|between (\d+) and (\d+))\b")
 _SKIP_INPUTS = frozenset({"trajectory", "feedback", "context"})
 _ALTERNATION = re.compile(r"\^?\(?((?:[\w .-]+\|)+[\w .-]+)\)?\$?")
 _INDEX_SUFFIX = re.compile(r"\s*\(\d+\)$")
+# Recursive models (a ``parent: Self | None``, a tree of children) would nest forever. From
+# _SHALLOW levels down the faker takes the way out a schema offers (null, a scalar alternative, the
+# fewest list items); below _DEEPEST an object is left empty, so a model that demands endless
+# nesting gets an answer that fails validation (a typed contract error) instead of a RecursionError.
+_SHALLOW = 3
+_DEEPEST = 24
 
 
 class Faker:
@@ -29,6 +35,7 @@ class Faker:
         self.rng = rng
         self.subject = subject
         self.defs: dict[str, Any] = {}
+        self.building: list[str] = []  # the models being filled in, outermost first
 
     def field(self, name: str, info: Any) -> Any:
         annotation = info.annotation
@@ -46,13 +53,21 @@ class Faker:
 
     def value(self, schema: dict[str, Any], name: str, index: int | None, depth: int = 0) -> Any:
         if "$ref" in schema:
-            schema = {
-                **self.defs.get(schema["$ref"].rsplit("/", 1)[-1], {}),
-                **{k: v for k, v in schema.items() if k != "$ref"},
-            }
+            ref = schema["$ref"].rsplit("/", 1)[-1]
+            resolved = {**self.defs.get(ref, {}), **{k: v for k, v in schema.items() if k != "$ref"}}
+            self.building.append(ref)
+            try:
+                return self.value(resolved, name, index, depth)
+            finally:
+                self.building.pop()
         for key in ("anyOf", "oneOf", "allOf"):
             if key in schema:
                 options = [o for o in schema[key] if o.get("type") != "null"] or schema[key]
+                if depth >= _SHALLOW and key != "allOf":
+                    if len(options) < len(schema[key]):
+                        return None
+                    ending = [o for o in options if o.get("$ref", "").rsplit("/", 1)[-1] not in self.building]
+                    options = [o for o in ending if not _nests(o)] or ending or options
                 return self.value(options[0], name, index, depth)
         if "const" in schema:
             return schema["const"]
@@ -64,7 +79,7 @@ class Faker:
         if kind is None and "properties" in schema:
             kind = "object"
         if kind == "object":
-            return self.obj(schema, depth, index)
+            return self.obj(schema, depth, index) if depth <= _DEEPEST else {}
         if kind == "array":
             items = schema.get("items", {})
             lo = int(schema.get("minItems", 0))
@@ -153,6 +168,11 @@ class Faker:
             if len(text) < lo:
                 text = (text + "x" * lo)[:lo]
         return text
+
+
+def _nests(schema: dict[str, Any]) -> bool:
+    """Whether an option can hold further values (a model, a list, a map) rather than end the nesting."""
+    return "$ref" in schema or schema.get("type") in ("object", "array") or "properties" in schema
 
 
 def count_from(desc: str) -> tuple[int, int] | None:

@@ -172,7 +172,10 @@ class SQLiteStore:
         except BaseException as exc:
             if self._lock_file is not None:
                 self._lock_file.release()
-            raise typed(exc, self.path)
+            error = typed(exc, self.path)
+            if error is exc:
+                raise
+            raise error from exc
         self._decoded = _Decoded()
         self._lock = threading.Lock()
         self._closed = False
@@ -217,7 +220,7 @@ class SQLiteStore:
                 )
             late, worker.late_error = worker.late_error, None
             if late is not None:  # a write-behind failed: say so at the next write instead of never
-                raise typed(late, self.path)
+                raise typed(late, self.path, late=True)
             if behind:
                 self._behind += 1
                 op.seq = self._behind

@@ -8,11 +8,11 @@ two flocks in one process never see each other's types.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar, overload
+from typing import Any, TypeVar, get_args, get_origin, overload
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Secret, SecretBytes, SecretStr
 
-from ._errors import NotAModelError, TypeConflictError
+from ._errors import ConfigurationError, NotAModelError, TypeConflictError
 
 M = TypeVar("M", bound=type[BaseModel])
 
@@ -36,6 +36,7 @@ def flock_type(cls: Any = None, /, *, name: str | None = None) -> Any:
 
     def mark(model: Any) -> Any:
         require_model(model, "@flock_type")
+        refuse_secrets(model)
         if name is not None and (not isinstance(name, str) or not name.strip()):
             raise TypeConflictError(f"@flock_type(name=...) needs a non-empty string, got {name!r}")
         # Set on the class itself (not inherited lookups) so subclasses get their own default name.
@@ -62,6 +63,55 @@ def require_model(obj: Any, where: str) -> type[BaseModel]:
     )
 
 
+_SECRETS = (SecretStr, SecretBytes, Secret)
+
+
+def refuse_secrets(model: type[BaseModel]) -> None:
+    """Raise :class:`ConfigurationError` if ``model`` (or a model inside it) has a secret field.
+
+    An artifact is stored, shown to other agents as context and recorded in traces; pydantic's
+    secret types would reach the consuming agent as ``'**********'`` (silently useless) and must
+    never be stored in clear either. So they are refused where the type is declared.
+    """
+    found = _secret_field(model, model.__name__, set())
+    if found is not None:
+        path, kind = found
+        raise ConfigurationError(
+            f"{path} is a {kind}: artifacts are stored on the board, shown to other agents as context "
+            f"and recorded in traces, so Flock does not carry secrets in them (a {kind} would reach "
+            "the consuming agent as '**********'). Keep the secret out of the artifact: read it from "
+            "the environment, a tool or DSPyEngine(lm_kwargs=...) where it is used, and put a reference "
+            "(the name of the key or account) in a plain str field instead"
+        )
+
+
+def _secret_field(model: type[BaseModel], path: str, seen: set[type]) -> tuple[str, str] | None:
+    if model in seen:
+        return None
+    seen.add(model)
+    for name, field in model.model_fields.items():
+        found = _secret_in(field.annotation, f"{path}.{name}", seen)
+        if found is not None:
+            return found
+    return None
+
+
+def _secret_in(annotation: Any, path: str, seen: set[type]) -> tuple[str, str] | None:
+    origin = get_origin(annotation)
+    if isinstance(origin, type) and issubclass(origin, _SECRETS):
+        return path, origin.__name__
+    if isinstance(annotation, type):
+        if issubclass(annotation, _SECRETS):
+            return path, annotation.__name__
+        if issubclass(annotation, BaseModel):
+            return _secret_field(annotation, path, seen)
+    for arg in get_args(annotation):  # Optional, unions, lists, dicts, Annotated
+        found = _secret_in(arg, path, seen)
+        if found is not None:
+            return found
+    return None
+
+
 def type_name(model: type[BaseModel]) -> str:
     """The registered name of a model class: its ``@flock_type`` name, else the class name."""
     own = model.__dict__.get(_NAME_ATTR)
@@ -79,6 +129,7 @@ class TypeRegistry:
         name = type_name(model)
         known = self._by_name.get(name)
         if known is None:
+            refuse_secrets(model)  # once per type; a @flock_type class was checked already
             self._by_name[name] = model
         elif known is not model:
             raise TypeConflictError(

@@ -144,4 +144,3 @@ async def test_tokens_of_a_failed_contract_are_counted_in_the_run_summary() -> N
     assert [e.kind for e in summary.errors] == ["contract"]
     assert summary.metrics["model_calls"] == len(calls) == 2
     assert summary.metrics["input_tokens"] > 0
-

@@ -25,9 +25,7 @@ class Recorder:
         self.calls: list[list[tuple[str, str, int]]] = []
 
     def __call__(self, *models: BaseModel, inputs: EvalInputs) -> None:
-        self.calls.append(
-            [(a.correlation_id, a.type, a.payload["n"]) for a in inputs.artifacts]
-        )
+        self.calls.append([(a.correlation_id, a.type, a.payload["n"]) for a in inputs.artifacts])
 
 
 async def test_an_and_gate_with_two_workflows_interleaved_pairs_within_each() -> None:

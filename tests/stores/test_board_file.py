@@ -4,6 +4,7 @@ acknowledged is lost."""
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import shutil
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from uuid import uuid4
 
+import anyio
 import pytest
 from pydantic import BaseModel
 
@@ -107,9 +109,9 @@ async def queue_orders(board: Path, n: int) -> None:
     await flock.store.close()
 
 
-async def test_a_second_writer_process_is_refused_and_no_activation_runs_twice(tmp_path: Path) -> None:
+def test_a_second_writer_process_is_refused_and_no_activation_runs_twice(tmp_path: Path) -> None:
     board, go, log = tmp_path / "board.db", tmp_path / "go", tmp_path / "calls.log"
-    await queue_orders(board, 50)
+    anyio.run(queue_orders, board, 50)
     first = start_writer(board, go, log)
     second = None
     try:
@@ -130,17 +132,41 @@ async def test_a_second_writer_process_is_refused_and_no_activation_runs_twice(t
                 proc.stdout.close()
     assert answer.startswith("LOCKED") and str(board) in answer and f"process {first.pid}" in answer
     assert sorted(int(n) for n in log.read_text().split()) == list(range(50))  # each ran once
+    assert sorted(i.n for i in anyio.run(invoices, board)) == list(range(50))
+
+
+async def invoices(board: Path) -> list[Invoice]:
     async with SQLiteStore(board) as store:
-        assert sorted(i.n for i in await store.get_by_type(Invoice)) == list(range(50))
+        return await store.get_by_type(Invoice)
 
 
-HOLDER = "import sys, time\nfrom flock import SQLiteStore\nSQLiteStore(sys.argv[1])\nprint('OPEN', flush=True)\ntime.sleep(120)\n"
+HOLDER = "\n".join(  # opens the board for writing, says so, and keeps it open
+    [
+        "import sys, time",
+        "from flock import SQLiteStore",
+        "store = SQLiteStore(sys.argv[1])",
+        "print('OPEN', flush=True)",
+        "time.sleep(120)",
+    ]
+)
 
 
-async def test_the_lock_dies_with_a_killed_writer_and_readers_may_read_meanwhile(tmp_path: Path) -> None:
-    board = tmp_path / "board.db"
+async def count(board: Path, **options: bool) -> int:
+    async with SQLiteStore(board, **options) as store:
+        if options.get("read_only"):
+            with pytest.raises(ConfigurationError, match="read only"):
+                await store.put(Artifact(type="board_file.Order", payload={"n": 2, "note": ""}))
+        return await store.count()
+
+
+async def put_one(board: Path) -> None:
     async with SQLiteStore(board) as store:
         await store.put(Artifact(type="board_file.Order", payload={"n": 1, "note": ""}))
+
+
+def test_the_lock_dies_with_a_killed_writer_and_readers_may_read_meanwhile(tmp_path: Path) -> None:
+    board = tmp_path / "board.db"
+    anyio.run(put_one, board)
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(board)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "OPEN"
@@ -148,17 +174,13 @@ async def test_the_lock_dies_with_a_killed_writer_and_readers_may_read_meanwhile
             SQLiteStore(board)
         assert refused.value.path == str(board) and isinstance(refused.value, StoreError)
         assert "read_only=True" in str(refused.value)  # says what to do
-        async with SQLiteStore(board, read_only=True) as reader:  # reading next to the writer is fine
-            assert await reader.count() == 1
-            with pytest.raises(ConfigurationError, match="read only"):
-                await reader.put(Artifact(type="board_file.Order", payload={"n": 2, "note": ""}))
+        assert anyio.run(functools.partial(count, board, read_only=True)) == 1  # reading beside it is fine
     finally:
         holder.kill()  # SIGKILL: no chance to clean up
         holder.wait()
         assert holder.stdout is not None
         holder.stdout.close()
-    async with SQLiteStore(board) as store:  # the kernel released the lock with the process
-        assert await store.count() == 1
+    assert anyio.run(count, board) == 1  # the kernel released the lock with the process
 
 
 async def test_two_stores_in_one_process_cannot_both_write_one_board(tmp_path: Path) -> None:
@@ -249,6 +271,10 @@ async def test_a_full_disk_loses_nothing_acknowledged_and_says_so_typed(small_di
     assert str(board) in str(failed) and "Free space" in str(failed)
     assert len(acked) > 10
     grow(small_disk)  # space freed: the same store goes on
+    try:  # a write not waited for (a journal record) may have failed too: reported once, typed
+        await flock.store.flush()
+    except StoreFullError as exc:
+        assert "queued earlier without waiting" in str(exc)
     later = await flock.publish(order(10_000))
     await flock.store.close()
     async with SQLiteStore(board) as reopened:

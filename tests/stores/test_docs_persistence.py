@@ -32,7 +32,8 @@ async def test_the_writer_and_failure_sections_run_and_print_what_they_show(
     assert len(found) == 2 and all(output is not None for _, output in found)
     namespace: dict[str, Any] = {"__name__": "persistence_md"}
     for number, (code, expected) in enumerate(found, start=1):
-        compiled = compile(code, f"persistence.md block {number}", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+        name = f"persistence.md block {number}"
+        compiled = compile(code, name, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
             result = eval(compiled, namespace)
