@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 from contextlib import closing
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -147,12 +148,22 @@ async def soak(kind: str, path: Path, inputs: int, chunk: int, dump: Path) -> di
     }
 
 
+EXTERNAL_FIELDS = {"type", "payload", "correlation_id", "partition_key", "tags", "visibility", "created_at"}
+
+
 def sharing(a: Artifact, pool: dict[Any, Any]) -> Artifact:
-    """``a`` with the values a running Flock shares between artifacts (a workflow's correlation id,
-    type and producer names, the visibility) shared again, as in the process that made them."""
-    update = {k: pool.setdefault(v, v) for k, v in a if k in ("correlation_id", "type", "produced_by")}
-    update["visibility"] = pool.setdefault(a.visibility.model_dump_json(), a.visibility)
-    return a.model_copy(update=update)
+    """``a`` rebuilt the way the running Flock built it: the values it shares between artifacts (a
+    workflow's correlation id, type and producer names, the empty tag set, the visibility, the UTC
+    time zone) shared again, and the same set of explicitly set fields (``publish()`` sets seven,
+    an agent's output all). Parsed from JSON, each artifact would get its own copies of all of these,
+    and the board's estimate would come out about a quarter too high."""
+    values = dict(a)
+    for key in ("correlation_id", "type", "produced_by", "tags"):
+        values[key] = pool.setdefault(values[key], values[key])
+    values["visibility"] = pool.setdefault(a.visibility.model_dump_json(), a.visibility)
+    values["created_at"] = a.created_at.astimezone(UTC)
+    explicit = EXTERNAL_FIELDS if a.produced_by == "external" else set(values)
+    return Artifact.model_construct(_fields_set=explicit, **values)
 
 
 async def board_only(kind: str, path: Path, dump: Path) -> dict[str, Any]:
