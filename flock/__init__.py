@@ -52,6 +52,7 @@ from ._errors import (
 )
 from ._flock import Flock
 from ._function_engine import FunctionEngine
+from ._graph import AgentGraph
 from ._latency import Latency
 from ._outcomes import JoinExpired, RunSummary, WorkflowError
 from ._spec import AgentSpec, BatchSpec, JoinSpec, OutputDecl, OutputGroup, ScheduleSpec, Subscription, Tick
@@ -96,6 +97,7 @@ __all__ = [
     "AfterVisibility",
     "AgentBuilder",
     "AgentComponent",
+    "AgentGraph",
     "AgentIdentity",
     "AgentSpec",
     "AllOfVisibility",

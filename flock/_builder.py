@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, time, timedelta
 from typing import Any
 
 from pydantic import BaseModel
 
+from . import _declaration as checks
 from ._catalog import Catalog
 from ._errors import ConfigurationError
 from ._spec import AgentSpec, BatchSpec, JoinSpec, OutputDecl, OutputGroup, ScheduleSpec, Subscription
@@ -96,7 +97,9 @@ class AgentBuilder:
         return self._catalog.spec(self._name)
 
     def _update(self, **changes: Any) -> AgentBuilder:
-        self._catalog.replace(dataclasses.replace(self.spec, **changes))
+        spec = dataclasses.replace(self.spec, **changes)
+        checks.check_spec(spec)  # mistakes that only show when two builder calls meet
+        self._catalog.replace(spec)
         return self
 
     def _models(self, types: Sequence[Any], where: str) -> tuple[type[BaseModel], ...]:
@@ -113,7 +116,10 @@ class AgentBuilder:
     def consumes(
         self,
         *types: type[BaseModel],
-        where: Callable[[Any], bool] | Sequence[Callable[[Any], bool]] | None = None,
+        where: Callable[[Any], bool]
+        | Sequence[Callable[[Any], bool]]
+        | Mapping[type[BaseModel], Callable[[Any], bool]]
+        | None = None,
         from_agents: str | Iterable[str] | None = None,
         tags: str | Iterable[str] | None = None,
         join: JoinSpec | None = None,
@@ -124,22 +130,19 @@ class AgentBuilder:
 
         Several types in one call are an AND gate (one activation gets one of each); a repeated
         type is a count gate (``consumes(A, A)`` waits for two A's). Several calls are OR.
-        ``where`` predicates receive the artifact's model; ``tags`` match artifacts that carry any
-        of them; ``from_agents`` restricts producers.
+        ``where`` predicates (plain sync functions) receive the artifact's model and must all hold;
+        on a gate of several types give them per type, ``where={Triage: lambda t: t.urgent}``:
+        each applies to members of its type only. ``tags`` match artifacts that carry any of
+        them; ``from_agents`` restricts producers.
+
+        Raises:
+            ConfigurationError: a non-model type, a plain ``where=`` on a gate of several types, a
+                predicate that is async or does not take one argument, or a ``calls()`` function
+                that cannot take the models this subscription delivers.
         """
         models = self._models(types, "consumes")
         names = tuple(self._catalog.types.register(m) for m in models)
-        preds: tuple[Callable[[Any], bool], ...]
-        if where is None:
-            preds = ()
-        elif callable(where):
-            preds = (where,)
-        else:
-            preds = tuple(where)
-        if not all(callable(p) for p in preds):
-            raise ConfigurationError(
-                f"agent {self._name!r}: where= must be a callable or a list of callables"
-            )
+        preds = checks.where_predicates(where, models, self._name)
         if batch is not None and not isinstance(batch, BatchSpec):
             raise ConfigurationError(f"agent {self._name!r}: batch= takes a BatchSpec(size=..., timeout=...)")
         if join is not None and not isinstance(join, JoinSpec):
@@ -151,6 +154,8 @@ class AgentBuilder:
                 f"agent {self._name!r}: activation= takes a condition such as "
                 "When.correlation(T).count_at_least(n)"
             )
+        if join is not None:
+            checks.check_join_by(join, models, self._name)
         sub = Subscription(
             index=len(self.spec.subscriptions),
             types=models,
@@ -186,8 +191,11 @@ class AgentBuilder:
             raise ConfigurationError(
                 f"agent {self._name!r}: publishes() lists a type twice; use fan_out=N for several of one type"
             )
-        if where is not None and not callable(where):
-            raise ConfigurationError(f"agent {self._name!r}: publishes(where=...) must be a callable")
+        call = f"publishes({', '.join(m.__name__ for m in models)})"
+        single = models[0] if len(models) == 1 else None
+        if where is not None:
+            checks.check_one_arg(where, self._name, f"{call} where=", single)
+            where = checks.Checked(where, f"agent {self._name!r}: {call} where=")
         if visibility is not None and not (isinstance(visibility, _VisibilityBase) or callable(visibility)):
             raise ConfigurationError(
                 f"agent {self._name!r}: visibility= takes a visibility such as "
@@ -195,14 +203,20 @@ class AgentBuilder:
                 "or a callable returning one"
             )
         span = _fan_out(fan_out, self._name)
-        checks = _validators(validate, self._name)
+        validators = _validators(validate, self._name)
+        for check, _ in validators:
+            checks.check_one_arg(check, self._name, f"{call} validate=", single)
+        validators = tuple(
+            (checks.Checked(f, f"agent {self._name!r}: {call} validate="), message)
+            for f, message in validators
+        )
         decls = tuple(
             OutputDecl(
                 type=m,
                 type_name=self._catalog.types.register(m),
                 fan_out=span,
                 where=where,
-                validate=checks,
+                validate=validators,
                 visibility=visibility,
                 description=description,
             )
@@ -289,9 +303,9 @@ class AgentBuilder:
         """Evaluate each output group ``n`` times and keep the result with the highest ``score(result)``."""
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise ConfigurationError(f"agent {self._name!r}: best_of n must be an int >= 1, got {n!r}")
-        if not callable(score):
+        if not callable(score) or checks.is_async(score):
             raise ConfigurationError(
-                f"agent {self._name!r}: best_of score must be a callable(EvalResult) -> float"
+                f"agent {self._name!r}: best_of score must be a plain (sync) callable(EvalResult) -> float"
             )
         return self._update(best_of=(n, score))
 

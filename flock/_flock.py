@@ -32,6 +32,7 @@ from ._errors import (
     UnknownAgentError,
     WorkflowFailed,
 )
+from ._graph import AgentGraph, warn_unreachable
 from ._lifecycle import Lifecycle
 from ._loop_guard import LoopGuard
 from ._orchestrator import Orchestrator
@@ -326,6 +327,7 @@ class Flock:
         """
         await self._drive(None, timeout)
         summary = self._take_summary()
+        warn_unreachable(self, summary)  # logs once per agent that nothing published can wake
         if raise_on_error and summary.errors:
             raise WorkflowFailed(
                 f"{len(summary.errors)} activation(s) failed: "
@@ -458,3 +460,7 @@ class Flock:
 
     def __repr__(self) -> str:
         return f"Flock(model={self.model!r}, agents={sorted(self._catalog.specs)})"
+
+    def graph(self) -> AgentGraph:
+        """The declared agents as an :class:`AgentGraph` (reachability, dead ends, cycles, Mermaid)."""
+        return AgentGraph.of(self)

@@ -51,6 +51,10 @@ def report(task: Task) -> Report:
     return Report(text=task.text)
 
 
+def report_any(*models: BaseModel) -> Report:  # fits every subscription below (gates, batches)
+    return Report(text=str(len(models)))
+
+
 def test_every_builder_method_returns_the_builder() -> None:
     flock = Flock()
     b = flock.agent("writer")
@@ -61,7 +65,7 @@ def test_every_builder_method_returns_the_builder() -> None:
         lambda: b.consumes(Note, batch=BatchSpec(size=2)),
         lambda: b.consumes(Task, Note, join=JoinSpec(by=lambda m: m.text, within=timedelta(seconds=5))),
         lambda: b.publishes(Report, fan_out=(1, 2), where=lambda r: True, validate=lambda r: True),
-        lambda: b.with_engines(FunctionEngine(report)),
+        lambda: b.with_engines(FunctionEngine(report_any)),
         lambda: b.with_tools([len]),
         lambda: b.with_utilities(AgentComponent()),
         lambda: b.with_context(NoContext()),
@@ -70,7 +74,7 @@ def test_every_builder_method_returns_the_builder() -> None:
         lambda: b.labels("finance"),
         lambda: b.tenant("acme"),
         lambda: b.best_of(2, lambda r: 1.0),
-        lambda: b.calls(report),
+        lambda: b.calls(report_any),
     ]
     for call in calls:
         assert call() is b

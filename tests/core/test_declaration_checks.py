@@ -1,0 +1,185 @@
+"""Wiring mistakes fail at declaration with a ConfigurationError naming the agent, the call and the fix."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from flock import BatchSpec, ConfigurationError, Flock, JoinSpec, WorkflowError, flock_type
+
+pytestmark = pytest.mark.anyio
+
+
+@flock_type
+class Ticket(BaseModel):
+    text: str
+    key: str = "k"
+
+
+@flock_type
+class Triage(BaseModel):
+    category: str
+    key: str = "k"
+
+
+@flock_type
+class Reply(BaseModel):
+    text: str
+
+
+def test_a_one_argument_function_on_a_two_type_gate_is_refused_naming_agent_gate_and_fix() -> None:
+    flock = Flock()
+    with pytest.raises(ConfigurationError) as info:
+        flock.agent("responder").consumes(Ticket, Triage).publishes(Reply).calls(lambda t: Reply(text=t.text))
+    message = str(info.value)
+    assert "'responder'" in message
+    assert "consumes(Ticket, Triage) (an AND gate)" in message
+    assert "2 models per activation" in message
+    assert "def handle(ticket, triage)" in message
+
+
+def test_the_arity_check_also_runs_when_consumes_comes_after_calls() -> None:
+    flock = Flock()
+    builder = flock.agent("responder").calls(lambda t: Reply(text=t.text)).consumes(Ticket)
+    with pytest.raises(ConfigurationError, match="calls"):
+        builder.consumes(Ticket, Triage)
+    assert len(builder.spec.subscriptions) == 1  # the refused declaration left the spec as it was
+
+
+def test_functions_that_fit_the_subscription_are_accepted() -> None:
+    flock = Flock()
+
+    def respond(ticket: Ticket, triage: Triage, *, ctx: Any) -> Reply:
+        return Reply(text=ticket.text)
+
+    def bundle(*tickets: Ticket) -> Reply:
+        return Reply(text=str(len(tickets)))
+
+    flock.agent("a").consumes(Ticket, Triage).publishes(Reply).calls(respond)
+    flock.agent("b").consumes(Ticket, batch=BatchSpec(size=3)).publishes(Reply).calls(bundle)
+    flock.agent("c").consumes(Ticket, Ticket).publishes(Reply).calls(lambda a, b: Reply(text=a.text))
+    flock.agent("d").consumes(Ticket).publishes(Reply).calls(print)  # builtins: nothing to check
+
+
+def test_a_batch_function_must_take_a_partial_batch_too() -> None:
+    flock = Flock()
+    with pytest.raises(ConfigurationError, match=r"with a batch.*\*items"):
+        flock.agent("b").consumes(Ticket, batch=BatchSpec(size=2)).calls(lambda a, b: None)
+
+
+def test_arguments_annotated_in_the_wrong_order_are_refused() -> None:
+    def respond(triage: Triage, ticket: Ticket) -> Reply:
+        return Reply(text=ticket.text)
+
+    with pytest.raises(ConfigurationError, match=r"argument 1 is annotated Triage.*passes a Ticket"):
+        Flock().agent("r").consumes(Ticket, Triage).calls(respond)
+
+
+def test_a_plain_where_on_a_gate_of_several_types_points_to_the_per_type_form() -> None:
+    flock = Flock()
+    with pytest.raises(ConfigurationError) as info:
+        flock.agent("router").consumes(Ticket, Triage, where=lambda t: t.category == "bug")
+    message = str(info.value)
+    assert "'router'" in message and "consumes(Ticket, Triage)" in message
+    assert "where={Ticket: lambda t: ..., Triage: lambda t: ...}" in message
+
+
+async def test_per_type_where_applies_to_members_of_its_type_only() -> None:
+    flock = Flock()
+    seen: list[tuple[str, str]] = []
+    flock.agent("router").consumes(Ticket, Triage, where={Triage: lambda t: t.category == "bug"}).calls(
+        lambda ticket, triage: seen.append((ticket.text, triage.category))
+    )
+    await flock.publish(Ticket(text="crash"), correlation_id="c1")  # gates collect per workflow
+    await flock.publish(Triage(category="billing"), correlation_id="c1")  # filtered out: it waits on
+    await flock.publish(Triage(category="bug"), correlation_id="c1")
+    summary = await flock.run_until_idle()
+    assert summary.ok
+    assert seen == [("crash", "bug")]
+
+
+def test_where_dict_keys_must_be_consumed_types() -> None:
+    with pytest.raises(ConfigurationError, match="key 'Reply' that is not one of its types"):
+        Flock().agent("r").consumes(Ticket, Triage, where={Reply: lambda r: True})
+
+
+@pytest.mark.parametrize(
+    ("declare", "match"),
+    [
+        (lambda b: b.consumes(Ticket, where=lambda a, b: True), "must take exactly one argument"),
+        (lambda b: b.consumes(Ticket, where=lambda: True), "must take exactly one argument"),
+        (lambda b: b.consumes(Ticket).publishes(Reply, validate=lambda: True), "validate="),
+        (lambda b: b.consumes(Ticket).publishes(Reply, where=lambda a, b: 1), r"publishes\(Reply\) where="),
+        (lambda b: b.consumes(Ticket, Triage, join=JoinSpec(by=lambda a, b: 1, within=2)), "JoinSpec"),
+    ],
+)
+def test_predicates_and_keys_take_one_model(declare: Any, match: str) -> None:
+    with pytest.raises(ConfigurationError, match=match):
+        declare(Flock().agent("x"))
+
+
+def test_a_predicate_annotated_for_another_type_is_refused() -> None:
+    def urgent(triage: Triage) -> bool:
+        return triage.category == "bug"
+
+    with pytest.raises(ConfigurationError, match="annotated for Triage but receives Ticket"):
+        Flock().agent("x").consumes(Ticket, where=urgent)
+
+
+async def _async_pred(model: Any) -> bool:
+    return False
+
+
+class _AsyncCallable:
+    async def __call__(self, model: Any) -> bool:
+        return False
+
+
+@pytest.mark.parametrize("pred", [_async_pred, functools.partial(_async_pred), _AsyncCallable()])
+@pytest.mark.parametrize(
+    "declare",
+    [
+        lambda b, p: b.consumes(Ticket, where=p),
+        lambda b, p: b.consumes(Ticket, Triage, where={Ticket: p}),
+        lambda b, p: b.consumes(Ticket).publishes(Reply, validate=p),
+        lambda b, p: b.consumes(Ticket).publishes(Reply, where=p),
+        lambda b, p: b.consumes(Ticket, Triage, join=JoinSpec(by=p, within=2)),
+    ],
+    ids=["where", "where-per-type", "validate", "publishes-where", "join-by"],
+)
+def test_async_predicates_validators_and_join_keys_are_refused(declare: Any, pred: Any) -> None:
+    with pytest.raises(ConfigurationError, match=r"is async.*Use a plain def"):
+        declare(Flock().agent("x"), pred)
+
+
+def test_an_async_best_of_score_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="plain"):
+        Flock().agent("x").best_of(2, _async_pred)
+
+
+async def test_a_sync_predicate_that_returns_a_coroutine_fails_its_subscription_not_open() -> None:
+    flock = Flock()
+    seen: list[str] = []
+    flock.agent("x").consumes(Ticket, where=lambda t: _async_pred(t)).calls(lambda t: seen.append(t.text))
+    await flock.publish(Ticket(text="a"))
+    summary = await flock.run_until_idle()
+    assert seen == []  # it did not pass
+    [error] = await flock.store.get_by_type(WorkflowError)
+    assert error.kind == "subscription_error"
+    assert "returned an awaitable" in error.message
+    assert not summary.ok
+
+
+async def test_a_sync_join_key_still_joins_after_the_checks() -> None:
+    flock = Flock()
+    pairs: list[str] = []
+    flock.agent("m").consumes(Ticket, Triage, join=JoinSpec(by=lambda m: m.key, within=5)).calls(
+        lambda ticket, triage: pairs.append(ticket.text + triage.category)
+    )
+    await flock.publish(Ticket(text="t"), correlation_id="c1")
+    await flock.publish(Triage(category="c"), correlation_id="c1")
+    await flock.run_until_idle()
+    assert pairs == ["tc"]

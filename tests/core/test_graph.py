@@ -1,0 +1,220 @@
+"""flock.graph(), the unreachable-agent warning of a run, and `flock check`: wiring mistakes found early."""
+
+from __future__ import annotations
+
+import logging
+import textwrap
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from flock import AgentGraph, Flock, WorkflowError, flock_type
+from flock.cli import main
+
+pytestmark = pytest.mark.anyio
+
+
+@flock_type
+class Idea(BaseModel):
+    topic: str
+
+
+@flock_type
+class Draft(BaseModel):
+    text: str
+
+
+@flock_type
+class Review(BaseModel):
+    verdict: str
+
+
+@flock_type
+class Final(BaseModel):
+    text: str
+
+
+def studio() -> Flock:
+    flock = Flock()
+    flock.agent("writer").consumes(Idea).publishes(Draft).calls(lambda i: Draft(text=i.topic))
+    flock.agent("critic").consumes(Draft).publishes(Review).calls(lambda d: Review(verdict="ok"))
+    flock.agent("reviser").consumes(Review, where=lambda r: r.verdict != "ok").publishes(Draft).calls(
+        lambda r: Draft(text="again")
+    )
+    flock.agent("editor").consumes(Draft, Review).publishes(Final).calls(lambda d, r: Final(text=d.text))
+    flock.agent("archivist").consumes(Final, Idea).calls(lambda f, i: None)
+    return flock
+
+
+def test_the_graph_finds_reachability_dead_ends_and_cycles() -> None:
+    graph = studio().graph()
+    assert isinstance(graph, AgentGraph)
+    assert graph.unreachable(from_types=[Idea]) == []
+    assert graph.unreachable(from_types=["Draft"]) == ["archivist", "writer"]  # an AND gate needs all
+    assert graph.unreachable(from_types=[]) == ["archivist", "critic", "editor", "reviser", "writer"]
+    assert graph.dead_ends() == []
+    assert graph.cycles() == [["critic", "reviser"]]
+    assert graph.inputs() == ["Idea"]
+    assert graph.problems() == []
+
+
+def test_dead_ends_and_self_loops() -> None:
+    flock = Flock()
+    flock.agent("writer").consumes(Idea).publishes(Draft, Final).calls(lambda i: [])
+    flock.agent("polisher").consumes(Draft).publishes(Draft).calls(lambda d: d)
+    flock.agent("looper").consumes(Draft).publishes(Draft).prevent_self_trigger(False).calls(lambda d: None)
+    graph = flock.graph()
+    assert graph.dead_ends() == ["Final"]
+    assert ["looper"] in graph.cycles()
+    assert ["polisher"] not in graph.cycles()  # it ignores its own outputs
+    assert ["looper", "polisher"] in graph.cycles()
+
+
+def test_the_mermaid_picture_shows_types_agents_and_gates() -> None:
+    text = studio().graph().to_mermaid()
+    lines = text.splitlines()
+    assert lines[0] == "flowchart LR"
+    assert '    t_Idea["Idea"]' in lines
+    assert '    a_writer(["writer"])' in lines
+    assert "    t_Idea --> a_writer" in lines
+    assert "    a_writer --> t_Draft" in lines
+    assert "    t_Review -->|and| a_editor" in lines
+
+
+def test_the_five_newcomer_mistakes_are_problems() -> None:
+    flock = Flock()
+    flock.agent("intake").consumes(Idea).publishes(Draft).calls(lambda i: Draft(text=i.topic))
+    flock.agent("idle")  # consumes nothing
+    flock.agent("mute").consumes(Draft)  # an LLM agent that publishes nothing
+    flock.agent("orphan").consumes(Review).publishes(Final).calls(lambda r: None)  # nobody publishes Review
+    graph = flock.graph()
+    found = graph.problems()
+    assert any("'idle' consumes nothing and has no schedule" in p for p in found)
+    assert any("'mute' runs a language model but publishes nothing" in p for p in found)
+    assert not any("Review" in p for p in found)  # without inputs it may come from outside
+    found = graph.problems(inputs=[Idea])
+    assert any("type 'Review' is consumed by orphan but no agent publishes it" in p for p in found)
+    assert any("agent 'orphan' can never run from the inputs ['Idea']" in p for p in found)
+
+
+def test_a_loop_with_no_way_in_is_a_problem_without_inputs() -> None:
+    flock = Flock()
+    flock.agent("a").consumes(Draft).publishes(Review).calls(lambda d: None)
+    flock.agent("b").consumes(Review).publishes(Draft).calls(lambda r: None)
+    assert [p.split(":")[0] for p in flock.graph().problems()] == [
+        "agent 'a' can never run",
+        "agent 'b' can never run",
+    ]
+
+
+async def test_run_until_idle_warns_once_about_agents_nothing_can_wake(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    flock = Flock()
+    flock.agent("writer").consumes(Idea).publishes(Draft).calls(lambda i: Draft(text=i.topic))
+    flock.agent("reader").consumes(Draft).calls(lambda d: None)
+    flock.agent("judge").consumes(Review).calls(lambda r: None)
+    flock.agent("on_error").consumes(WorkflowError).calls(lambda e: None)
+    with caplog.at_level(logging.WARNING, logger="flock"):
+        await flock.publish(Idea(topic="bees"))
+        await flock.run_until_idle()
+        await flock.publish(Idea(topic="ants"))
+        await flock.run_until_idle()
+    warnings = [r.getMessage() for r in caplog.records if "cannot run" in r.getMessage()]
+    assert warnings == [
+        "agent 'judge' cannot run from what has been published so far: nothing published Review and no "
+        "agent publishes it. Publish Review, or check the wiring with flock.graph().problems() or "
+        "`flock check`"
+    ]
+
+
+async def test_no_warning_once_the_missing_type_arrives(caplog: pytest.LogCaptureFixture) -> None:
+    flock = Flock()
+    flock.agent("judge").consumes(Review).calls(lambda r: None)
+    with caplog.at_level(logging.WARNING, logger="flock"):
+        await flock.publish(Review(verdict="ok"))
+        await flock.run_until_idle()
+    assert not [r for r in caplog.records if "cannot run" in r.getMessage()]
+
+
+def _module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, body: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    header = """
+        from pydantic import BaseModel
+        from flock import Flock, flock_type
+
+        @flock_type
+        class Ticket(BaseModel):
+            text: str
+
+        @flock_type
+        class Triage(BaseModel):
+            category: str
+
+        flock = Flock()
+    """
+    (tmp_path / f"{name}.py").write_text(textwrap.dedent(header) + textwrap.dedent(body))
+
+
+def test_flock_check_prints_the_graph_and_exits_0_when_sound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _module(
+        tmp_path,
+        monkeypatch,
+        "sound_app",
+        """
+        flock.agent("triage").consumes(Ticket).publishes(Triage)
+    """,
+    )
+    assert main(["check", "sound_app:flock"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("1 agents, 2 types\n\nflowchart LR\n")
+    assert "inputs (no agent publishes them, so they must be published from outside): Ticket" in out
+    assert "dead ends (published, consumed by no agent" in out
+    assert out.endswith("no problems found\n")
+
+
+def test_flock_check_exits_1_on_problems_and_names_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _module(
+        tmp_path,
+        monkeypatch,
+        "broken_app",
+        """
+        flock.agent("triage").consumes(Ticket)
+        flock.agent("router").consumes(Triage).calls(print)
+    """,
+    )
+    assert main(["check", "broken_app", "--inputs", "Ticket"]) == 1
+    out = capsys.readouterr().out
+    assert "problem: agent 'triage' runs a language model but publishes nothing" in out
+    assert "problem: type 'Triage' is consumed by router but no agent publishes it" in out
+    assert out.endswith("3 problems\n")
+
+
+def test_flock_check_reports_a_declaration_error_as_a_problem(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _module(
+        tmp_path,
+        monkeypatch,
+        "gate_app",
+        """
+        flock.agent("r").consumes(Ticket, Triage, where=lambda t: t.category == "bug")
+    """,
+    )
+    assert main(["check", "gate_app:flock"]) == 1
+    assert "where={Ticket: lambda t: ..., Triage: lambda t: ...}" in capsys.readouterr().out
+
+
+def test_flock_check_exits_2_when_the_target_is_not_a_flock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _module(tmp_path, monkeypatch, "other_app", "")
+    assert main(["check", "other_app:Ticket"]) == 2
+    assert "not a Flock" in capsys.readouterr().err
+    assert main(["check", "no_such_module_here"]) == 2
