@@ -5,10 +5,11 @@ The builder calls these while it assembles an :class:`~flock.AgentSpec`. Each fa
 and the fix. Checks that need what a signature can tell (how many arguments, annotated types) are
 skipped for callables whose signature Python cannot read (some builtins).
 
-Async callables are refused where Flock calls them synchronously — ``where=``, ``validate=``,
-``JoinSpec(by=...)`` — because a coroutine is truthy (the predicate would always pass) and a
-coroutine object is a new join key every time (the join would never complete). ``calls()`` and
-tools may be async. A sync callable that *returns* an awaitable is caught when it is called.
+Async callables: ``consumes(where=...)`` predicates and ``JoinSpec(by=...)`` may be async (the
+router awaits them), as may ``calls()`` functions and tools. ``publishes(validate=..., where=...)``
+and ``best_of`` scores run inside the engine's synchronous contract check, where a coroutine would
+be truthy (a check that always passes), so async ones are refused here, and a sync one that
+*returns* an awaitable fails its check when called instead of passing.
 """
 
 from __future__ import annotations
@@ -117,28 +118,37 @@ class Checked:
         return f"{callable_name(self.func)}"
 
 
-class ForType(Checked):
-    """A ``where=`` predicate that applies to members of one type of a gate; others pass."""
+class ForType:
+    """A ``where=`` predicate that applies to members of one type of a gate; others pass.
 
-    __slots__ = ("type",)
+    An async predicate's awaitable is returned as it is: the router awaits it.
+    """
 
-    def __init__(self, type_: type[BaseModel], func: Callable[[Any], Any], what: str) -> None:
-        super().__init__(func, what)
+    __slots__ = ("func", "type")
+
+    def __init__(self, type_: type[BaseModel], func: Callable[[Any], Any]) -> None:
+        self.func = func
         self.type = type_
 
     def __call__(self, model: Any) -> Any:
-        return not isinstance(model, self.type) or super().__call__(model)
+        return not isinstance(model, self.type) or self.func(model)
+
+    def __repr__(self) -> str:
+        return f"{callable_name(self.func)} (for {self.type.__name__})"
 
 
-def check_one_arg(func: Any, agent: str, what: str, model: type[BaseModel] | None = None) -> None:
-    """A predicate/key/validator: sync, takes one model, annotated (if at all) with a fitting type."""
+def check_one_arg(
+    func: Any, agent: str, what: str, model: type[BaseModel] | None = None, *, sync: bool = True
+) -> None:
+    """A predicate/key/validator: takes one model, annotated (if at all) with a fitting type, and
+    with ``sync`` is not async."""
     if not callable(func):
         raise ConfigurationError(f"agent {agent!r}: {what} must be a callable, got {func!r}")
     name = callable_name(func)
-    if is_async(func):
+    if sync and is_async(func):
         raise ConfigurationError(
-            f"agent {agent!r}: {what} is async ({name}); Flock calls it synchronously, so its "
-            "result would be a coroutine that is always true. Use a plain def (do any I/O in the "
+            f"agent {agent!r}: {what} is async ({name}); it runs in the engine's synchronous output "
+            "check, where a coroutine would count as true. Use a plain def (do any I/O in the "
             "agent's engine instead)"
         )
     if accepts(func, 1) is False:
@@ -176,9 +186,8 @@ def where_predicates(
                 )
             preds = list(value) if isinstance(value, list | tuple) else [value]
             for pred in preds:
-                what = f"{call} where= predicate for {key.__name__}"
-                check_one_arg(pred, agent, what, key)
-                out.append(ForType(key, pred, f"agent {agent!r}: {what}"))
+                check_one_arg(pred, agent, f"{call} where= predicate for {key.__name__}", key, sync=False)
+                out.append(ForType(key, pred))
         return tuple(out)
     plain = [where] if callable(where) else list(where) if isinstance(where, list | tuple) else None
     if plain is None or not all(callable(p) for p in plain):
@@ -195,15 +204,15 @@ def where_predicates(
             "(a type without a predicate accepts every member)"
         )
     for pred in plain:
-        check_one_arg(pred, agent, f"{call} where=", models[0])
-    return tuple(Checked(p, f"agent {agent!r}: {call} where=") for p in plain)
+        check_one_arg(pred, agent, f"{call} where=", models[0], sync=False)
+    return tuple(plain)
 
 
 def check_join_by(join: Any, models: tuple[type[BaseModel], ...], agent: str) -> None:
     """``JoinSpec(by=...)`` is called with a member of each joined type."""
     by = join.by
     call = f"consumes({', '.join(m.__name__ for m in models)}) JoinSpec(by=...)"
-    check_one_arg(by, agent, call)
+    check_one_arg(by, agent, call, sync=False)
     types = _positional_types(by)
     if types:
         wrong = [m.__name__ for m in dict.fromkeys(models) if _wrong_type(types[0], m)]

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from flock import BatchSpec, ConfigurationError, Flock, JoinSpec, WorkflowError, flock_type
+from flock import BatchSpec, ConfigurationError, Flock, JoinSpec, flock_type
 
 pytestmark = pytest.mark.anyio
 
@@ -142,35 +142,55 @@ class _AsyncCallable:
 @pytest.mark.parametrize(
     "declare",
     [
-        lambda b, p: b.consumes(Ticket, where=p),
-        lambda b, p: b.consumes(Ticket, Triage, where={Ticket: p}),
         lambda b, p: b.consumes(Ticket).publishes(Reply, validate=p),
         lambda b, p: b.consumes(Ticket).publishes(Reply, where=p),
-        lambda b, p: b.consumes(Ticket, Triage, join=JoinSpec(by=p, within=2)),
     ],
-    ids=["where", "where-per-type", "validate", "publishes-where", "join-by"],
+    ids=["validate", "publishes-where"],
 )
-def test_async_predicates_validators_and_join_keys_are_refused(declare: Any, pred: Any) -> None:
+def test_async_output_checks_are_refused_since_they_would_always_pass(declare: Any, pred: Any) -> None:
     with pytest.raises(ConfigurationError, match=r"is async.*Use a plain def"):
         declare(Flock().agent("x"), pred)
+
+
+async def test_a_validate_check_that_returns_a_coroutine_fails_closed() -> None:
+    flock = Flock()
+    flock.agent("x").consumes(Ticket).publishes(Reply, validate=lambda r: _async_pred(r)).calls(
+        lambda t: Reply(text=t.text)
+    )
+    await flock.publish(Ticket(text="a"))
+    summary = await flock.run_until_idle()
+    assert await flock.store.get_by_type(Reply) == []
+    [error] = summary.errors
+    assert "returned an awaitable" in error.message
+
+
+async def _is_bug(triage: Triage) -> bool:
+    return triage.category == "bug"
+
+
+async def _key_of(model: Any) -> str:
+    return str(model.key)
+
+
+async def test_async_per_type_where_and_async_join_keys_are_awaited() -> None:
+    flock = Flock()
+    seen: list[str] = []
+    flock.agent("gate").consumes(Ticket, Triage, where={Triage: _is_bug}).calls(
+        lambda ticket, triage: seen.append("gate " + triage.category)
+    )
+    flock.agent("join").consumes(Ticket, Triage, join=JoinSpec(by=_key_of, within=5)).calls(
+        lambda ticket, triage: seen.append("join " + triage.category)
+    )
+    await flock.publish(Ticket(text="t"), correlation_id="c1")
+    await flock.publish(Triage(category="billing"), correlation_id="c1")
+    await flock.publish(Triage(category="bug"), correlation_id="c1")
+    assert (await flock.run_until_idle()).ok
+    assert sorted(seen) == ["gate bug", "join billing"]
 
 
 def test_an_async_best_of_score_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="plain"):
         Flock().agent("x").best_of(2, _async_pred)
-
-
-async def test_a_sync_predicate_that_returns_a_coroutine_fails_its_subscription_not_open() -> None:
-    flock = Flock()
-    seen: list[str] = []
-    flock.agent("x").consumes(Ticket, where=lambda t: _async_pred(t)).calls(lambda t: seen.append(t.text))
-    await flock.publish(Ticket(text="a"))
-    summary = await flock.run_until_idle()
-    assert seen == []  # it did not pass
-    [error] = await flock.store.get_by_type(WorkflowError)
-    assert error.kind == "subscription_error"
-    assert "returned an awaitable" in error.message
-    assert not summary.ok
 
 
 async def test_a_sync_join_key_still_joins_after_the_checks() -> None:
