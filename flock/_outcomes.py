@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from ._latency import Latency
+from ._numbers import human
 from ._types import flock_type
 
 
@@ -80,17 +81,17 @@ class RunSummary:
 
     def __str__(self) -> str:
         lines = [
-            f"run: {self.activations} activations, {self.artifacts_published} artifacts, "
-            f"{len(self.errors)} errors, {self.wall_time_s:.3f}s"
+            f"run: {self.activations:,} activations, {self.artifacts_published:,} artifacts, "
+            f"{len(self.errors):,} errors, {self.wall_time_s:.3f}s"
         ]
         if self.artifacts_by_type:
             lines.append(
-                "  artifacts: " + ", ".join(f"{k}={v}" for k, v in sorted(self.artifacts_by_type.items()))
+                "  artifacts: " + ", ".join(f"{k}={v:,}" for k, v in sorted(self.artifacts_by_type.items()))
             )
         if self.agents_run:
-            lines.append("  agents:    " + ", ".join(f"{k}={v}" for k, v in sorted(self.agents_run.items())))
+            lines.append("  agents:    " + ", ".join(f"{k}={v:,}" for k, v in sorted(self.agents_run.items())))
         if self.metrics:
-            lines.append("  metrics:   " + ", ".join(f"{k}={v:g}" for k, v in sorted(self.metrics.items())))
+            lines.append("  metrics:   " + ", ".join(f"{k}={human(v)}" for k, v in sorted(self.metrics.items())))
         for model, latency in self.latency.items():
             lines.append(f"  latency:   {model} {latency}")
         if self.expired_joins:

@@ -58,8 +58,8 @@ def require_model(obj: Any, where: str) -> type[BaseModel]:
             f"{where} got an instance of {type(obj).__name__}, but needs the class: pass {type(obj).__name__}"
         )
     raise NotAModelError(
-        f"{where} got `{shown}`, which is not a Pydantic model: "
-        "make it a `pydantic.BaseModel` subclass and decorate it with `@flock_type`"
+        f"{where} got `{shown}`, which is not a Pydantic model: make it a `pydantic.BaseModel` "
+        "subclass (`@flock_type` is optional; it chooses the name artifacts record)"
     )
 
 

@@ -139,7 +139,7 @@ def test_spec_describes_gates_and_fan_out() -> None:
 @pytest.mark.parametrize(
     ("declare", "error", "hint"),
     [
-        (lambda b: b.consumes(Plain), NotAModelError, "decorate it with `@flock_type`"),
+        (lambda b: b.consumes(Plain), NotAModelError, "`@flock_type` is optional"),
         (lambda b: b.consumes(dict), NotAModelError, "pydantic.BaseModel"),
         (lambda b: b.publishes(Plain), NotAModelError, "not a Pydantic model"),
         (lambda b: b.consumes(Task(text="x")), NotAModelError, "pass Task"),
