@@ -89,9 +89,11 @@ class RunSummary:
                 "  artifacts: " + ", ".join(f"{k}={v:,}" for k, v in sorted(self.artifacts_by_type.items()))
             )
         if self.agents_run:
-            lines.append("  agents:    " + ", ".join(f"{k}={v:,}" for k, v in sorted(self.agents_run.items())))
+            runs = sorted(self.agents_run.items())
+            lines.append("  agents:    " + ", ".join(f"{k}={v:,}" for k, v in runs))
         if self.metrics:
-            lines.append("  metrics:   " + ", ".join(f"{k}={human(v)}" for k, v in sorted(self.metrics.items())))
+            metrics = sorted(self.metrics.items())
+            lines.append("  metrics:   " + ", ".join(f"{k}={human(v)}" for k, v in metrics))
         for model, latency in self.latency.items():
             lines.append(f"  latency:   {model} {latency}")
         if self.expired_joins:
