@@ -142,7 +142,7 @@ class Flock:
             monotonic=self._clock.monotonic,
             veto=self._vetoed,
             scope=self,
-            loop_guard=LoopGuard(max_agent_iterations, lambda: self._catalog.specs, self.store.get),
+            loop_guard=LoopGuard(max_agent_iterations, self._catalog.specs, self.store.get),
         )
         runtime = Runtime(
             self._catalog,

@@ -48,7 +48,7 @@ class Lifecycle:
     def __init__(self, store: Any, queue: WorkQueue, *, journal: bool) -> None:
         self._store = store
         self.queue = queue
-        self._journal = journal
+        self.journal = journal
         self.running: dict[UUID, Activation] = {}
         self.running_by_agent: Counter[str] = Counter()
         self.listeners: list[Callable[[Activation, State], None]] = []
@@ -58,12 +58,13 @@ class Lifecycle:
         return len(self.queue)
 
     def _changed(self, act: Activation, state: State) -> None:
-        for listener in self.listeners:
-            listener(act, state)
+        if self.listeners:
+            for listener in self.listeners:
+                listener(act, state)
 
     async def enqueue(self, act: Activation) -> None:
         """A ready activation enters the queue (journaled first, so a crash cannot lose it)."""
-        if self._journal and act.journaled:
+        if self.journal and act.journaled:
             await self._store.record_activation(act.record)
         await self.queue.put(act)
         self._changed(act, State.QUEUED)
@@ -79,7 +80,7 @@ class Lifecycle:
 
     async def started(self, act: Activation) -> None:
         """Journal that a taken activation is running (called from its own task)."""
-        if self._journal and act.journaled:
+        if self.journal and act.journaled:
             r = act.record  # built directly: dataclasses.replace costs several times more
             await self._store.record_activation(
                 ActivationRecord(r.id, r.agent, r.subscription, r.input_ids, "running")
@@ -102,7 +103,7 @@ class Lifecycle:
         """Back to the front of the queue, inputs untouched (cancelled, halted or store failure)."""
         self._finish(act, State.REQUEUED)
         await self.queue.put_front(act)
-        if self._journal and act.journaled:
+        if self.journal and act.journaled:
             await self._store.record_activation(act.record)
 
     def _finish(self, act: Activation, state: State) -> None:

@@ -14,30 +14,28 @@ following ``consumed_from``.
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from types import MappingProxyType
+from collections.abc import Awaitable, Callable, Container, Iterable, Mapping
 from uuid import UUID
 
 from ._artifact import Artifact
 
-Chain = Mapping[str, int]
-EMPTY: Chain = MappingProxyType({})
+Chain = Mapping[str, int]  # never mutated once made: shared by every output of an activation
+EMPTY: Chain = {}
 
 
 class LoopGuard:
     def __init__(
         self,
         limit: int,
-        agents: Callable[[], Iterable[str]],
+        agents: Container[str],
         lookup: Callable[[UUID], Awaitable[Artifact | None]],
         *,
         cache_size: int = 20_000,
     ) -> None:
         self.limit = limit
-        self._agents = agents
+        self._agents = agents  # the declared agents' names (a live view, never copied)
         self._lookup = lookup
-        self._cache: OrderedDict[UUID, Chain] = OrderedDict()
+        self._cache: dict[UUID, Chain] = {}
         self._cache_size = cache_size
 
     def __len__(self) -> int:
@@ -47,14 +45,17 @@ class LoopGuard:
         """The chain of an activation of ``agent`` on ``inputs``, or ``None`` if it would loop."""
         merged: dict[str, int] = {}
         for artifact in inputs:
-            for name, n in (await self.chain(artifact)).items():
+            chain = self._cache.get(artifact.id)
+            if chain is None:
+                chain = await self.chain(artifact)
+            for name, n in chain.items():
                 if n > merged.get(name, 0):
                     merged[name] = n
         turns = merged.get(agent, 0) + 1
         if turns > self.limit:
             return None
         merged[agent] = turns
-        return MappingProxyType(merged)
+        return merged
 
     def produced(self, outputs: Iterable[Artifact], chain: Chain) -> None:
         """Remember the chain of an activation's committed outputs."""
@@ -64,15 +65,14 @@ class LoopGuard:
     async def chain(self, artifact: Artifact) -> Chain:
         found = self._cache.get(artifact.id)
         if found is not None:
-            self._cache.move_to_end(artifact.id)
             return found
-        if not artifact.consumed_from or artifact.produced_by not in set(self._agents()):
+        if not artifact.consumed_from or artifact.produced_by not in self._agents:
             return EMPTY  # published from outside: a chain of its own
         return await self._rebuild(artifact)
 
     async def _rebuild(self, artifact: Artifact) -> Chain:
         """Chain of an artifact that is not cached, from its stored ancestors (iteratively)."""
-        agents = set(self._agents())
+        agents = self._agents
         stack: list[tuple[Artifact, bool]] = [(artifact, False)]
         done: dict[UUID, Chain] = {}
         while stack:
@@ -96,7 +96,7 @@ class LoopGuard:
                 for name, n in done.get(parent.id, EMPTY).items():
                     merged[name] = max(merged.get(name, 0), n)
             merged[current.produced_by] = merged.get(current.produced_by, 0) + 1
-            done[current.id] = MappingProxyType(merged)
+            done[current.id] = merged
             self._remember(current.id, done[current.id])
         return done[artifact.id]
 
@@ -106,6 +106,7 @@ class LoopGuard:
         self._cache.clear()
 
     def _remember(self, artifact_id: UUID, chain: Chain) -> None:
-        self._cache[artifact_id] = chain
-        if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        cache = self._cache
+        cache[artifact_id] = chain
+        if len(cache) > self._cache_size:  # the oldest entry goes (dicts keep insertion order)
+            del cache[next(iter(cache))]

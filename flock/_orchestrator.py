@@ -189,13 +189,15 @@ class Orchestrator:
             await self.announce(failure)
 
     # ------------------------------------------------------------------ one activation
-    async def run_activation(self, act: Activation) -> None:
+    async def run_activation(self, act: Activation, dispatched: bool = False) -> None:
         """Run a taken activation: outcome, commit, announce. Never loses it: a cancellation, a halt
-        or a failing store puts it back in the queue with its inputs untouched."""
+        or a failing store puts it back in the queue with its inputs untouched. ``dispatched``: the
+        run loop counted it as active (it is uncounted when done)."""
         finished = False
         try:
             with self.runtime.span(act) as span:
-                await self.lifecycle.started(act)
+                if self.lifecycle.journal:
+                    await self.lifecycle.started(act)
                 outcome = await self.runtime.run(act, span)
                 if outcome.halt is not None:
                     await self._requeue(act, outcome.halt)
@@ -212,14 +214,21 @@ class Orchestrator:
                     self._count(outcome)
                     for artifact in outcome.committed:
                         await self.announce(artifact)
-                for failure in await self.runtime.after_commit(outcome):
-                    await self.publish(failure, once=True)
+                if outcome.spec.utilities:
+                    for failure in await self.runtime.after_commit(outcome):
+                        await self.publish(failure, once=True)
         except anyio.get_cancelled_exc_class():
             if not finished:
                 with anyio.CancelScope(shield=True):
                     await self.lifecycle.requeue(act)
             raise
         finally:
+            if dispatched:
+                active = self._active
+                active[act.agent] -= 1
+                if not active[act.agent]:
+                    del active[act.agent]
+                self._active_total -= 1
             self.notify()
 
     def _count(self, outcome: Outcome) -> None:
@@ -227,7 +236,8 @@ class Orchestrator:
         self.totals["activations"] += 1
         self.summary.activations += 1
         self.summary.agents_run[outcome.act.agent] += 1
-        self.summary.metrics.update(outcome.metrics)
+        if outcome.metrics:
+            self.summary.metrics.update(outcome.metrics)
         self.summary.filtered_outputs += outcome.filtered
 
     async def _requeue(self, act: Activation, error: BaseException) -> None:
@@ -332,17 +342,7 @@ class Orchestrator:
         for act in await self.lifecycle.take(room, free):
             active[act.agent] += 1
             self._active_total += 1
-            tg.start_soon(self._task, act)
-
-    async def _task(self, act: Activation) -> None:
-        try:
-            await self.run_activation(act)
-        finally:
-            self._active[act.agent] -= 1
-            if not self._active[act.agent]:
-                del self._active[act.agent]
-            self._active_total -= 1
-            self.notify()
+            tg.start_soon(self.run_activation, act, True)
 
     async def _fire_due_timers(self) -> None:
         while (token := self.timers.pop_due(self._clock.monotonic())) is not None:

@@ -144,7 +144,8 @@ class Runtime:
                 result = await self._evaluate(spec, ctx, g_inputs, group)
                 for u in utilities:
                     result = await u.on_post_evaluate(spec, ctx, g_inputs, result) or result
-                outcome.metrics.update(result.metrics)
+                if result.metrics:
+                    outcome.metrics.update(result.metrics)
                 kept = check_group(spec.name, group, result.outputs)
                 outcome.filtered += len(result.outputs) - len(kept)
                 outcome.outputs.extend(
