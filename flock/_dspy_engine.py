@@ -30,6 +30,7 @@ from ._engine_tracing import ModelCalls, TracedModels, capture_content, reask_sp
 from ._errors import ConfigurationError, ContractViolation
 from ._lm_factory import make_lm
 from ._metrics import record_reask
+from ._model_names import check_model_name
 from ._offline import OfflineLM, SignatureTap, announce_once, is_offline, reset_tools, set_tools
 from ._signature import (
     CONTEXT_FIELD,
@@ -116,6 +117,8 @@ class DSPyEngine(EngineComponent):
             raise ConfigurationError(
                 f"DSPyEngine(model=...) takes a model name or a dspy.BaseLM, got {type(model).__name__}"
             )
+        if isinstance(model, str):
+            check_model_name(model, "DSPyEngine(model=...)")
         self.model = model
         self.instructions = instructions
         self.adapter = adapter
@@ -149,7 +152,12 @@ class DSPyEngine(EngineComponent):
         """Produce the outputs of ``output_group`` from ``inputs`` (see the module docstring)."""
         if not output_group.outputs:
             return EvalResult()  # nothing to produce: no model call
-        lm = self.lm_for(ctx.model, getattr(ctx.settings, "lm_kwargs", None))
+        flock_settings = ctx.settings
+        lm = self.lm_for(
+            ctx.model,
+            getattr(flock_settings, "lm_kwargs", None),
+            concurrency=getattr(flock_settings, "concurrency", 0),
+        )
         offline = is_offline(lm)
         if offline:
             self._announce(lm, ctx)
@@ -161,7 +169,7 @@ class DSPyEngine(EngineComponent):
         tracker = _CallCounter()
         callbacks: list[Any] = [SignatureTap()] if offline else []
         # Every model call is timed (run summary latency, metrics) and, when tracing, spanned.
-        calls = ModelCalls(tracker.latest, tracing_on() and capture_content(), call_sink(ctx.settings))
+        calls = ModelCalls(tracker.latest, tracing_on() and capture_content(), call_sink(flock_settings))
         run_lm = self._traced.view(lm)  # the model's own callbacks, not DSPy's wrapper: cheap
         adapter = self._adapter_for(run_lm)
         extraction = getattr(adapter, "extraction_model", run_lm)
@@ -171,7 +179,9 @@ class DSPyEngine(EngineComponent):
             run_lm = lm
             adapter = self._adapter_for(lm)
             callbacks.append(self._traced.spans)
-        settings: dict[str, Any] = {"lm": run_lm, "adapter": adapter, "usage_tracker": tracker}
+        # A trace of its own per evaluation: DSPy's process-wide one keeps the inputs of the last
+        # 10,000 calls after the Flock is gone (programs that read the trace still see theirs).
+        settings: dict[str, Any] = {"lm": run_lm, "adapter": adapter, "usage_tracker": tracker, "trace": []}
         if not self.history:
             settings["disable_history"] = True
         if callbacks:
@@ -274,10 +284,13 @@ class DSPyEngine(EngineComponent):
                 return shapes
         return shape_from_models(models)
 
-    def lm_for(self, flock_model: str | None, inherited: Mapping[str, Any] | None = None) -> dspy.BaseLM:
+    def lm_for(
+        self, flock_model: str | None, inherited: Mapping[str, Any] | None = None, *, concurrency: int = 0
+    ) -> dspy.BaseLM:
         """The language model for a call: the engine's own, else the Flock's, else ``"offline"``.
 
         ``inherited`` are the Flock's ``lm_kwargs``; the engine's own ``lm_kwargs`` win key by key.
+        ``concurrency`` (the Flock's ``max_concurrency``) sizes the model's connection pool.
         """
         model = self.model if self.model is not None else (flock_model or "offline")
         if isinstance(model, dspy.BaseLM):
@@ -294,7 +307,9 @@ class DSPyEngine(EngineComponent):
                 kwargs["temperature"] = self.temperature
             if self.max_tokens is not None:
                 kwargs["max_tokens"] = self.max_tokens
-            lm = make_lm(model, cache=self.cache, retries=self.retries, kwargs=kwargs)
+            lm = make_lm(
+                model, cache=self.cache, retries=self.retries, kwargs=kwargs, concurrency=concurrency
+            )
         self._lms[key] = (inherited, lm)
         return lm
 

@@ -125,7 +125,11 @@ class Flock:
             _check_component(component)
         self.model = resolve_model(model)
         self.settings = ModelSettings(
-            model=self.model, lm_kwargs=dict(lm_kwargs or {}), limits=tuple(limits), budget=budget
+            model=self.model,
+            lm_kwargs=dict(lm_kwargs or {}),
+            limits=tuple(limits),
+            budget=budget,
+            concurrency=max_concurrency,
         )
         self.store: Any = store if store is not None else InMemoryStore()
         self.max_agent_iterations = max_agent_iterations

@@ -15,11 +15,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._latency import LatencyStats
+from ._model_names import check_model_name
 
 
 def resolve_model(model: str | None) -> str:
-    """explicit > ``FLOCK_MODEL`` > ``DEFAULT_MODEL`` > ``"offline"``."""
-    return model or os.environ.get("FLOCK_MODEL") or os.environ.get("DEFAULT_MODEL") or "offline"
+    """explicit > ``FLOCK_MODEL`` > ``DEFAULT_MODEL`` > ``"offline"``, checked (see
+    :func:`flock._model_names.check_model_name`): a typo is a ``ConfigurationError`` with a
+    "did you mean"."""
+    if model:
+        return check_model_name(model, "Flock(model=...)")
+    for variable in ("FLOCK_MODEL", "DEFAULT_MODEL"):
+        value = os.environ.get(variable)
+        if value:
+            return check_model_name(value, variable)
+    return "offline"
 
 
 @dataclass
@@ -35,6 +44,7 @@ class ModelSettings:
         usage: per-model usage since the last run summary was taken (model name → record); the
             orchestrator moves it into ``RunSummary.usage`` when a run returns.
         latency: per-model call durations since the last run summary (``RunSummary.latency``).
+        concurrency: the Flock's ``max_concurrency``; engines size their HTTP connection pools to it.
     """
 
     model: str
@@ -44,6 +54,7 @@ class ModelSettings:
     shared: dict[str, Any] = field(default_factory=dict)
     usage: dict[str, Any] = field(default_factory=dict)
     latency: LatencyStats = field(default_factory=LatencyStats)
+    concurrency: int = 0
 
     def take_usage(self) -> dict[str, Any]:
         usage, self.usage = self.usage, {}

@@ -83,12 +83,15 @@ class OpenAIServer:
     Attributes:
         latency: seconds to wait before answering each request.
         requests: every request body received, in order.
+        max_in_flight: the most requests answered at once (each held for ``latency`` seconds).
     """
 
     def __init__(self, *, latency: float = 0.0, seed: int = 0) -> None:
         self.latency = latency
         self.requests: list[dict[str, Any]] = []
         self.arrivals: list[float] = []
+        self.in_flight = 0  # requests being answered now (during the latency wait)
+        self.max_in_flight = 0
         self.recorder = PromptRecorder()
         self.tools: tuple[Any, ...] = ()  # dspy.Tool objects the default answers may call
         self.engine = OfflineEngine(seed)
@@ -172,8 +175,14 @@ class OpenAIServer:
             self.requests.append(body)
             self.arrivals.append(time.monotonic())
             reply = self._script.pop(0) if self._script else self._repeat
-        if self.latency:
-            time.sleep(self.latency)
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if self.latency:
+                time.sleep(self.latency)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
         if not path.rstrip("/").endswith("/chat/completions"):
             return 404, {}, {"error": {"message": f"unknown path {path}", "type": "invalid_request_error"}}
         call = self._call(body.get("messages") or [])
