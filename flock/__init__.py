@@ -50,6 +50,7 @@ from ._errors import (
     VisibilityError,
     WorkflowFailed,
 )
+from ._events import ActivationEvent, ArtifactEvent, EventStream, TokenEvent, VariableEvent
 from ._flock import Flock
 from ._function_engine import FunctionEngine
 from ._graph import AgentGraph
@@ -58,6 +59,7 @@ from ._outcomes import JoinExpired, RunSummary, WorkflowError
 from ._spec import AgentSpec, BatchSpec, JoinSpec, OutputDecl, OutputGroup, ScheduleSpec, Subscription, Tick
 from ._store import BlackboardStore, FilterConfig, InMemoryStore
 from ._types import flock_type
+from ._variables import Var, Variables
 from ._visibility import (
     AfterVisibility,
     AgentIdentity,
@@ -94,6 +96,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "ActivationEvent",
     "AfterVisibility",
     "AgentBuilder",
     "AgentComponent",
@@ -102,6 +105,7 @@ __all__ = [
     "AgentSpec",
     "AllOfVisibility",
     "Artifact",
+    "ArtifactEvent",
     "BAMLAdapter",
     "BatchSpec",
     "BlackboardStore",
@@ -120,6 +124,7 @@ __all__ = [
     "EngineComponent",
     "EvalInputs",
     "EvalResult",
+    "EventStream",
     "FilterConfig",
     "Flock",
     "FlockClosedError",
@@ -160,11 +165,15 @@ __all__ = [
     "SystemClock",
     "TenantVisibility",
     "Tick",
+    "TokenEvent",
     "TwoStepAdapter",
     "TypeConflictError",
     "UnknownAgentError",
     "Until",
     "ValidationFailed",
+    "Var",
+    "VariableEvent",
+    "Variables",
     "Visibility",
     "VisibilityError",
     "When",

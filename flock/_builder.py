@@ -236,6 +236,12 @@ class AgentBuilder:
                     f"agent {self._name!r}: with_engines() takes EngineComponent instances, got {e!r}"
                     + (f"; pass an instance: {e.__name__}()" if isinstance(e, type) else "")
                 )
+        for e in engines:
+            # An engine whose parameters read runtime variables (Var) registers them, so a wrong
+            # value fails at flock.variables.set() instead of in an activation.
+            bind = getattr(e, "bind_variables", None)
+            if callable(bind):
+                bind(self._catalog.variables, f"agent {self._name!r}")
         return self._update(engines=tuple(engines))
 
     def calls(self, func: Callable[..., Any]) -> AgentBuilder:

@@ -1,4 +1,4 @@
-"""What a Flock has declared: its agents' specs and its registered types.
+"""What a Flock has declared: its agents' specs, its registered types and its runtime variables.
 
 The catalog is the one piece of declaration state that the builder writes and the router and the
 runtime read. It knows nothing of running: collaborators get it instead of the ``Flock``.
@@ -6,12 +6,15 @@ runtime read. It knows nothing of running: collaborators get it instead of the `
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ValidationError
 
-from ._artifact import Artifact
+from ._artifact import EXTERNAL, Artifact
 from ._errors import ConfigurationError, InputInvalid
 from ._spec import AgentSpec
 from ._types import TypeRegistry
+from ._variables import Variables
 
 
 class Catalog:
@@ -21,9 +24,10 @@ class Catalog:
     know when to rebuild.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, variables: Variables | None = None) -> None:
         self.specs: dict[str, AgentSpec] = {}
         self.types = TypeRegistry()
+        self.variables = variables if variables is not None else Variables()
         self.version = 0
 
     def add(self, spec: AgentSpec) -> None:
@@ -34,6 +38,36 @@ class Catalog:
 
     def spec(self, name: str) -> AgentSpec:
         return self.specs[name]
+
+    def check_artifact(self, obj: Artifact, **options: Any) -> Artifact:
+        """A ready-made artifact someone publishes: no options beside it, a known type, not in an
+        agent's name, a valid payload."""
+        given = sorted(f"{name}=" for name, value in options.items() if value is not None)
+        if given:
+            raise ConfigurationError(
+                f"publish() of a ready-made Artifact takes no {', '.join(given)}: the artifact carries "
+                "its own. Set them on it (artifact.model_copy(update={...})) or publish the model "
+                "instance with these options"
+            )
+        model = self.types.resolve(obj.type)
+        if model is None:
+            raise ConfigurationError(
+                f"artifact type {obj.type!r} is unknown to this Flock: declare an agent that uses it "
+                "or publish the model instance instead"
+            )
+        if obj.produced_by in self.specs:
+            raise ConfigurationError(
+                f"artifact {obj.id} claims produced_by={obj.produced_by!r}, an agent of this Flock; "
+                "only that agent publishes under its name (from_agents filters trust it). Use another "
+                f"producer name, or the default {EXTERNAL!r}"
+            )
+        try:  # an invalid payload would otherwise fail later, inside routing or an activation
+            model.model_validate(obj.payload)
+        except ValidationError as exc:
+            raise ConfigurationError(
+                f"artifact {obj.id} has a payload that is not a valid {obj.type}: {exc}"
+            ) from exc
+        return obj
 
     def model_of(self, artifact: Artifact) -> BaseModel:
         """The artifact's payload as its registered model.

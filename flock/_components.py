@@ -16,7 +16,7 @@ Every hook is optional; a hook that returns ``None`` leaves its value unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -48,6 +48,11 @@ class Context:
         state: scratch space shared by the components of this activation.
         settings: the Flock-wide :class:`~flock._settings.ModelSettings` (model, inherited
             ``lm_kwargs``, rate limits, budget, per-Flock engine state); ``None`` outside a Flock.
+        activation_id: the id of this activation (its journal id).
+        variables: the Flock's runtime variables as they were when this activation started
+            (``flock.variables``); later changes apply to later activations.
+        on_token: set while someone listens to ``flock.events()``: engines that stream call
+            :meth:`emit_token` for every piece of a ``str`` output field.
     """
 
     agent: str
@@ -59,6 +64,19 @@ class Context:
     tick: Any = None
     state: dict[str, Any] = field(default_factory=dict)
     settings: Any = None
+    activation_id: Any = None
+    variables: Mapping[str, Any] = field(default_factory=dict)
+    on_token: Callable[[str, str], None] | None = None
+
+    @property
+    def streaming(self) -> bool:
+        """Whether anyone listens for token deltas (engines may skip streaming otherwise)."""
+        return self.on_token is not None
+
+    def emit_token(self, field_name: str, delta: str) -> None:
+        """Report a streamed piece of output field ``field_name`` (a no-op when nobody listens)."""
+        if self.on_token is not None:
+            self.on_token(field_name, delta)
 
 
 @dataclass

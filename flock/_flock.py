@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager, nullcontext
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Any
 from uuid import UUID, uuid4
 
 import anyio
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from ._artifact import EXTERNAL, Artifact, payload_of
+from ._artifact import Artifact, payload_of
 from ._builder import AgentBuilder
 from ._catalog import Catalog
 from ._clock import Clock, SystemClock
@@ -32,9 +32,11 @@ from ._errors import (
     UnknownAgentError,
     WorkflowFailed,
 )
+from ._events import EventHub, EventStream
 from ._graph import AgentGraph, warn_unreachable
 from ._lifecycle import Lifecycle
 from ._loop_guard import LoopGuard
+from ._map import Progress, check_inputs, collect, progress_listener
 from ._orchestrator import Orchestrator
 from ._outcomes import JoinExpired, RunSummary, WorkflowError
 from ._resume import restore
@@ -46,7 +48,8 @@ from ._spec import AgentSpec
 from ._store import BlackboardStore, InMemoryStore
 from ._tracing import SpanIndex, tracer
 from ._types import require_model
-from ._visibility import PUBLIC, Visibility, _Base
+from ._variables import Variables
+from ._visibility import PUBLIC, AgentIdentity, Visibility, _Base
 from ._workqueue import InProcessQueue, WorkQueue
 
 
@@ -134,7 +137,8 @@ class Flock:
         self.store: Any = store if store is not None else InMemoryStore()
         self.max_agent_iterations = max_agent_iterations
         self._clock = clock or SystemClock()
-        self._catalog = Catalog()
+        self._events = EventHub(self._clock.now)
+        self._catalog = Catalog(Variables(on_change=self._events.variable))
         self._catalog.types.register(WorkflowError)
         self._catalog.types.register(JoinExpired)
         self._components = list(components)
@@ -156,6 +160,8 @@ class Flock:
             spans=spans,
             default_engine=self._default_engine,
             context_provider=context_provider or CorrelationContext(),
+            events=self._events,
+            variables=self._catalog.variables.snapshot,
         )
         # Pending/running journal entries only matter to a store that outlives the process.
         lifecycle = Lifecycle(
@@ -173,6 +179,7 @@ class Flock:
             components=self._components,
             max_concurrency=max_concurrency,
             flush_partial_batches=flush_partial_batches,
+            events=self._events,
         )
         self._resumed = False
 
@@ -207,6 +214,86 @@ class Flock:
         _check_component(component)
         self._components.append(component)
 
+    @property
+    def variables(self) -> Variables:
+        """Runtime variables: ``flock.variables.set("creativity", 0.9)``; engines read them through
+        ``Var("creativity", default=0.7)`` before each activation (see :class:`Var`)."""
+        return self._catalog.variables
+
+    def events(
+        self,
+        agents: str | Iterable[str] | None = None,
+        *,
+        tenant: str | None = None,
+        identity: AgentIdentity | None = None,
+        buffer: int = 1000,
+    ) -> AbstractAsyncContextManager[EventStream]:
+        """Live events of this flock: ``async with flock.events() as events: async for e in events``.
+
+        Yields :class:`ArtifactEvent`, :class:`ActivationEvent` (started/finished/failed),
+        :class:`TokenEvent` (deltas of streamed ``str`` output fields) and :class:`VariableEvent`.
+        ``agents`` keeps the events of those agents (artifacts they produced, their activations
+        and tokens). ``tenant`` or ``identity`` applies visibility: only artifacts that identity
+        may see, and only activations whose inputs it may see. Each subscriber has a bounded
+        ``buffer``; a subscriber that falls behind loses events (``events.dropped``) and never slows
+        the run. Iteration ends when ``events.close()`` is called, the block ends or the flock
+        shuts down.
+        """
+        if tenant is not None and identity is not None:
+            raise ConfigurationError("flock.events() takes tenant= or identity=, not both")
+        if not isinstance(buffer, int) or buffer < 1:
+            raise ConfigurationError(f"flock.events(buffer=...) must be an int >= 1, got {buffer!r}")
+        who = (
+            identity
+            if identity is not None
+            else (AgentIdentity(name="events", tenant_id=tenant) if tenant is not None else None)
+        )
+        return self._events.subscribe(agents, identity=who, buffer=buffer)
+
+    async def map(
+        self,
+        agent: str | AgentBuilder,
+        inputs: Iterable[BaseModel],
+        *,
+        concurrency: int | None = None,
+        progress: bool = False,
+        timeout: float | None = None,
+    ) -> list[list[BaseModel] | WorkflowError]:
+        """Run ``agent`` over ``inputs``; one slot per input, in input order.
+
+        Each input is published (a workflow of its own) and the flock runs until idle, so other
+        agents react as usual. A slot holds the list of models the agent published from that input,
+        or the :class:`WorkflowError` when it failed (other inputs are unaffected).
+        ``concurrency`` bounds the agent's parallel activations for this call (default: its own
+        ``max_concurrency``); ``progress=True`` reports done/failed/rate on stderr. A timeout or
+        cancellation keeps what finished on the board.
+
+        ::
+
+            results = await flock.map("writer", [Idea(topic=t) for t in topics], concurrency=16)
+        """
+        name = agent.name if isinstance(agent, AgentBuilder) else agent
+        items = check_inputs(self._catalog, name, inputs)
+        if concurrency is not None and (not isinstance(concurrency, int) or concurrency < 1):
+            raise ConfigurationError(f"map(concurrency=...) must be an int >= 1, got {concurrency!r}")
+        orch = self._orchestrator
+        meter = Progress(f"map {name}", len(items)) if progress else None
+        listener = progress_listener(name, meter) if meter else None
+        if concurrency is not None:
+            orch.concurrency_override[name] = concurrency
+        if listener is not None:
+            orch.lifecycle.listeners.append(listener)
+        try:
+            published = [await self.publish(item) for item in items]
+            await self.run_until_idle(timeout=timeout)
+        finally:
+            orch.concurrency_override.pop(name, None)
+            if listener is not None:
+                orch.lifecycle.listeners.remove(listener)
+            if meter is not None:
+                meter.close()
+        return await collect(self.store, self._catalog, name, published)
+
     def _vetoed(self, artifact: Artifact, spec: AgentSpec) -> bool:
         return not all(c.on_schedule(self, artifact, spec) for c in self._components)
 
@@ -230,7 +317,7 @@ class Flock:
         if self._orchestrator.closed:
             raise FlockClosedError("this Flock was shut down; create a new Flock to publish again")
         if isinstance(obj, Artifact):
-            artifact = self._checked_artifact(
+            artifact = self._catalog.check_artifact(
                 obj,
                 visibility=visibility,
                 correlation_id=correlation_id,
@@ -255,34 +342,6 @@ class Flock:
             )
         await self._orchestrator.publish(artifact)
         return artifact
-
-    def _checked_artifact(self, obj: Artifact, **options: Any) -> Artifact:
-        given = sorted(f"{name}=" for name, value in options.items() if value is not None)
-        if given:
-            raise ConfigurationError(
-                f"publish() of a ready-made Artifact takes no {', '.join(given)}: the artifact carries "
-                "its own. Set them on it (artifact.model_copy(update={...})) or publish the model "
-                "instance with these options"
-            )
-        model = self._catalog.types.resolve(obj.type)
-        if model is None:
-            raise ConfigurationError(
-                f"artifact type {obj.type!r} is unknown to this Flock: declare an agent that uses it "
-                "or publish the model instance instead"
-            )
-        if obj.produced_by in self._catalog.specs:
-            raise ConfigurationError(
-                f"artifact {obj.id} claims produced_by={obj.produced_by!r}, an agent of this Flock; "
-                "only that agent publishes under its name (from_agents filters trust it). Use another "
-                f"producer name, or the default {EXTERNAL!r}"
-            )
-        try:  # an invalid payload would otherwise fail later, inside routing or an activation
-            model.model_validate(obj.payload)
-        except ValidationError as exc:
-            raise ConfigurationError(
-                f"artifact {obj.id} has a payload that is not a valid {obj.type}: {exc}"
-            ) from exc
-        return obj
 
     async def publish_many(self, objs: Iterable[BaseModel], **options: Any) -> list[Artifact]:
         """Publish several values with the same options."""
@@ -386,28 +445,9 @@ class Flock:
         act = Activation(name, 0, (artifact,), journaled=False)  # its input is not on the board
         try:
             with anyio.fail_after(timeout) if timeout is not None else nullcontext():
-                return await self._invoke(act, publish_outputs)
+                return await self._orchestrator.invoke(act, publish_outputs)
         except TimeoutError:
             raise RunTimeout(f"invoke({name!r}) did not finish within {timeout}s") from None
-
-    async def _invoke(self, act: Activation, publish_outputs: bool) -> list[Artifact]:
-        orch = self._orchestrator
-        runtime = orch.runtime
-        with runtime.span(act) as span:
-            outcome = await runtime.run(act, span)
-            error = outcome.halt or outcome.error
-            if error is not None:
-                await runtime.terminate(outcome.spec, outcome.ctx, act)
-                raise error
-            if not publish_outputs:
-                await runtime.terminate(outcome.spec, outcome.ctx, act)
-                return outcome.outputs
-            await orch.lifecycle.commit(act, outcome.outputs, failed=False)
-            for artifact in outcome.outputs:
-                await orch.announce(artifact)
-            for failure in await runtime.after_commit(outcome):
-                await orch.publish(failure, once=True)
-        return outcome.outputs
 
     def _default_engine(self) -> Any:
         if self._engine is None:

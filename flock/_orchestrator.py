@@ -33,6 +33,7 @@ from ._artifact import EXTERNAL, Artifact
 from ._catalog import Catalog
 from ._decisions import Activate, Decision, Emit, Fail, RecordFailure, WakeLater
 from ._errors import FlockClosedError, RunTimeout
+from ._events import EventHub
 from ._lifecycle import Lifecycle
 from ._outcomes import JoinExpired, RunSummary, WorkflowError
 from ._routing import Router
@@ -69,6 +70,7 @@ class Orchestrator:
         components: list[Any],
         max_concurrency: int,
         flush_partial_batches: bool,
+        events: EventHub,
     ) -> None:
         self._host = host
         self._catalog = catalog
@@ -81,6 +83,8 @@ class Orchestrator:
         self.components = components
         self.max_concurrency = max_concurrency
         self.flush_partial_batches = flush_partial_batches
+        self.events = events
+        self.concurrency_override: dict[str, int] = {}  # per-agent bounds set by map(concurrency=)
         self.timers = Timers()
         self.summary = RunSummary()
         self.totals: Counter[str] = Counter()
@@ -112,6 +116,8 @@ class Orchestrator:
     async def announce(self, artifact: Artifact) -> None:
         """Count a stored artifact, tell the components, route it and carry out the decisions."""
         with publish_span(self._spans, artifact):
+            if self.events.active:
+                self.events.artifact(artifact)
             self.summary.artifacts_by_type[artifact.type] += 1
             self.totals["artifacts"] += 1
             if artifact.type == _WORKFLOW_ERROR and artifact.produced_by != EXTERNAL:
@@ -194,6 +200,10 @@ class Orchestrator:
         or a failing store puts it back in the queue with its inputs untouched. ``dispatched``: the
         run loop counted it as active (it is uncounted when done)."""
         finished = False
+        events = self.events
+        if events.active:
+            tenant = self._catalog.specs[act.agent].tenant_id
+            events.started(act.agent, act.record.id, act.artifacts, tenant)
         try:
             with self.runtime.span(act) as span:
                 if self.lifecycle.journal:
@@ -211,6 +221,8 @@ class Orchestrator:
                         await self._requeue(act, exc)
                         return
                     finished = True
+                    if events.active:
+                        events.ended(act.agent, act.record.id, outcome.failure is not None)
                     self._count(outcome)
                     for artifact in outcome.committed:
                         await self.announce(artifact)
@@ -221,6 +233,7 @@ class Orchestrator:
             if not finished:
                 with anyio.CancelScope(shield=True):
                     await self.lifecycle.requeue(act)
+                self.events.requeued(act.record.id)
             raise
         finally:
             if dispatched:
@@ -230,6 +243,26 @@ class Orchestrator:
                     del active[act.agent]
                 self._active_total -= 1
             self.notify()
+
+    async def invoke(self, act: Activation, publish_outputs: bool) -> list[Artifact]:
+        """``Flock.invoke``: run one activation outside the loop; errors raise instead of being recorded."""
+        orch = self
+        runtime = self.runtime
+        with runtime.span(act) as span:
+            outcome = await runtime.run(act, span)
+            error = outcome.halt or outcome.error
+            if error is not None:
+                await runtime.terminate(outcome.spec, outcome.ctx, act)
+                raise error
+            if not publish_outputs:
+                await runtime.terminate(outcome.spec, outcome.ctx, act)
+                return outcome.outputs
+            await orch.lifecycle.commit(act, outcome.outputs, failed=False)
+            for artifact in outcome.outputs:
+                await orch.announce(artifact)
+            for failure in await runtime.after_commit(outcome):
+                await orch.publish(failure, once=True)
+        return outcome.outputs
 
     def _count(self, outcome: Outcome) -> None:
         self.router.loop_guard.produced(outcome.committed, outcome.act.chain)
@@ -243,6 +276,7 @@ class Orchestrator:
     async def _requeue(self, act: Activation, error: BaseException) -> None:
         with anyio.CancelScope(shield=True):
             await self.lifecycle.requeue(act)
+        self.events.requeued(act.record.id)
         if self._halted is None:
             log.error(
                 "the run stops: %s: %s (activation of %r requeued)", type(error).__name__, error, act.agent
@@ -336,8 +370,10 @@ class Orchestrator:
         specs = self._catalog.specs
         active = self._active
 
+        override = self.concurrency_override
+
         def room(agent: str) -> int:
-            return specs[agent].max_concurrency - active[agent]
+            return override.get(agent, specs[agent].max_concurrency) - active[agent]
 
         for act in await self.lifecycle.take(room, free):
             active[act.agent] += 1
@@ -369,6 +405,7 @@ class Orchestrator:
         """Stop timers, end a run in progress (its running activations are requeued) and wait for it."""
         self.closed = True
         self.timers.clear()
+        self.events.close_all()
         if self._run_scope is not None:
             self._run_scope.cancel()
         self.notify()

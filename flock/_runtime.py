@@ -10,9 +10,10 @@ and context from the store; it never touches the orchestrator.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,6 +29,7 @@ from ._components import Context, EvalInputs, EvalResult, as_eval_result
 from ._context import ContextRequest, call_provider
 from ._contract import check_group
 from ._errors import InputInvalid, OutputError, RunHalted
+from ._events import EventHub
 from ._outcomes import WorkflowError
 from ._scheduler import Activation
 from ._spec import AgentSpec, OutputDecl, OutputGroup
@@ -84,6 +86,8 @@ class Runtime:
         spans: span contexts of published artifacts (activations hang under their causes).
         default_engine: builds the engine of agents that declare none.
         context_provider: the Flock's default context provider.
+        events: the Flock's event hub (token deltas go there while someone listens).
+        variables: the current runtime variables (an immutable snapshot per call).
     """
 
     def __init__(
@@ -96,6 +100,8 @@ class Runtime:
         spans: SpanIndex,
         default_engine: Callable[[], Any],
         context_provider: Any,
+        events: EventHub,
+        variables: Callable[[], Mapping[str, Any]],
     ) -> None:
         self._catalog = catalog
         self._store = store
@@ -104,6 +110,8 @@ class Runtime:
         self._spans = spans
         self._default_engine = default_engine
         self.context_provider = context_provider
+        self._events = events
+        self._variables = variables
         self.run_id = uuid4().hex
 
     def span(self, act: Activation) -> AbstractContextManager[Any]:
@@ -121,7 +129,11 @@ class Runtime:
             subscription=act.subscription,
             tick=act.tick,
             settings=self._settings,
+            activation_id=act.record.id,
+            variables=self._variables(),
         )
+        if self._events.active:
+            ctx.on_token = functools.partial(self._events.token, spec.name, act.record.id)
         ctx.state["run_id"] = self.run_id
         outcome = Outcome(act, spec, ctx)
         group_index: int | None = None

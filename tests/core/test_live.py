@@ -1,0 +1,298 @@
+"""Live runs: events, map over many inputs, runtime variables (the core side of each)."""
+
+from __future__ import annotations
+
+import anyio
+import anyio.lowlevel
+import pytest
+from pydantic import BaseModel
+
+from flock import (
+    ActivationEvent,
+    ArtifactEvent,
+    ConfigurationError,
+    EngineComponent,
+    EvalResult,
+    Flock,
+    TenantVisibility,
+    TokenEvent,
+    UnknownAgentError,
+    Var,
+    VariableEvent,
+    WorkflowError,
+    flock_type,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+@flock_type
+class Idea(BaseModel):
+    topic: str
+
+
+@flock_type
+class Pitch(BaseModel):
+    title: str
+
+
+@flock_type
+class Verdict(BaseModel):
+    ok: bool
+
+
+def pipeline() -> Flock:
+    flock = Flock()
+    flock.agent("writer").consumes(Idea).publishes(Pitch).calls(lambda i: Pitch(title=i.topic.title()))
+    flock.agent("judge").consumes(Pitch).publishes(Verdict).calls(lambda p: Verdict(ok=True))
+    return flock
+
+
+async def run_and_close(flock: Flock, events, *inputs: BaseModel) -> None:  # type: ignore[no-untyped-def]
+    await flock.publish_many(list(inputs))
+    await flock.run_until_idle()
+    events.close()
+
+
+# ------------------------------------------------------------------ events
+
+
+async def test_events_follow_a_run_in_order() -> None:
+    flock = pipeline()
+    seen: list[tuple[str, str]] = []
+    async with flock.events() as events, anyio.create_task_group() as tg:
+        tg.start_soon(run_and_close, flock, events, Idea(topic="bees"))
+        async for event in events:
+            if isinstance(event, ArtifactEvent):
+                seen.append(("artifact", event.artifact.type))
+            elif isinstance(event, ActivationEvent):
+                seen.append((event.state, event.agent))
+    assert seen == [
+        ("artifact", "Idea"),
+        ("started", "writer"),
+        ("finished", "writer"),
+        ("artifact", "Pitch"),
+        ("started", "judge"),
+        ("finished", "judge"),
+        ("artifact", "Verdict"),
+    ]
+
+
+async def test_a_failed_activation_is_reported_as_failed() -> None:
+    flock = Flock()
+
+    def boom(i: Idea) -> Pitch:
+        raise ValueError("no")
+
+    flock.agent("writer").consumes(Idea).publishes(Pitch).calls(boom)
+    states: list[str] = []
+    async with flock.events(agents="writer") as events, anyio.create_task_group() as tg:
+        tg.start_soon(run_and_close, flock, events, Idea(topic="x"))
+        async for event in events:
+            if isinstance(event, ActivationEvent):
+                states.append(event.state)
+    assert states == ["started", "failed"]
+
+
+async def test_a_slow_subscriber_never_blocks_the_run_and_its_losses_are_counted() -> None:
+    flock = pipeline()
+    async with flock.events(buffer=5) as slow, flock.events() as fast:
+        await flock.publish_many([Idea(topic=str(i)) for i in range(40)])
+        with anyio.fail_after(10):
+            summary = await flock.run_until_idle()  # nobody reads during the run
+        slow.close()
+        fast.close()
+        kept = [e async for e in slow]
+        everything = [e async for e in fast]
+    assert summary.activations == 80
+    assert len(kept) == 5 and slow.dropped == len(everything) - 5 > 0
+    assert fast.dropped == 0
+
+
+async def test_a_tenant_subscriber_sees_only_what_its_tenant_may_see() -> None:
+    flock = Flock()
+    flock.agent("acme-writer").tenant("acme").consumes(Idea).publishes(Pitch).calls(
+        lambda i: Pitch(title=i.topic)
+    )
+    flock.agent("globex-writer").tenant("globex").consumes(Idea).publishes(Pitch).calls(
+        lambda i: Pitch(title=i.topic)
+    )
+    async with flock.events(tenant="acme") as acme, flock.events(tenant="globex") as globex:
+        await flock.publish(Idea(topic="acme idea"), visibility=TenantVisibility(tenant_id="acme"))
+        await flock.publish(Idea(topic="globex idea"), visibility=TenantVisibility(tenant_id="globex"))
+        await flock.run_until_idle()
+        acme.close()
+        globex.close()
+        for_acme = [e async for e in acme]
+        for_globex = [e async for e in globex]
+
+    def texts(events: list) -> set[str]:  # type: ignore[type-arg]
+        return {str(e.artifact.payload) for e in events if isinstance(e, ArtifactEvent)}
+
+    assert all("acme" in t for t in texts(for_acme)) and len(texts(for_acme)) == 2
+    assert all("globex" in t for t in texts(for_globex)) and len(texts(for_globex)) == 2
+    assert {e.agent for e in for_acme if isinstance(e, ActivationEvent)} == {"acme-writer"}
+
+
+class Streamer(EngineComponent):
+    """Streams its answer in pieces, as an LLM engine would."""
+
+    async def evaluate(self, agent, ctx, inputs, output_group):  # type: ignore[no-untyped-def]
+        title = f"A film about {inputs.first(Idea).topic}"
+        for start in range(0, len(title), 4):
+            ctx.emit_token("title", title[start : start + 4])
+            await anyio.lowlevel.checkpoint()
+        return EvalResult(outputs=[Pitch(title=title)])
+
+
+async def test_token_deltas_add_up_to_the_published_field() -> None:
+    flock = Flock()
+    flock.agent("writer").consumes(Idea).publishes(Pitch).with_engines(Streamer())
+    deltas: list[str] = []
+    async with flock.events() as events, anyio.create_task_group() as tg:
+        tg.start_soon(run_and_close, flock, events, Idea(topic="bees"))
+        async for event in events:
+            if isinstance(event, TokenEvent):
+                assert (event.agent, event.field) == ("writer", "title")
+                deltas.append(event.delta)
+    [pitch] = await flock.store.get_by_type(Pitch)
+    assert len(deltas) > 1 and "".join(deltas) == pitch.title
+
+
+# ------------------------------------------------------------------ map
+
+
+async def test_map_returns_one_slot_per_input_in_order_with_failures_in_place() -> None:
+    flock = Flock()
+
+    async def write(i: Idea) -> Pitch:
+        if i.topic == "bad":
+            raise ValueError("cannot pitch that")
+        await anyio.sleep(0.01 if i.topic == "slow" else 0)
+        return Pitch(title=i.topic.upper())
+
+    flock.agent("writer").consumes(Idea).publishes(Pitch).calls(write)
+    topics = ["slow", "a", "bad", "b"]
+    results = await flock.map("writer", [Idea(topic=t) for t in topics], concurrency=4)
+    assert results[0] == [Pitch(title="SLOW")] and results[1] == [Pitch(title="A")]
+    assert isinstance(results[2], WorkflowError) and results[2].message == "cannot pitch that"
+    assert results[3] == [Pitch(title="B")]
+    assert len(await flock.store.get_by_type(Idea)) == 4  # the inputs are on the board
+
+
+async def test_map_bounds_the_agents_concurrency_and_reports_progress(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    flock = Flock()
+    running = peak = 0
+
+    async def write(i: Idea) -> Pitch:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await anyio.sleep(0.005)
+        running -= 1
+        return Pitch(title=i.topic)
+
+    flock.agent("writer").consumes(Idea).publishes(Pitch).calls(write).max_concurrency(50)
+    results = await flock.map("writer", [Idea(topic=str(i)) for i in range(30)], concurrency=3, progress=True)
+    assert [r[0].title for r in results] == [str(i) for i in range(30)]  # type: ignore[index]
+    assert peak == 3
+    err = capsys.readouterr().err
+    assert "map writer: 30/30 done, 0 failed" in err
+
+
+async def test_map_refuses_what_the_agent_cannot_take() -> None:
+    flock = pipeline()
+    with pytest.raises(UnknownAgentError):
+        await flock.map("nobody", [Idea(topic="x")])
+    with pytest.raises(ConfigurationError, match="no plain subscription to Verdict"):
+        await flock.map("writer", [Verdict(ok=True)])
+    assert await flock.store.list() == []
+
+
+# ------------------------------------------------------------------ variables
+
+
+async def test_variables_are_typed_by_their_first_declaration() -> None:
+    flock = Flock()
+    flock.variables.declare("creativity", 0.7)
+    flock.variables.set("creativity", 1)  # an int is a fine float
+    assert flock.variables["creativity"] == 1.0
+    with pytest.raises(
+        ConfigurationError, match="variable 'creativity' holds float values; 'hot' is not one"
+    ):
+        flock.variables.set("creativity", "hot")
+    flock.variables.set("tone", "dry")
+    with pytest.raises(ConfigurationError, match="holds str values"):
+        flock.variables.set("tone", 3)
+
+
+class Tempered(EngineComponent):
+    """Reads a Var-bound parameter before each activation, as DSPyEngine does."""
+
+    def __init__(self, temperature: Var) -> None:
+        self.temperature = temperature
+        self.seen: list[float] = []
+
+    def bind_variables(self, variables, owner):  # type: ignore[no-untyped-def]
+        variables.bind(
+            self.temperature,
+            parameter="temperature",
+            owner=owner,
+            accepts="a number between 0 and 2",
+            check=lambda v: 0 <= v <= 2,
+        )
+
+    async def evaluate(self, agent, ctx, inputs, output_group):  # type: ignore[no-untyped-def]
+        self.seen.append(self.temperature.resolve(ctx.variables))
+        return EvalResult(outputs=[Pitch(title="t")])
+
+
+async def test_a_bound_variable_is_checked_at_set_and_read_per_activation() -> None:
+    flock = Flock()
+    engine = Tempered(Var("creativity", default=0.7))
+    flock.agent("writer").consumes(Idea).publishes(Pitch).with_engines(engine)
+    await flock.publish(Idea(topic="a"))
+    await flock.run_until_idle()
+    flock.variables.set("creativity", 1.5)
+    with pytest.raises(
+        ConfigurationError, match=r"sets temperature= of agent 'writer', which takes a number"
+    ):
+        flock.variables.set("creativity", 7.0)
+    await flock.publish(Idea(topic="b"))
+    await flock.run_until_idle()
+    assert engine.seen == [0.7, 1.5]
+
+
+async def test_a_change_reaches_the_next_activation_not_the_running_one() -> None:
+    flock = Flock()
+    started = anyio.Event()
+    go_on = anyio.Event()
+    seen: list[str] = []
+
+    class Reader(EngineComponent):
+        async def evaluate(self, agent, ctx, inputs, output_group):  # type: ignore[no-untyped-def]
+            started.set()
+            await go_on.wait()
+            seen.append(ctx.variables.get("tone", "unset"))
+            return EvalResult(outputs=[Pitch(title="t")])
+
+    flock.agent("writer").consumes(Idea).publishes(Pitch).with_engines(Reader()).max_concurrency(1)
+    flock.variables.set("tone", "dry")
+    await flock.publish_many([Idea(topic="a"), Idea(topic="b")])
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(flock.run_until_idle)
+        await started.wait()
+        flock.variables.set("tone", "warm")  # while the first activation runs
+        go_on.set()
+    assert seen == ["dry", "warm"]
+
+
+async def test_a_variable_change_is_an_event() -> None:
+    flock = Flock()
+    async with flock.events() as events:
+        flock.variables.set("tone", "dry")
+        events.close()
+        got = [e async for e in events]
+    assert got == [VariableEvent("tone", "dry")]
