@@ -66,7 +66,8 @@ class DSPyEngine(EngineComponent):
             engine's model then also does the extraction.
         program: ``"auto"`` (ReAct when the agent has tools, else Predict), ``"predict"``,
             ``"chain_of_thought"`` or ``"react"``.
-        temperature, max_tokens: passed to ``dspy.LM``.
+        temperature: passed to ``dspy.LM``.
+        max_tokens: passed to ``dspy.LM``.
         max_tool_calls: upper bound on ReAct tool-call iterations.
         max_reasks: how often to re-ask the model after a contract violation (default 1).
         cache: DSPy's response cache, off by default.

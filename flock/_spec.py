@@ -25,6 +25,15 @@ class BatchSpec:
     """Deliver artifacts in lists: once ``size`` have arrived, or ``timeout`` after the first one.
 
     Batches are collected per correlation id; ``per_correlation=False`` batches across workflows.
+    A batch may be partial (on timeout, or flushed when the run is otherwise idle), so a function
+    engine takes the models as ``*items``::
+
+        def digest(*tickets: Ticket) -> Digest:
+            return Digest(count=len(tickets))
+
+        flock.agent("digest").consumes(Ticket, batch=BatchSpec(size=10, timeout=30)).publishes(
+            Digest
+        ).calls(digest)
     """
 
     size: int | None = None
@@ -110,7 +119,19 @@ class ScheduleSpec:
 
 @dataclass(frozen=True)
 class JoinSpec:
-    """Group artifacts of the consumed types by ``by(model)`` within a time window or a count window."""
+    """Group artifacts of the consumed types by ``by(model)`` within a time window or a count window.
+
+    ``by`` receives a member of every joined type (it may be async); members with equal keys form
+    one activation, in the order the types are listed::
+
+        flock.agent("matcher").consumes(
+            Order, Payment, join=JoinSpec(by=lambda m: m.order_id, within=timedelta(minutes=5))
+        ).calls(lambda order, payment: Receipt(order_id=order.order_id))
+
+    ``within`` is a time window (a ``timedelta``, counted from the group's first member) or a
+    count window (an int: the group must complete before that many further artifacts reach the
+    subscription); an incomplete group then expires as a :class:`JoinExpired`.
+    """
 
     by: Callable[[Any], Any]
     within: timedelta | int
