@@ -1,11 +1,13 @@
-"""Crash-and-resume, many times: kill -9 a 6-agent pipeline on SQLite at random moments and check.
+"""Crash-and-resume, many times: kill -9 agents on a SQLite board at random moments and check.
 
-Runs the crash test's scenario (tests/stores/crash_pipeline.py) ``--iterations`` times with a
-seeded random kill point each time (and a killed first resume in about 30 % of iterations), then
-prints one JSON document: how many kills landed mid-run, how many acknowledged publishes were
-checked, and every invariant violation found (there must be none).
+Runs a crash test scenario ``--iterations`` times (``--scenario pipeline``, the default: a 6-agent
+pipeline, tests/stores/crash_pipeline.py; ``--scenario gates``: fan-out, AND gates and batches,
+tests/stores/crash_gates.py) with a seeded random kill point each time (and a killed first resume
+in about 30 % of iterations), then prints one JSON document: how many kills landed mid-run, how
+many acknowledged publishes were checked, and every invariant violation found (there must be none).
 
     .venv/bin/python benchmarks/bench_crash.py --iterations 300
+    .venv/bin/python benchmarks/bench_crash.py --iterations 200 --scenario gates --seeds 20
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "stores"))
 
-from crash_pipeline import crash_and_resume
+import crash_gates
+import crash_pipeline
+
+SCENARIOS = {"pipeline": crash_pipeline.crash_and_resume, "gates": crash_gates.crash_and_resume}
 
 
 def main() -> None:
@@ -31,19 +36,28 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=30, help="seed artifacts each run publishes")
     parser.add_argument("--window", type=float, default=0.2, help="kill within this many seconds of start")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--scenario",
+        choices=sorted(SCENARIOS),
+        default="pipeline",
+        help="pipeline: 6 agents, failures, a silent agent; gates: fan-out, AND gates, batches",
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     failures, mid_run, resume_killed, acked = [], 0, 0, 0
     with tempfile.TemporaryDirectory(prefix="flock-bench-crash-") as tmp:
         for i in range(args.iterations):
             rng = random.Random(args.seed * 1_000_003 + i)
-            outcome = crash_and_resume(Path(tmp) / f"board-{i}.db", args.seeds, rng, window=args.window)
+            outcome = SCENARIOS[args.scenario](
+                Path(tmp) / f"board-{i}.db", args.seeds, rng, window=args.window
+            )
             mid_run += outcome["killed_mid_run"]
             resume_killed += outcome["resume_killed"]
             acked += outcome["acked"]
             if outcome["problems"]:
                 failures.append({"iteration": i, **outcome})
     report = {
+        "scenario": args.scenario,
         "iterations": args.iterations,
         "seeds_per_run": args.seeds,
         "killed_mid_run": mid_run,

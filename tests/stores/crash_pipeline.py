@@ -206,15 +206,18 @@ async def check(path: Path, acked: set[UUID], n: int) -> list[str]:
     return problems
 
 
-def child(mode: str, path: Path, n: int, kill_after: float | None = None) -> tuple[set[UUID], bool]:
-    """Run this script in a child process, SIGKILL it ``kill_after`` seconds after it printed READY
-    (unless it is done by then). Returns the acknowledged seed ids and whether it printed DONE."""
+def child(
+    mode: str, path: Path, n: int, kill_after: float | None = None, *, script: str = __file__
+) -> tuple[set[UUID], bool]:
+    """Run ``script`` (this one, or another scenario with the same command line and output) in a
+    child process, SIGKILL it ``kill_after`` seconds after it printed READY (unless it is done by
+    then). Returns the acknowledged seed ids and whether it printed DONE."""
     lines: list[str] = []
     ready = threading.Event()
     with (
         open(path.with_suffix(f".{mode}.stderr"), "a") as errors,
         subprocess.Popen(
-            [sys.executable, __file__, mode, str(path), str(n)],
+            [sys.executable, script, mode, str(path), str(n)],
             stdout=subprocess.PIPE,
             stderr=errors,
             text=True,

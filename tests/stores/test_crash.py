@@ -6,7 +6,8 @@ kills the first resuming process too, then resumes in a fresh process and checks
 (see ``crash_pipeline.check``): no acknowledged publish lost, no output duplicated, no activation
 torn (outputs without consumption records or the reverse), every Part consumed exactly once by
 the silent agent (whose commits are not waited for), nothing left in flight, and the same board as
-an uninterrupted run. ``benchmarks/bench_crash.py`` runs hundreds of iterations.
+an uninterrupted run. The same for fan-outs, AND gates and batches (``crash_gates``): each must
+finish exactly once. ``benchmarks/bench_crash.py`` runs hundreds of iterations of both.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import crash_gates
 import pytest
 from crash_pipeline import crash_and_resume
 
@@ -26,4 +28,10 @@ def test_a_killed_pipeline_resumes_without_loss_duplication_or_tearing(
     tmp_path: Path, iteration: int
 ) -> None:
     outcome = crash_and_resume(tmp_path / "board.db", SEEDS_PER_RUN, random.Random(SEED + iteration))
+    assert outcome["problems"] == [], outcome
+
+
+@pytest.mark.parametrize("iteration", range(3))
+def test_killed_fan_outs_gates_and_batches_resume_exactly_once(tmp_path: Path, iteration: int) -> None:
+    outcome = crash_gates.crash_and_resume(tmp_path / "board.db", 20, random.Random(SEED - 1 - iteration))
     assert outcome["problems"] == [], outcome
