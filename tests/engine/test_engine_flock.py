@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 import pytest
@@ -105,12 +104,11 @@ async def test_twenty_agents_call_the_model_concurrently() -> None:
 
         with dspy.context(callbacks=[server.recorder]):
             await flock.publish(Task(text="bees"))
-            start = time.perf_counter()
             await flock.run_until_idle(raise_on_error=True)
-            elapsed = time.perf_counter() - start
     assert len(await flock.store.get_by_type(Summary)) == 20
     assert len(server.requests) == 20
-    assert elapsed < 1.0, f"20 calls of 100 ms took {elapsed:.2f}s: they did not run concurrently"
+    # Behaviour, not timing (the machine is shared): the server saw the calls overlap.
+    assert server.max_in_flight >= 10, f"at most {server.max_in_flight} of 20 calls were in flight at once"
 
 
 @pytest.mark.parametrize("adapter", ADAPTERS)
