@@ -13,7 +13,8 @@ How a page runs (the rules for writing docs code blocks):
   (for instance one that needs a real provider's API key), and ``<!-- docs: no-check -->`` before a
   ```text block that shows output which varies (timings, ids). Say why in REASON; use it rarely.
 - Blocks run in a fresh temporary working directory, on the offline model (``FLOCK_MODEL`` unset),
-  with real provider calls forbidden; tracing installed by a page is switched off after it.
+  with real provider calls forbidden. A page that calls ``enable_tracing(`` runs in a child
+  process, since that installs the process-wide tracer provider.
 
 A failure names the page, the block number (1 = the page's first ```python block) and its first
 line in the file, so the block is easy to find and run on its own.
@@ -27,6 +28,8 @@ import contextlib
 import difflib
 import io
 import re
+import subprocess
+import sys
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,18 +147,32 @@ def _run_page(page: Path, blocks: list[Block]) -> None:
                 )
 
 
+def _installs_tracing(page: Path) -> bool:
+    return "enable_tracing(" in page.read_text(encoding="utf-8")
+
+
 @pytest.mark.parametrize("page", PYTHON_PAGES, ids=_ids(PYTHON_PAGES))
-def test_page_runs(
-    page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _span_exporter_session: object
-) -> None:
-    # With the suite's SDK provider installed, a page's enable_tracing() adds Flock's exporters to
-    # it instead of installing a process-wide provider of its own; disable_tracing() undoes that.
+def test_page_runs(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("FLOCK_MODEL", raising=False)
     monkeypatch.delenv("DEFAULT_MODEL", raising=False)
-    try:
+    if not _installs_tracing(page):
         _run_page(page, parse(page.read_text(encoding="utf-8")))
-    finally:
-        from flock.tracing import disable_tracing
+        return
+    child = subprocess.run(
+        [sys.executable, __file__, str(page)], capture_output=True, text=True, timeout=300, check=False
+    )
+    if child.returncode != 0:
+        pytest.fail(child.stdout + child.stderr[-3000:], pytrace=False)
 
-        disable_tracing()
+
+if __name__ == "__main__":  # a child process runs one page: python tests/test_docs_blocks.py PAGE
+    from flock.testing import forbid_real_model_calls
+
+    page = Path(sys.argv[1])
+    try:
+        with forbid_real_model_calls():
+            _run_page(page, parse(page.read_text(encoding="utf-8")))
+    except pytest.fail.Exception as failed:
+        print(failed.msg)
+        sys.exit(1)
