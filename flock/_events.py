@@ -15,15 +15,15 @@ costs one attribute check per artifact.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._artifact import Artifact, utcnow
 from ._visibility import AgentIdentity
@@ -81,7 +81,6 @@ class _Running:
     tenant: str | None
 
 
-@dataclass(eq=False)
 class EventStream:
     """What ``flock.events()`` yields: iterate it with ``async for``.
 
@@ -89,37 +88,52 @@ class EventStream:
     flock shuts down. ``dropped`` counts events this subscriber lost because its buffer was full.
     """
 
-    agents: frozenset[str] | None
-    identity: AgentIdentity | None
-    _send: MemoryObjectSendStream[Event]
-    _receive: MemoryObjectReceiveStream[Event]
-    dropped: int = 0
-    delivered: int = 0
-    _closed: bool = field(default=False, repr=False)
+    def __init__(self, agents: frozenset[str] | None, identity: AgentIdentity | None, buffer: int) -> None:
+        self.agents = agents
+        self.identity = identity
+        self.buffer = buffer
+        self.dropped = 0
+        self.delivered = 0
+        self._queue: deque[Event] = deque()
+        self._waiter: anyio.Event | None = None
+        self._closed = False
 
     def __aiter__(self) -> AsyncIterator[Event]:
         return self
 
     async def __anext__(self) -> Event:
-        try:
-            return await self._receive.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            raise StopAsyncIteration from None
+        # A reader drains what arrived without a trip through the scheduler per event; it waits
+        # (and the run wakes it once) only when nothing is left.
+        while not self._queue:
+            if self._closed:
+                raise StopAsyncIteration
+            self._waiter = anyio.Event()
+            await self._waiter.wait()
+        return self._queue.popleft()
 
     def close(self) -> None:
         """End the iteration (events already buffered are still delivered first)."""
-        if not self._closed:
-            self._closed = True
-            self._send.close()
+        self._closed = True
+        self._wake()
 
     def _offer(self, event: Event) -> None:
-        try:
-            self._send.send_nowait(event)
-            self.delivered += 1
-        except anyio.WouldBlock:
+        if self._closed:
+            return
+        if len(self._queue) >= self.buffer:
             self.dropped += 1
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-            pass
+            return
+        self._queue.append(event)
+        self.delivered += 1
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            waiter.set()
+
+    def __repr__(self) -> str:
+        return f"EventStream(agents={self.agents!r}, delivered={self.delivered}, dropped={self.dropped})"
 
 
 class EventHub:
@@ -139,9 +153,8 @@ class EventHub:
         identity: AgentIdentity | None = None,
         buffer: int = 1000,
     ) -> AsyncIterator[EventStream]:
-        send, receive = anyio.create_memory_object_stream[Event](max_buffer_size=buffer)
         names = frozenset([agents] if isinstance(agents, str) else agents) if agents is not None else None
-        stream = EventStream(names, identity, send, receive)
+        stream = EventStream(names, identity, buffer)
         self._subscribers.append(stream)
         self.active = True
         try:
@@ -152,7 +165,6 @@ class EventHub:
             if not self.active:
                 self._running.clear()
             stream.close()
-            receive.close()
             if stream.dropped:
                 log.warning(
                     "an events subscriber fell behind and lost %d of %d events; read faster or pass "
@@ -168,32 +180,38 @@ class EventHub:
     # ------------------------------------------------------------------ emission
     def artifact(self, artifact: Artifact) -> None:
         event = ArtifactEvent(artifact)
-        now = self._now()
         for stream in self._subscribers:
             if stream.agents is not None and artifact.produced_by not in stream.agents:
                 continue
             who = stream.identity
             if who is not None and not artifact.visibility.allows(
-                who, now=now, published_at=artifact.created_at
+                who, now=self._now(), published_at=artifact.created_at
             ):
                 continue
             stream._offer(event)
 
     def started(
-        self, agent: str, activation_id: UUID, inputs: tuple[Artifact, ...], tenant: str | None
+        self,
+        agent: str,
+        activation_id: UUID,
+        inputs: tuple[Artifact, ...],
+        correlation_id: str,
+        tenant: str | None,
     ) -> None:
-        self._running[activation_id] = _Running(agent, inputs, tenant)
-        corr = inputs[0].correlation_id if inputs else ""
-        self._activation(ActivationEvent(agent, activation_id, "started", corr))
+        if any(s.identity is not None for s in self._subscribers):  # only they need the inputs
+            self._running[activation_id] = _Running(agent, inputs, tenant)
+        self._activation(ActivationEvent(agent, activation_id, "started", correlation_id))
 
-    def ended(self, agent: str, activation_id: UUID, failed: bool) -> None:
-        running = self._running.get(activation_id)
-        corr = running.inputs[0].correlation_id if running and running.inputs else ""
-        self._activation(ActivationEvent(agent, activation_id, "failed" if failed else "finished", corr))
-        self._running.pop(activation_id, None)
+    def ended(self, agent: str, activation_id: UUID, correlation_id: str, failed: bool) -> None:
+        self._activation(
+            ActivationEvent(agent, activation_id, "failed" if failed else "finished", correlation_id)
+        )
+        if self._running:
+            self._running.pop(activation_id, None)
 
     def requeued(self, activation_id: UUID) -> None:
-        self._running.pop(activation_id, None)
+        if self._running:
+            self._running.pop(activation_id, None)
 
     def token(self, agent: str, activation_id: UUID, field_name: str, delta: str) -> None:
         if delta:

@@ -203,7 +203,7 @@ class Orchestrator:
         events = self.events
         if events.active:
             tenant = self._catalog.specs[act.agent].tenant_id
-            events.started(act.agent, act.record.id, act.artifacts, tenant)
+            events.started(act.agent, act.record.id, act.artifacts, act.correlation_id, tenant)
         try:
             with self.runtime.span(act) as span:
                 if self.lifecycle.journal:
@@ -222,7 +222,9 @@ class Orchestrator:
                         return
                     finished = True
                     if events.active:
-                        events.ended(act.agent, act.record.id, outcome.failure is not None)
+                        events.ended(
+                            act.agent, act.record.id, act.correlation_id, outcome.failure is not None
+                        )
                     self._count(outcome)
                     for artifact in outcome.committed:
                         await self.announce(artifact)
