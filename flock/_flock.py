@@ -35,8 +35,9 @@ from ._errors import (
 from ._events import EventHub, EventStream
 from ._graph import AgentGraph, warn_unreachable
 from ._lifecycle import Lifecycle
+from ._live_view import LiveView, wanted
 from ._loop_guard import LoopGuard
-from ._map import Progress, check_inputs, collect, progress_listener
+from ._map import run_map
 from ._orchestrator import Orchestrator
 from ._outcomes import JoinExpired, RunSummary, WorkflowError
 from ._resume import restore
@@ -273,26 +274,7 @@ class Flock:
             results = await flock.map("writer", [Idea(topic=t) for t in topics], concurrency=16)
         """
         name = agent.name if isinstance(agent, AgentBuilder) else agent
-        items = check_inputs(self._catalog, name, inputs)
-        if concurrency is not None and (not isinstance(concurrency, int) or concurrency < 1):
-            raise ConfigurationError(f"map(concurrency=...) must be an int >= 1, got {concurrency!r}")
-        orch = self._orchestrator
-        meter = Progress(f"map {name}", len(items)) if progress else None
-        listener = progress_listener(name, meter) if meter else None
-        if concurrency is not None:
-            orch.concurrency_override[name] = concurrency
-        if listener is not None:
-            orch.lifecycle.listeners.append(listener)
-        try:
-            published = [await self.publish(item) for item in items]
-            await self.run_until_idle(timeout=timeout)
-        finally:
-            orch.concurrency_override.pop(name, None)
-            if listener is not None:
-                orch.lifecycle.listeners.remove(listener)
-            if meter is not None:
-                meter.close()
-        return await collect(self.store, self._catalog, name, published)
+        return await run_map(self, self._orchestrator, name, inputs, concurrency, progress, timeout)
 
     def _vetoed(self, artifact: Artifact, spec: AgentSpec) -> bool:
         return not all(c.on_schedule(self, artifact, spec) for c in self._components)
@@ -371,7 +353,7 @@ class Flock:
         return await self.run_until_idle(timeout=timeout, raise_on_error=raise_on_error)
 
     async def run_until_idle(
-        self, *, timeout: float | None = None, raise_on_error: bool = False
+        self, *, timeout: float | None = None, raise_on_error: bool = False, progress: bool | None = None
     ) -> RunSummary:
         """Run until no work is left: nothing queued or running and no ``AfterVisibility`` release due.
 
@@ -387,8 +369,16 @@ class Flock:
         :class:`BudgetExceeded`), or a store that fails to commit, stops the run: nothing new
         starts, the activation goes back to the queue with its inputs unconsumed, and the error
         is raised here once running activations finished; the next run goes on from there.
+
+        ``progress`` shows a live line on stderr (done, running, queued, failed, rate, tokens,
+        cost): ``None`` when stderr is a terminal, ``True`` always, ``False`` never.
         """
-        await self._drive(None, timeout)
+        view = LiveView.attach(self._orchestrator, self.settings) if wanted(progress) else None
+        try:
+            await self._drive(None, timeout)
+        finally:
+            if view is not None:
+                view.detach()
         summary = self._take_summary()
         warn_unreachable(self, summary)  # logs once per agent that nothing published can wake
         if raise_on_error and summary.errors:

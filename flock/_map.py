@@ -117,3 +117,35 @@ async def collect(store: Any, catalog: Catalog, agent: str, published: list[Arti
         else:
             results.append([catalog.model_of(a) for a in mine])
     return results
+
+
+async def run_map(
+    flock: Any,
+    orch: Any,
+    name: str,
+    inputs: Iterable[Any],
+    concurrency: int | None,
+    progress: bool,
+    timeout: float | None,
+) -> list[Any]:
+    """``Flock.map``: publish, run until idle with the agent's bound and a progress line, collect."""
+    catalog = orch.catalog
+    items = check_inputs(catalog, name, inputs)
+    if concurrency is not None and (not isinstance(concurrency, int) or concurrency < 1):
+        raise ConfigurationError(f"map(concurrency=...) must be an int >= 1, got {concurrency!r}")
+    meter = Progress(f"map {name}", len(items)) if progress else None
+    listener = progress_listener(name, meter) if meter else None
+    if concurrency is not None:
+        orch.concurrency_override[name] = concurrency
+    if listener is not None:
+        orch.lifecycle.listeners.append(listener)
+    try:
+        published = [await flock.publish(item) for item in items]
+        await flock.run_until_idle(timeout=timeout, progress=False)
+    finally:
+        orch.concurrency_override.pop(name, None)
+        if listener is not None:
+            orch.lifecycle.listeners.remove(listener)
+        if meter is not None:
+            meter.close()
+    return await collect(orch.store, catalog, name, published)

@@ -73,7 +73,7 @@ class Orchestrator:
         events: EventHub,
     ) -> None:
         self._host = host
-        self._catalog = catalog
+        self._catalog = self.catalog = catalog
         self.store = store
         self._clock = clock
         self.router = router

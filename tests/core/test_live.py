@@ -296,3 +296,57 @@ async def test_a_variable_change_is_an_event() -> None:
         events.close()
         got = [e async for e in events]
     assert got == [VariableEvent("tone", "dry")]
+
+
+# ------------------------------------------------------------------ the live view
+
+
+async def test_progress_shows_a_live_line_on_stderr_and_nothing_on_stdout(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    flock = pipeline()
+    flock.agent("broken").consumes(Verdict).calls(lambda v: 1 / 0)
+    await flock.publish_many([Idea(topic=t) for t in ("a", "b", "c")])
+    await flock.run_until_idle(progress=True)
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.strip().splitlines()[-1].startswith("flock: 9 done, 0 running, 0 queued, 3 failed, ")
+
+
+async def test_progress_is_off_by_default_when_stderr_is_not_a_terminal(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    flock = pipeline()
+    await flock.publish(Idea(topic="a"))
+    await flock.run_until_idle()
+    assert capsys.readouterr() == ("", "")
+
+
+def test_on_a_terminal_the_line_is_rewritten_in_place() -> None:
+    import io
+
+    from flock._lifecycle import State
+    from flock._live_view import LiveView
+    from flock._scheduler import Activation
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    screen = Terminal()
+    view = LiveView(
+        queued=lambda: 2,
+        running=lambda: 1,
+        metrics=lambda: {"input_tokens": 1200.0, "output_tokens": 34.0},
+        usage=dict,
+        stream=screen,
+    )
+    view.interval = 0.0
+    act = Activation("writer", 0, ())
+    for state in (State.RUNNING, State.COMMITTED, State.FAILED):
+        view(act, state)
+    view.close()
+    frames = screen.getvalue().split("\r\x1b[2K")
+    assert frames[0] == "" and len(frames) == 4  # two updates and the closing line, in place
+    assert frames[-1] == frames[-1].rstrip("\n") + "\n"
+    assert "2 done, 1 running, 2 queued, 1 failed" in frames[-1] and "1,234 tokens" in frames[-1]
