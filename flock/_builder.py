@@ -285,7 +285,8 @@ class AgentBuilder:
         return self._update(context_provider=provider)
 
     def max_concurrency(self, n: int) -> AgentBuilder:
-        """At most ``n`` activations of this agent at once (default 4)."""
+        """At most ``n`` activations of this agent at once (default 32, the same as the Flock-wide
+        default: lower it for an agent whose provider limits concurrent calls or whose work is heavy)."""
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise ConfigurationError(f"agent {self._name!r}: max_concurrency must be an int >= 1, got {n!r}")
         return self._update(max_concurrency=n)

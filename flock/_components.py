@@ -145,31 +145,50 @@ def as_eval_result(value: Any) -> EvalResult:
 
 
 class AgentComponent:
-    """Base class for utilities attached with ``.with_utilities(...)``. Override any hook."""
+    """Base class for utilities attached with ``.with_utilities(...)``. Override any hook.
+
+    Hooks run per activation, in the order shown in the module docs (see the Extension points
+    page)::
+
+        class Audit(AgentComponent):
+            async def on_post_publish(self, agent, ctx, artifact):
+                print(agent.name, "published", artifact.type)
+
+        flock.agent("support").consumes(Ticket).publishes(Reply).with_utilities(Audit())
+    """
 
     name: str | None = None
 
     async def on_initialize(self, agent: AgentSpec, ctx: Context) -> None:
+        """First, once per activation, after its context (``ctx.artifacts``) is built."""
         return None
 
     async def on_pre_consume(self, agent: AgentSpec, ctx: Context, inputs: EvalInputs) -> EvalInputs | None:
+        """Once per activation, before any engine; return replacement inputs or ``None``."""
         return None
 
     async def on_pre_evaluate(self, agent: AgentSpec, ctx: Context, inputs: EvalInputs) -> EvalInputs | None:
+        """Before each output group's engines; return replacement inputs for that group or ``None``."""
         return None
 
     async def on_post_evaluate(
         self, agent: AgentSpec, ctx: Context, inputs: EvalInputs, result: EvalResult
     ) -> EvalResult | None:
+        """After each output group's engines, before the output contract is checked; return a
+        replacement result or ``None``."""
         return None
 
     async def on_post_publish(self, agent: AgentSpec, ctx: Context, artifact: Artifact) -> None:
+        """For each output, after the activation's outputs are committed to the board."""
         return None
 
     async def on_error(self, agent: AgentSpec, ctx: Context, error: BaseException) -> None:
+        """When the activation fails (engine error, contract violation, invalid input), before
+        ``on_terminate``. A hook that raises is logged; it never hides the original error."""
         return None
 
     async def on_terminate(self, agent: AgentSpec, ctx: Context) -> None:
+        """Last, once per activation, after success or failure."""
         return None
 
 
@@ -186,25 +205,45 @@ class EngineComponent(AgentComponent):
     async def evaluate(
         self, agent: AgentSpec, ctx: Context, inputs: EvalInputs, output_group: OutputGroup
     ) -> EvalResult | BaseModel | Sequence[BaseModel] | None:
+        """Produce the outputs of ``output_group`` (one ``publishes()`` call) from ``inputs``.
+
+        Runs once per output group, between ``on_pre_evaluate`` and ``on_post_evaluate``::
+
+            class Echo(EngineComponent):
+                async def evaluate(self, agent, ctx, inputs, output_group):
+                    return Reply(text=inputs.first(Ticket).text.upper())
+        """
         raise NotImplementedError(f"{type(self).__name__} must implement evaluate()")
 
 
 class OrchestratorComponent:
     """Base class for Flock-wide hooks, added with ``Flock(components=[...])`` or ``add_component``.
 
-    ``on_schedule`` may return ``False`` to veto an activation; the veto is logged.
+    ``on_schedule`` may return ``False`` to veto an activation; the veto is logged. A progress
+    printer::
+
+        class Progress(OrchestratorComponent):
+            async def on_artifact_published(self, flock, artifact):
+                print(artifact.type, "from", artifact.produced_by)
+
+        flock = Flock(components=[Progress()])
     """
 
     name: str | None = None
 
     async def on_artifact_published(self, flock: Any, artifact: Artifact) -> None:
+        """Every stored artifact (from outside, from agents, Flock's own records), before it is
+        routed. A hook that raises is logged and recorded; the artifact is still routed."""
         return None
 
     def on_schedule(self, flock: Any, artifact: Artifact, agent: AgentSpec) -> bool:
+        """Before ``artifact`` queues an activation of ``agent`` (sync); ``False`` vetoes it."""
         return True
 
     async def on_idle(self, flock: Any) -> None:
+        """Each time a run has nothing left to do; it may publish, and the run then goes on."""
         return None
 
     async def on_shutdown(self, flock: Any) -> None:
+        """Once, from ``flock.shutdown()`` (also when leaving ``async with Flock() as flock``)."""
         return None

@@ -225,7 +225,7 @@ class AgentSpec:
     utilities: tuple[Any, ...] = ()
     tools: tuple[Callable[..., Any], ...] = ()
     context_provider: Any = None
-    max_concurrency: int = 4
+    max_concurrency: int = 32  # see docs/concepts.md, Concurrency: measured with bench_concurrency.py
     prevent_self_trigger: bool = True
     labels: frozenset[str] = frozenset()
     tenant_id: str | None = None

@@ -110,7 +110,7 @@ def test_spec_is_an_immutable_inspectable_value() -> None:
     assert before.output_groups[0].outputs[0].count_text == "exactly 1"
     b.consumes(Note).max_concurrency(7)
     # a later builder call makes a new spec; the old value is untouched
-    assert len(before.subscriptions) == 1 and before.max_concurrency == 4
+    assert len(before.subscriptions) == 1 and before.max_concurrency == 32
     assert len(b.spec.subscriptions) == 2 and b.spec.max_concurrency == 7
     assert flock.agents == [b.spec]
 
