@@ -419,7 +419,7 @@ async def test_a_halting_error_stops_the_run_and_keeps_every_input(error: Except
     with pytest.raises(type(error)) as raised:
         await flock.run_until_idle()
     assert raised.value is error
-    assert engine.calls <= 4  # the activations already started, not one per input
+    assert engine.calls <= flock.agents[0].max_concurrency < 50  # those already started, not one per input
     assert await flock.store.get_by_type(WorkflowError) == []  # nothing recorded as failed
     engine.fixed = True
     summary = await flock.run_until_idle()
