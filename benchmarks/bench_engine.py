@@ -7,9 +7,15 @@ Measures
    (``Flock.invoke``) against a zero-latency model;
 3. a 5-agent chain (Stage0 -> ... -> Stage5) over 200 inputs through a local OpenAI-compatible HTTP
    server (a separate process) at 0 ms and 50 ms latency, against max(critical path, total CPU);
-4. the ChatAdapter request size of the one-field hop Stage0(text, n) -> Stage1(text, n).
+4. the ChatAdapter request size of the one-field hop Stage0(text, n) -> Stage1(text, n);
+5. ``fast_path``: CPU per hop through the local server for a model name the price table knows
+   (``openai/gpt-4o-mini``) and one it does not (``openai/bench-local-model``), with the server's URL
+   in ``lm_kwargs`` or in ``OPENAI_API_BASE``; each case in a fresh process with
+   ``LITELLM_LOCAL_MODEL_COST_MAP`` unset, as a user's process runs: the first call's wall time, whether
+   LiteLLM was imported, where DSPy's price table came from, and peak RSS.
 
-Run: ``python benchmarks/bench_engine.py`` (``--quick`` for fewer iterations).
+Run: ``python benchmarks/bench_engine.py`` (``--quick`` for fewer iterations; ``--only fast_path,cpu``
+for some sections: prompt, cpu, chain, fast_path).
 """
 
 from __future__ import annotations
@@ -25,11 +31,11 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-
-from pydantic import BaseModel, Field
+if "--hop" not in sys.argv:  # a fast-path child runs as a user's process does
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from flock import DSPyEngine, Flock, flock_type
+from pydantic import BaseModel, Field
 
 ADAPTERS = ["chat", "json", "xml", "two_step", "baml"]
 
@@ -283,15 +289,98 @@ async def chain(inputs: int, latency: float) -> dict[str, Any]:
     }
 
 
-async def main(quick: bool) -> None:
-    results = {
-        "machine": {"cpus": os.cpu_count(), "load_average_before": os.getloadavg()},
-        "prompt_size": await prompt_sizes(),
-        "one_field_hop": await one_field_hop(),
-        "cpu_per_call": await cpu_per_call(100 if quick else 500),
-        "chain_0ms": await chain(200, 0.0),
-        "chain_50ms": await chain(200, 0.05),
+# --------------------------------------------------------------------------- 5: the fast path
+
+# model name, whether the server's URL comes from OPENAI_API_BASE (else lm_kwargs["api_base"])
+FAST_PATH_CASES: dict[str, tuple[str, bool]] = {
+    "known_model": ("openai/gpt-4o-mini", False),
+    "unknown_model": ("openai/bench-local-model", False),
+    "known_model_env_base": ("openai/gpt-4o-mini", True),
+    "unknown_model_env_base": ("openai/bench-local-model", True),
+}
+
+
+async def hop_child(case: str, port: int, hops: int) -> None:
+    """Child process: one agent, ``hops`` sequential hops through the loopback server; prints JSON.
+
+    Runs with ``LITELLM_LOCAL_MODEL_COST_MAP`` unset, as a user's process would."""
+    model, env_base = FAST_PATH_CASES[case]
+    base = f"http://127.0.0.1:{port}/v1"
+    lm_kwargs: dict[str, Any] = {"api_key": "k"}
+    if env_base:
+        os.environ["OPENAI_API_BASE"] = base
+    else:
+        lm_kwargs["api_base"] = base
+    flock = Flock(model)
+    flock.agent("hop").consumes(STAGES[0]).publishes(STAGES[1]).with_engines(DSPyEngine(lm_kwargs=lm_kwargs))
+    wall0 = time.perf_counter()
+    await flock.invoke("hop", STAGES[0](text="hello", n=0), publish_outputs=False)
+    first = time.perf_counter() - wall0
+    for _ in range(20):
+        await flock.invoke("hop", STAGES[0](text="hello", n=0), publish_outputs=False)
+    cpu0 = time.process_time()
+    for i in range(hops):
+        await flock.invoke("hop", STAGES[0](text="hello", n=i), publish_outputs=False)
+    cpu = time.process_time() - cpu0
+    from dspy.clients import model_metadata
+
+    print(
+        json.dumps(
+            {
+                "model": model,
+                "url_from": "OPENAI_API_BASE" if env_base else "lm_kwargs",
+                "first_call_s": round(first, 3),
+                "cpu_ms_per_hop": round(cpu * 1000 / hops, 3),
+                "litellm_imported": "litellm" in sys.modules,
+                "price_table": model_metadata._source.get("source"),
+                "price_table_download_failed": model_metadata._source.get("fallback_reason"),
+                "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            }
+        )
+    )
+
+
+def fast_path(hops: int) -> dict[str, Any]:
+    """Each case in a fresh process (imports, tables and caches are per process)."""
+    server = subprocess.Popen([sys.executable, __file__, "--serve", "0"], stdout=subprocess.PIPE, text=True)
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("LITELLM_LOCAL_MODEL_COST_MAP", "OPENAI_API_BASE")
     }
+    env.pop("OPENAI_BASE_URL", None)
+    out: dict[str, Any] = {"hops": hops}
+    try:
+        assert server.stdout is not None
+        port = server.stdout.readline().strip()
+        for case in FAST_PATH_CASES:
+            done = subprocess.run(
+                [sys.executable, __file__, "--hop", case, port, str(hops)],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
+            if done.returncode != 0:
+                out[case] = {"error": done.stderr.strip().splitlines()[-1:]}
+                continue
+            out[case] = json.loads(done.stdout.strip().splitlines()[-1])
+    finally:
+        server.terminate()
+        server.wait(timeout=5)
+    return out
+
+
+async def main(quick: bool, only: set[str]) -> None:
+    results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "load_average_before": os.getloadavg()}}
+    if not only or "prompt" in only:
+        results["prompt_size"] = await prompt_sizes()
+        results["one_field_hop"] = await one_field_hop()
+    if not only or "cpu" in only:
+        results["cpu_per_call"] = await cpu_per_call(100 if quick else 500)
+    if not only or "chain" in only:
+        results["chain_0ms"] = await chain(200, 0.0)
+        results["chain_50ms"] = await chain(200, 0.05)
+    if not only or "fast_path" in only:
+        results["fast_path"] = fast_path(100 if quick else 300)
     results["machine"]["load_average_after"] = os.getloadavg()  # type: ignore[index]
     print(json.dumps(results, indent=2))
 
@@ -299,8 +388,11 @@ async def main(quick: bool) -> None:
 if __name__ == "__main__":
     if len(sys.argv) >= 3 and sys.argv[1] == "--serve":
         serve(float(sys.argv[2]))
+    elif len(sys.argv) >= 5 and sys.argv[1] == "--hop":
+        asyncio.run(hop_child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4])))
     else:
         import logging
 
         logging.getLogger("flock").setLevel(logging.ERROR)
-        asyncio.run(main("--quick" in sys.argv))
+        chosen = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else ""
+        asyncio.run(main("--quick" in sys.argv, {part for part in chosen.split(",") if part}))

@@ -84,6 +84,16 @@ class _Histogram:
         return self.max
 
 
+def percentiles(values: list[float]) -> tuple[float, float, float, float]:
+    """Exact p50, p90, p99 (nearest rank) and max of ``values`` (not empty)."""
+    ordered = sorted(values)
+
+    def rank(q: float) -> float:
+        return ordered[max(1, math.ceil(q * len(ordered))) - 1]
+
+    return rank(0.5), rank(0.9), rank(0.99), ordered[-1]
+
+
 def _seconds(value: float) -> str:
     if value >= 1:
         return f"{value:.2f}s"

@@ -8,6 +8,7 @@ import json
 from html import escape
 from typing import Any
 
+from ._latency import percentiles
 from ._trace_graph import NODE_H, NODE_W, FlowGraph, Node, build_graph, edge_path
 from ._trace_query import SpanRecord, Trace
 from ._trace_view import fmt_count, fmt_duration, fmt_time, span_details
@@ -144,6 +145,7 @@ def render_html(trace: Trace) -> str:
             '<meta name="viewport" content="width=device-width,initial-scale=1">',
             f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>",
             _header(trace),
+            _latency(trace),
             '<section id="flow"><h2>Agent and artifact flow</h2>',
             _svg(build_graph(trace)),
             "</section>",
@@ -179,6 +181,29 @@ def _header(trace: Trace) -> str:
         f"<header><h1>{escape(s.name or 'trace')}</h1>"
         f'<div class="meta">trace {escape(s.trace_id)} · started {escape(fmt_time(s.start_ns))} · '
         f'{s.spans} spans</div><div class="cards">{html_cards}</div></header>'
+    )
+
+
+def _latency(trace: Trace) -> str:
+    """p50/p90/p99 of each model's calls in this trace (from the model-call spans), or nothing."""
+    durations: dict[str, list[float]] = {}
+    for span in trace.spans:
+        if span.category == "model":
+            provider = span.attributes.get("gen_ai.provider.name")
+            name = span.attributes.get("gen_ai.request.model") or span.name.split(" ", 1)[-1]
+            model = f"{provider}/{name}" if provider and provider != "flock" else str(name)
+            durations.setdefault(model, []).append((span.end_ns - span.start_ns) / 1e9)
+    if not durations:
+        return ""
+    rows = "".join(
+        f"<tr><td>{escape(model)}</td><td>{len(values)}</td>"
+        + "".join(f"<td>{escape(fmt_duration(int(q * 1e9)))}</td>" for q in percentiles(values))
+        + "</tr>"
+        for model, values in sorted(durations.items())
+    )
+    return (
+        '<section id="latency"><h2>Model latency</h2><table class="latency"><tr><th>model</th>'
+        f"<th>calls</th><th>p50</th><th>p90</th><th>p99</th><th>max</th></tr>{rows}</table></section>"
     )
 
 

@@ -10,6 +10,9 @@ application already installs a provider, you receive them with no Flock-specific
     enable_tracing(console=True)         # ... and printed to stdout
     # with OTEL_EXPORTER_OTLP_ENDPOINT set, spans also go to that OTLP backend (pip install 'flock[otlp]')
 
+Metrics work the same way through the global meter provider; :func:`enable_metrics` installs one
+that keeps them readable in-process (:func:`metrics_snapshot`) and exports them over OTLP.
+
 Prompt and completion text is not recorded unless you opt in, with ``capture_content=True`` or the
 standard ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true``. Secrets are scrubbed from every span
 before it is exported.
@@ -30,6 +33,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 
 from ._errors import ConfigurationError
 from ._lean_spans import FlockTracerProvider
+from ._metrics_export import MetricsSetupError, enable_metrics, flush_metrics, metrics_snapshot
 from ._span_export import SpanPipeline
 from ._span_records import Record
 from ._trace_store import DEFAULT_STORE, SQLiteSpanExporter
@@ -41,12 +45,16 @@ if TYPE_CHECKING:
 __all__ = [
     "CAPTURE_CONTENT_ENV",
     "DEFAULT_STORE",
+    "MetricsSetupError",
     "SQLiteSpanExporter",
     "TracingSetupError",
     "capture_content_enabled",
     "disable_tracing",
+    "enable_metrics",
     "enable_tracing",
+    "flush_metrics",
     "flush_tracing",
+    "metrics_snapshot",
 ]
 
 CAPTURE_CONTENT_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"

@@ -130,3 +130,19 @@ def test_chromium_screenshot(recorded: tuple[Path, str], tmp_path: Path, capsys)
     width, height = struct.unpack(">II", data[16:24])
     assert (width, height) == (1400, 900)
     assert len(data) > 30_000  # a blank page compresses to a few kilobytes; this one has content
+
+
+def test_the_page_shows_model_latency_percentiles(recorded: tuple[Path, str], tmp_path: Path, capsys) -> None:
+    from flock._latency import percentiles
+    from flock._trace_view import fmt_duration
+
+    db, trace_id = recorded
+    with TraceStore(db) as store:
+        trace = store.load(store.resolve(trace_id[:8]))
+    chats = [(s.end_ns - s.start_ns) / 1e9 for s in trace.spans if s.category == "model"]
+    assert len(chats) >= 2
+    html = write_page(recorded, tmp_path, capsys).read_text()
+    section = html.split('<section id="latency">', 1)[1].split("</section>", 1)[0]
+    p50, p90, p99, top = percentiles(chats)
+    cells = [f"<td>{fmt_duration(int(q * 1e9))}</td>" for q in (p50, p90, p99, top)]
+    assert f"<tr><td>openai/gpt-4.1</td><td>{len(chats)}</td>{''.join(cells)}</tr>" in section
