@@ -34,8 +34,9 @@ from typing import Any
 if "--hop" not in sys.argv:  # a fast-path child runs as a user's process does
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from flock import DSPyEngine, Flock, flock_type
 from pydantic import BaseModel, Field
+
+from flock import DSPyEngine, Flock, flock_type
 
 ADAPTERS = ["chat", "json", "xml", "two_step", "baml"]
 

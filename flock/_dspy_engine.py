@@ -28,7 +28,7 @@ from ._components import Context, EngineComponent, EvalInputs, EvalResult
 from ._contract import contract_errors
 from ._engine_tracing import ModelCalls, TracedModels, capture_content, reask_span, tool_span, tracing_on
 from ._errors import ConfigurationError, ContractViolation
-from ._lm_factory import make_lm
+from ._lm_factory import make_lm, size_pool
 from ._metrics import record_reask
 from ._model_names import check_model_name
 from ._offline import OfflineLM, SignatureTap, announce_once, is_offline, reset_tools, set_tools
@@ -298,7 +298,9 @@ class DSPyEngine(EngineComponent):
             return model
         key = (model, id(inherited) if inherited else 0)
         found = self._lms.get(key)
-        if found is not None and found[0] is inherited:
+        if found is not None and (not inherited or found[0] is inherited):
+            if concurrency:
+                size_pool(found[1], concurrency)  # another Flock may allow more calls at once
             return found[1]
         if model == "offline":
             lm: dspy.BaseLM = OfflineLM(self.seed)

@@ -118,7 +118,7 @@ def size_pool(lm: Any, size: int) -> None:
     if isinstance(store, _SizedPools):
         store.size = max(store.size, size)
     elif isinstance(store, dict) and not store and hasattr(lm, "_engine_lock"):
-        lm._engine_store = _SizedPools(size)
+        lm._engine_store = _SizedPools(max(DEFAULT_POOL, size))
 
 
 # ---------------------------------------------------------------------- model metadata

@@ -196,3 +196,13 @@ def test_model_metadata_is_looked_up_once_per_model_name() -> None:
     got = json.loads(done.stdout.strip().splitlines()[-1])
     assert got["ok"] and got["calls"] == 6
     assert got["scans"] == got["names"] <= 2  # DSPy asked 3 times per call: 18 scans without the cache
+
+
+def test_an_engine_shared_by_flocks_keeps_one_model_per_settings() -> None:
+    engine = DSPyEngine("openai/shared-model")
+    first, second = Flock(max_concurrency=8), Flock(max_concurrency=300)
+    lm = engine.lm_for(first.model, first.settings.lm_kwargs, concurrency=8)
+    assert engine.lm_for(second.model, second.settings.lm_kwargs, concurrency=300) is lm  # no churn
+    assert lm._engine_store.size == 300  # the pool grows to the larger Flock's concurrency
+    own = Flock(lm_kwargs={"api_base": "http://127.0.0.1:9/v1"})
+    assert engine.lm_for(own.model, own.settings.lm_kwargs).kwargs["api_base"] == "http://127.0.0.1:9/v1"
