@@ -50,7 +50,12 @@ class PublicVisibility(_Base):
 
 
 class PrivateVisibility(_Base):
-    """Only the named agents may see the artifact (and, when ``tenant_id`` is set, only in that tenant)."""
+    """Only the named agents may see the artifact (and, when ``tenant_id`` is set, only in that tenant).
+
+    ::
+
+        await flock.publish(Memo(text="salaries"), visibility=PrivateVisibility(agents={"payroll"}))
+    """
 
     kind: Literal["private"] = "private"
     agents: frozenset[str]
@@ -73,7 +78,13 @@ class PrivateVisibility(_Base):
 
 
 class TenantVisibility(_Base):
-    """Only agents of one tenant may see the artifact. A tenant id is required."""
+    """Only agents of one tenant may see the artifact. A tenant id is required.
+
+    ::
+
+        flock.agent("acme_support").tenant("acme").consumes(Ticket)
+        await flock.publish(Ticket(text="..."), visibility=TenantVisibility(tenant_id="acme"))
+    """
 
     kind: Literal["tenant"] = "tenant"
     tenant_id: str
@@ -92,7 +103,13 @@ class TenantVisibility(_Base):
 
 
 class LabelledVisibility(_Base):
-    """Only agents that carry every one of ``required_labels`` may see the artifact."""
+    """Only agents that carry every one of ``required_labels`` may see the artifact.
+
+    ::
+
+        flock.agent("auditor").labels("finance", "audit").consumes(Invoice)
+        visibility = LabelledVisibility(required_labels={"finance"})
+    """
 
     kind: Literal["labelled"] = "labelled"
     required_labels: frozenset[str]
@@ -113,7 +130,12 @@ class LabelledVisibility(_Base):
 
 
 class AfterVisibility(_Base):
-    """Invisible until ``ttl`` has passed since publication, then governed by ``then`` (public)."""
+    """Invisible until ``ttl`` has passed since publication, then governed by ``then`` (public).
+
+    ::
+
+        embargo = AfterVisibility(ttl=timedelta(hours=1), then=TenantVisibility(tenant_id="acme"))
+    """
 
     kind: Literal["after"] = "after"
     ttl: timedelta
