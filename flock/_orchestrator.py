@@ -97,6 +97,10 @@ class Orchestrator:
         self._active: Counter[str] = Counter()  # activation tasks alive, hooks after commit included
         self._active_total = 0
         self.closed = False
+        # Marks the tasks of this orchestrator's run (a context variable: shutdown() called from one
+        # of them must not wait for the run). A plain object, never the orchestrator: contexts can
+        # outlive a run (keep-alive connections keep theirs), and must not keep the Flock alive.
+        self._run_mark = object()
         # How many artifacts the store held when this process first published: resume() routes
         # those again, never the ones this process has routed itself.
         self.board_mark: int | None = None
@@ -307,7 +311,7 @@ class Orchestrator:
         async with self._drive_lock:
             met: bool | None = None  # None: timed out or shut down
             timed_out = False
-            token = _DRIVING.set(self)
+            token = _DRIVING.set(self._run_mark)
             try:
                 with anyio.CancelScope() as scope:
                     self._run_scope = scope
@@ -411,7 +415,7 @@ class Orchestrator:
         if self._run_scope is not None:
             self._run_scope.cancel()
         self.notify()
-        if self._drive_lock is not None and _DRIVING.get() is not self:
+        if self._drive_lock is not None and _DRIVING.get() is not self._run_mark:
             async with self._drive_lock:  # the run has ended once its lock is free
                 pass
         await self.flush_store()

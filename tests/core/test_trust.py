@@ -445,3 +445,22 @@ async def test_a_halted_run_resumes_in_a_new_process_after_the_fix(tmp_path: Pat
     assert summary.errors == [] and fixed.calls == 10
     assert len(await later.store.get_by_type(Summary)) == 10
     await later.store.close()
+
+
+async def test_a_context_kept_from_a_run_does_not_keep_the_flock_alive() -> None:
+    import contextvars
+    import weakref
+
+    kept: list[contextvars.Context] = []
+
+    def remember(d: Doc) -> None:
+        kept.append(contextvars.copy_context())  # as a keep-alive connection's callbacks do
+
+    flock = Flock()
+    flock.agent("a").consumes(Doc).calls(remember)
+    await flock.publish(Doc(text="x"))
+    await flock.run_until_idle()
+    alive = weakref.ref(flock)
+    del flock
+    gc.collect()
+    assert kept and alive() is None
