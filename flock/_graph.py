@@ -97,13 +97,18 @@ class AgentGraph:
         return sorted(self.published - self.consumed)
 
     def edges(self) -> dict[str, set[str]]:
-        """Agent → agents its outputs can wake (itself only when ``prevent_self_trigger(False)``)."""
+        """Agent → agents its outputs can wake (itself only when ``prevent_self_trigger(False)``;
+        a subscription with ``from_agents`` only from those producers)."""
         out: dict[str, set[str]] = {name: set() for name in self.agents}
         for name, spec in self.agents.items():
             for other, ospec in self.agents.items():
                 if other == name and ospec.prevent_self_trigger:
                     continue
-                if spec.published_type_names & ospec.consumed_type_names:
+                if any(
+                    spec.published_type_names & set(sub.type_names)
+                    and (sub.from_agents is None or name in sub.from_agents)
+                    for sub in ospec.subscriptions
+                ):
                     out[name].add(other)
         return out
 

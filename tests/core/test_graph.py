@@ -71,6 +71,16 @@ def test_dead_ends_and_self_loops() -> None:
     assert ["looper", "polisher"] in graph.cycles()
 
 
+def test_from_agents_limits_which_producers_wake_a_subscription() -> None:
+    flock = Flock()
+    flock.agent("writer").consumes(Idea).publishes(Draft).calls(lambda i: None)
+    flock.agent("critic").consumes(Draft, from_agents="writer").publishes(Review).calls(lambda d: None)
+    flock.agent("reviser").consumes(Review).publishes(Draft).calls(lambda r: None)
+    graph = flock.graph()
+    assert graph.edges()["reviser"] == set()  # the critic ignores the reviser's drafts
+    assert graph.cycles() == []
+
+
 def test_the_mermaid_picture_shows_types_agents_and_gates() -> None:
     text = studio().graph().to_mermaid()
     lines = text.splitlines()
