@@ -22,11 +22,13 @@ from dspy.utils.exceptions import AdapterParseError
 from dspy.utils.usage_tracker import UsageTracker
 from pydantic import BaseModel, ValidationError
 
+from . import _programs
 from ._adapters import own_adapter
 from ._call_metrics import call_sink
 from ._components import Context, EngineComponent, EvalInputs, EvalResult
 from ._contract import contract_errors
 from ._engine_tracing import ModelCalls, TracedModels, capture_content, reask_span, tool_span, tracing_on
+from ._engine_vars import CHECKS, Resolver, named_adapter, plain_copy, record_bound, take_vars
 from ._errors import ConfigurationError, ContractViolation
 from ._lm_factory import make_lm, size_pool
 from ._metrics import record_reask
@@ -43,10 +45,11 @@ from ._signature import (
 )
 from ._spec import AgentSpec, OutputGroup
 from ._types import type_name
+from ._variables import Var
 
 logger = logging.getLogger("flock")
 
-PROGRAMS = ("auto", "predict", "chain_of_thought", "react")
+PROGRAMS = _programs.BUILTIN
 OFFLINE_NOTICE = (
     "flock: using the built-in 'offline' model - deterministic placeholder output, no real LLM is called. "
     "Pass Flock(model=...) or set FLOCK_MODEL to use a real model."
@@ -65,7 +68,8 @@ class DSPyEngine(EngineComponent):
             ``TwoStepAdapter``'s extraction step). ``TwoStepAdapter`` may be given as the class: the
             engine's model then also does the extraction.
         program: ``"auto"`` (ReAct when the agent has tools, else Predict), ``"predict"``,
-            ``"chain_of_thought"`` or ``"react"``.
+            ``"chain_of_thought"``, ``"react"``, ``"program_of_thought"``, ``"multi_chain_comparison"``,
+            ``"best_of_n"``, ``"refine"``, or a name from ``programs``.
         temperature: passed to ``dspy.LM``.
         max_tokens: passed to ``dspy.LM``.
         max_tool_calls: upper bound on ReAct tool-call iterations.
@@ -81,6 +85,18 @@ class DSPyEngine(EngineComponent):
         lm_kwargs: further keyword arguments for ``dspy.LM`` (``api_base``, ``api_key``, ``timeout``...).
             They are added to the Flock's ``Flock(lm_kwargs=...)``, which every engine inherits;
             a key given here wins over the Flock's.
+        reward: for ``best_of_n`` and ``refine``: scores an attempt's validated output (a model, or
+            a list of models when the group has several) with a number.
+        n: attempts for ``best_of_n``, ``refine`` and ``multi_chain_comparison`` (default 3).
+        threshold: ``best_of_n``/``refine`` stop at the first attempt whose reward reaches it.
+        interpreter: for ``program_of_thought``: a factory of a DSPy code interpreter (default
+            DSPy's ``PythonInterpreter``, which needs Deno).
+        programs: programs of your own by name, ``{"mine": factory}`` with ``factory(signature)``
+            returning a ``dspy.Module`` (a DSPy module class is one).
+
+    Every parameter but ``reward``, ``interpreter`` and ``programs`` may be a :class:`~flock.Var`:
+    the engine then reads the variable when each activation starts (``flock.variables.set()``
+    refuses values the parameter cannot take), and records the values on its span.
 
     Example::
 
@@ -91,26 +107,50 @@ class DSPyEngine(EngineComponent):
         self,
         model: str | Any = None,
         *,
-        instructions: str | None = None,
+        instructions: str | Var | None = None,
         adapter: Any = None,
-        program: str = "auto",
-        temperature: float | None = None,
-        max_tokens: int | None = None,
-        max_tool_calls: int = 10,
-        max_reasks: int = 1,
-        cache: bool = False,
-        retries: int = 3,
-        seed: int = 0,
-        adapter_fallback: bool = False,
+        program: str | Var = "auto",
+        temperature: float | Var | None = None,
+        max_tokens: int | Var | None = None,
+        max_tool_calls: int | Var = 10,
+        max_reasks: int | Var = 1,
+        cache: bool | Var = False,
+        retries: int | Var = 3,
+        seed: int | Var = 0,
+        adapter_fallback: bool | Var = False,
         history: bool = False,
-        lm_kwargs: dict[str, Any] | None = None,
+        lm_kwargs: dict[str, Any] | Var | None = None,
+        reward: Callable[[Any], float] | None = None,
+        n: int | Var = 3,
+        threshold: float | Var | None = None,
+        interpreter: Callable[[], Any] | None = None,
+        programs: Mapping[str, Any] | None = None,
     ) -> None:
-        if program not in PROGRAMS:
-            raise ConfigurationError(f"DSPyEngine(program={program!r}): choose one of {', '.join(PROGRAMS)}")
+        self.reward, self.interpreter = reward, interpreter
+        self.programs = _programs.check_registered(programs)
+        self._bound: dict[str, Var] = {}
+        p = take_vars(
+            self._bound, ("", lambda v: True), model=model, instructions=instructions, adapter=adapter,
+            program=program, temperature=temperature, max_tokens=max_tokens, max_tool_calls=max_tool_calls,
+            max_reasks=max_reasks, cache=cache, retries=retries, seed=seed, adapter_fallback=adapter_fallback,
+            lm_kwargs=lm_kwargs, n=n, threshold=threshold,
+        )  # fmt: skip
+        p["adapter"] = named_adapter(p["adapter"])
+        model, program = p["model"], p["program"]
+        problem = _programs.program_problem(program, self.programs, reward=reward, interpreter=interpreter)
+        if problem:
+            raise ConfigurationError(f"DSPyEngine(program={program!r}): {problem}")
+        for label in ("n", "threshold"):
+            if not CHECKS[label][1](p[label]) and not (label == "threshold" and p[label] is None):
+                raise ConfigurationError(
+                    f"DSPyEngine({label}=...) takes {CHECKS[label][0]}, got {p[label]!r}"
+                )
+        self.n, self.threshold = p["n"], p["threshold"]
+        self._resolver = Resolver(self._bound) if self._bound else None
         for label, value, low in (
-            ("max_tool_calls", max_tool_calls, 1),
-            ("max_reasks", max_reasks, 0),
-            ("retries", retries, 0),
+            ("max_tool_calls", p["max_tool_calls"], 1),
+            ("max_reasks", p["max_reasks"], 0),
+            ("retries", p["retries"], 0),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigurationError(f"DSPyEngine({label}=...) must be an int >= {low}, got {value!r}")
@@ -121,19 +161,19 @@ class DSPyEngine(EngineComponent):
         if isinstance(model, str):
             check_model_name(model, "DSPyEngine(model=...)")
         self.model = model
-        self.instructions = instructions
-        self.adapter = adapter
-        self.program = program
-        self.temperature = temperature
-        self.max_tokens = max_tokens
-        self.max_tool_calls = max_tool_calls
-        self.max_reasks = max_reasks
-        self.cache = cache
-        self.retries = retries
-        self.seed = seed
-        self.adapter_fallback = adapter_fallback
+        self.instructions = p["instructions"]
+        self.adapter = p["adapter"]
+        self.program = p["program"]
+        self.temperature = p["temperature"]
+        self.max_tokens = p["max_tokens"]
+        self.max_tool_calls = p["max_tool_calls"]
+        self.max_reasks = p["max_reasks"]
+        self.cache = p["cache"]
+        self.retries = p["retries"]
+        self.seed = p["seed"]
+        self.adapter_fallback = p["adapter_fallback"]
         self.history = history
-        self.lm_kwargs = dict(lm_kwargs or {})
+        self.lm_kwargs = dict(p["lm_kwargs"] or {})
         self._lms: dict[tuple[str, int], tuple[Any, dspy.BaseLM]] = {}
         self._adapters: dict[int, Any] = {}
         self._signatures: dict[tuple[Any, ...], AgentSignature] = {}
@@ -141,10 +181,38 @@ class DSPyEngine(EngineComponent):
         self._announced: set[str] = set()
         self._sub_shapes: dict[int, tuple[Any, tuple[InputShape, ...]]] = {}
         self._traced = TracedModels()
+        self._bound_values: dict[str, Any] = {}
 
     def __repr__(self) -> str:
         model = self.model if isinstance(self.model, str | None) else type(self.model).__name__
         return f"DSPyEngine(model={model!r}, program={self.program!r})"
+
+    # ------------------------------------------------------------------ variables
+    def bind_variables(self, variables: Any, owner: str) -> None:
+        """Register every parameter bound to a :class:`~flock.Var` with ``flock.variables``."""
+        for name, var in self._bound.items():
+            accepts, check = self._program_check() if name == "program" else CHECKS[name]
+            variables.bind(var, parameter=name, owner=f"{owner} (DSPyEngine)", accepts=accepts, check=check)
+
+    def _program_check(self) -> tuple[str, Callable[[Any], bool]]:
+        def check(value: Any) -> bool:
+            found = _programs.program_problem(
+                value, self.programs, reward=self.reward, interpreter=self.interpreter
+            )
+            return found is None
+
+        return _programs.accepts(self.programs), check
+
+    def resolved_copy(self, values: Mapping[str, Any]) -> DSPyEngine:
+        """This engine with ``values`` for its bound parameters: no bindings, caches of its own."""
+        values = {k: named_adapter(v) if k == "adapter" else v for k, v in values.items()}
+        fresh: dict[str, Callable[[], Any]] = {
+            "_bound": dict, "_resolver": lambda: None, "_lms": dict, "_adapters": dict, "_signatures": dict,
+            "_programs": dict, "_announced": set, "_sub_shapes": dict, "_traced": TracedModels,
+        }  # fmt: skip
+        made: DSPyEngine = plain_copy(self, values, fresh)
+        made._bound_values = dict(values)
+        return made
 
     # ------------------------------------------------------------------ evaluate
     async def evaluate(
@@ -153,6 +221,12 @@ class DSPyEngine(EngineComponent):
         """Produce the outputs of ``output_group`` from ``inputs`` (see the module docstring)."""
         if not output_group.outputs:
             return EvalResult()  # nothing to produce: no model call
+        if self._resolver is not None:  # parameters bound to variables: this activation's values
+            resolved = self._resolver.engine(
+                self, ctx.variables, {**CHECKS, "program": self._program_check()}
+            )
+            return await resolved.evaluate(agent, ctx, inputs, output_group)
+        record_bound(self._bound_values)
         flock_settings = ctx.settings
         lm = self.lm_for(
             ctx.model,
@@ -193,17 +267,19 @@ class DSPyEngine(EngineComponent):
             "adapter": type(adapter).__name__,
             "model": getattr(lm, "model", str(lm)),
         }
+        if self._bound_values:
+            trace["variables"] = dict(self._bound_values)
         attempts: list[list[str]] = []
         reasks = 0
         feedback: str | None = None
         while True:
-            program = self._program(agent, sig, kind, feedback is not None)
+            program = self._program(agent, sig, kind, feedback is not None, output_group)
             call_values = values if feedback is None else {**values, FEEDBACK_FIELD: feedback}
             token = set_tools(tuple(getattr(program, "tools", {}).values())) if offline else None
             try:
                 span = reask_span(agent.name, reasks, attempts[-1]) if attempts else nullcontext()
                 with span, calls, dspy.context(**settings):
-                    prediction = await program.acall(**call_values)
+                    prediction = await _programs.run(program, call_values)
                 outputs, errors, first = _collect(sig, output_group, prediction)
                 _keep_trace(trace, prediction)
             except AdapterParseError as exc:
@@ -329,18 +405,26 @@ class DSPyEngine(EngineComponent):
             return "react" if agent.tools else "predict"
         return self.program
 
-    def _program(self, agent: AgentSpec, sig: AgentSignature, kind: str, reask: bool) -> dspy.Module:
+    def _program(
+        self, agent: AgentSpec, sig: AgentSignature, kind: str, reask: bool, group: OutputGroup
+    ) -> dspy.Module:
         key = (id(sig), kind, reask, agent.tools if kind == "react" else ())
         program = self._programs.get(key)
         if program is None:
-            dsig = (sig.with_feedback() if reask else sig).to_dspy()
-            if kind == "predict":
-                program = dspy.Predict(dsig)
-            elif kind == "chain_of_thought":
-                program = dspy.ChainOfThought(dsig)
-            else:
-                tools = [_tool(t) for t in agent.tools]
-                program = dspy.ReAct(dsig, tools=tools, max_iters=self.max_tool_calls)
+            reward = None
+            if self.reward is not None:
+                reward = _programs.reward_of(self.reward, functools.partial(_scored_output, sig, group))
+            program = _programs.build(
+                kind,
+                (sig.with_feedback() if reask else sig).to_dspy(),
+                tools=[_tool(t) for t in agent.tools] if kind == "react" else [],
+                max_iters=self.max_tool_calls,
+                registered=self.programs,
+                reward=reward,
+                n=self.n,
+                threshold=self.threshold,
+                interpreter=self.interpreter,
+            )
             self._programs[key] = program
         return program
 
@@ -459,6 +543,14 @@ def _collect(
         note = f" ({invalid} more were invalid)" if invalid else ""
         errors.append(f"`{field.name}` must hold {expected} {tname}, got {actual}{note}")
     return outputs, errors, first or (None, "", "")
+
+
+def _scored_output(sig: AgentSignature, group: OutputGroup, prediction: Any) -> Any:
+    """What a reward function scores: the validated output (a list when several), or ``None``."""
+    outputs, errors, _ = _collect(sig, group, prediction)
+    if errors or not outputs:
+        return None
+    return outputs[0] if len(outputs) == 1 else outputs
 
 
 def _keep_trace(trace: dict[str, Any], prediction: Any) -> None:
