@@ -43,6 +43,8 @@ class Artifact(BaseModel):
         created_at: publication time (UTC).
         version: schema/record version, 1 for now.
         consumed_from: lineage, the ids of the artifacts this one was made from.
+        prompt_version: for outputs of an LLM engine, the version of the prompt that produced
+            them (a short content hash, or the label from ``.prompt_version("v2")``); else ``None``.
     """
 
     # NaN and the infinities are valid floats that JSON has no words for: written as the constants
@@ -61,6 +63,7 @@ class Artifact(BaseModel):
     created_at: datetime = Field(default_factory=utcnow)
     version: int = 1
     consumed_from: tuple[UUID, ...] = ()
+    prompt_version: str | None = None
 
     @property
     def lineage(self) -> tuple[UUID, ...]:

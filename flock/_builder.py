@@ -225,6 +225,12 @@ class AgentBuilder:
         group = OutputGroup(index=len(self.spec.output_groups), outputs=decls, description=description)
         return self._update(output_groups=(*self.spec.output_groups, group))
 
+    def prompt_version(self, label: str) -> AgentBuilder:
+        """Label this agent's prompt: its outputs carry ``prompt_version=label`` instead of a hash."""
+        if not isinstance(label, str) or not label.strip():
+            raise ConfigurationError(f"agent {self._name!r}: prompt_version() takes a non-empty label")
+        return self._update(extra={**self.spec.extra, "prompt_version": label})
+
     def with_engines(self, *engines: Any) -> AgentBuilder:
         """Engines that produce the outputs.
 

@@ -113,12 +113,15 @@ class EvalResult:
         state: passed on to the next engine in the chain.
         metrics: numbers about the call (tokens, latency, re-asks), summed into run summaries.
         trace: reasoning, tool trajectories and similar material kept for tracing, never published.
+        prompt_version: the version of the prompt behind the outputs; the runtime puts it on
+            every artifact made from them (``Artifact.prompt_version``).
     """
 
     outputs: list[BaseModel] = field(default_factory=list)
     state: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     trace: dict[str, Any] = field(default_factory=dict)
+    prompt_version: str | None = None
 
     @classmethod
     def of(cls, *outputs: BaseModel, **metrics: float) -> EvalResult:

@@ -22,7 +22,7 @@ from dspy.utils.exceptions import AdapterParseError
 from dspy.utils.usage_tracker import UsageTracker
 from pydantic import BaseModel, ValidationError
 
-from . import _programs
+from . import _programs, _prompt_versions
 from ._adapters import own_adapter
 from ._call_metrics import call_sink
 from ._components import Context, EngineComponent, EvalInputs, EvalResult
@@ -182,6 +182,7 @@ class DSPyEngine(EngineComponent):
         self._sub_shapes: dict[int, tuple[Any, tuple[InputShape, ...]]] = {}
         self._traced = TracedModels()
         self._bound_values: dict[str, Any] = {}
+        self._versions: dict[tuple[Any, ...], Any] = {}
 
     def __repr__(self) -> str:
         model = self.model if isinstance(self.model, str | None) else type(self.model).__name__
@@ -208,11 +209,19 @@ class DSPyEngine(EngineComponent):
         values = {k: named_adapter(v) if k == "adapter" else v for k, v in values.items()}
         fresh: dict[str, Callable[[], Any]] = {
             "_bound": dict, "_resolver": lambda: None, "_lms": dict, "_adapters": dict, "_signatures": dict,
-            "_programs": dict, "_announced": set, "_sub_shapes": dict, "_traced": TracedModels,
+            "_programs": dict, "_versions": dict, "_announced": set, "_sub_shapes": dict,
+            "_traced": TracedModels,
         }  # fmt: skip
         made: DSPyEngine = plain_copy(self, values, fresh)
         made._bound_values = dict(values)
         return made
+
+    def for_variables(self, variables: Mapping[str, Any]) -> DSPyEngine:
+        """This engine as an activation with runtime variables ``variables`` runs it."""
+        if self._resolver is None:
+            return self
+        checks = {**CHECKS, "program": self._program_check()}
+        return self._resolver.engine(self, variables, checks)
 
     # ------------------------------------------------------------------ evaluate
     async def evaluate(
@@ -222,10 +231,7 @@ class DSPyEngine(EngineComponent):
         if not output_group.outputs:
             return EvalResult()  # nothing to produce: no model call
         if self._resolver is not None:  # parameters bound to variables: this activation's values
-            resolved = self._resolver.engine(
-                self, ctx.variables, {**CHECKS, "program": self._program_check()}
-            )
-            return await resolved.evaluate(agent, ctx, inputs, output_group)
+            return await self.for_variables(ctx.variables).evaluate(agent, ctx, inputs, output_group)
         record_bound(self._bound_values)
         flock_settings = ctx.settings
         lm = self.lm_for(
@@ -269,6 +275,9 @@ class DSPyEngine(EngineComponent):
         }
         if self._bound_values:
             trace["variables"] = dict(self._bound_values)
+        prompt = _prompt_versions.version_for(self, agent, output_group, shapes)
+        _prompt_versions.record(flock_settings, prompt)
+        trace["prompt_version"] = prompt.version
         attempts: list[list[str]] = []
         reasks = 0
         feedback: str | None = None
@@ -323,7 +332,7 @@ class DSPyEngine(EngineComponent):
             trace["attempts"] = attempts
         metrics = tracker.metrics()
         metrics["reasks"] = float(reasks)
-        return EvalResult(outputs=outputs, metrics=metrics, trace=trace)
+        return EvalResult(outputs=outputs, metrics=metrics, trace=trace, prompt_version=prompt.version)
 
     # ------------------------------------------------------------------ parts
     def signature(

@@ -161,7 +161,15 @@ class Runtime:
                 kept = check_group(spec.name, group, result.outputs)
                 outcome.filtered += len(result.outputs) - len(kept)
                 outcome.outputs.extend(
-                    self._to_artifact(spec, group, act, out, shown, output_id(act.record.id, group.index, i))
+                    self._to_artifact(
+                        spec,
+                        group,
+                        act,
+                        out,
+                        shown,
+                        output_id(act.record.id, group.index, i),
+                        result.prompt_version,
+                    )
                     for i, out in enumerate(kept)
                 )
         except RunHalted as exc:
@@ -268,6 +276,7 @@ class Runtime:
         out: BaseModel,
         shown: Visibility,
         artifact_id: UUID,
+        prompt_version: str | None = None,
     ) -> Artifact:
         name = type_name(type(out))
         decl: OutputDecl = next(o for o in group.outputs if o.type_name == name)
@@ -296,6 +305,7 @@ class Runtime:
             created_at=self._now(),
             version=1,
             consumed_from=tuple(a.id for a in act.artifacts),
+            prompt_version=prompt_version,
         )
 
 

@@ -87,7 +87,31 @@ def _v2(conn: sqlite3.Connection) -> None:
     conn.execute("DROP INDEX consumptions_activation")
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2]
+def _v3(conn: sqlite3.Connection) -> None:
+    # Which prompt produced an artifact (Artifact.prompt_version; the body keeps it too): a table
+    # of its own, one row per artifact that has a version, for queries by agent and version (A/B
+    # tests). Rows of artifacts stay as they were; a trigger follows retention's deletes.
+    _run_script(
+        conn,
+        """
+        CREATE TABLE artifact_prompts (
+            seq INTEGER PRIMARY KEY,
+            produced_by TEXT NOT NULL,
+            prompt_version TEXT NOT NULL
+        );
+        CREATE INDEX artifact_prompts_version ON artifact_prompts (produced_by, prompt_version);
+        INSERT INTO artifact_prompts (seq, produced_by, prompt_version)
+            SELECT seq, produced_by, json_extract(body, '$.prompt_version') FROM artifacts
+            WHERE json_valid(body) AND json_extract(body, '$.prompt_version') IS NOT NULL;
+        """,
+    )
+    conn.execute(  # one statement (its body's ';' would split it in _run_script)
+        "CREATE TRIGGER artifact_prompts_follow AFTER DELETE ON artifacts "
+        "BEGIN DELETE FROM artifact_prompts WHERE seq = old.seq; END"
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3]
 """Migration ``i`` takes a file from version ``i`` to ``i + 1``."""
 
 
@@ -138,6 +162,7 @@ class ArtifactRow:
 
     values: tuple[Any, ...]
     tags: tuple[str, ...]
+    prompt_version: str | None = None
 
     @property
     def id(self) -> str:
@@ -157,7 +182,7 @@ class ArtifactRow:
             micros(a.created_at),
             a.model_dump_json(),
         )
-        return cls(values, tuple(sorted(a.tags)))
+        return cls(values, tuple(sorted(a.tags)), a.prompt_version)
 
 
 def _duplicate(artifact_id: str) -> DuplicateArtifactError:
@@ -180,6 +205,11 @@ def insert_artifact(conn: sqlite3.Connection, row: ArtifactRow, *, skip_existing
     if row.tags:
         conn.executemany(
             "INSERT INTO artifact_tags (tag, seq) VALUES (?, ?)", ((t, cur.lastrowid) for t in row.tags)
+        )
+    if row.prompt_version is not None:
+        conn.execute(
+            "INSERT INTO artifact_prompts (seq, produced_by, prompt_version) VALUES (?, ?, ?)",
+            (cur.lastrowid, row.values[2], row.prompt_version),
         )
     return True
 

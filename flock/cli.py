@@ -20,7 +20,12 @@ from collections.abc import Sequence
 
 from ._errors import FlockError
 
-COMMANDS: tuple[str, ...] = ("flock._cli_traces", "flock._store_cli", "flock._cli_check")
+COMMANDS: tuple[str, ...] = (
+    "flock._cli_traces",
+    "flock._store_cli",
+    "flock._cli_check",
+    "flock._cli_prompts",
+)
 """Modules that contribute subcommands, in the order ``flock --help`` lists them."""
 
 

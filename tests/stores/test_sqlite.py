@@ -226,7 +226,7 @@ async def test_a_version_1_file_is_migrated_with_its_data_intact(
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone() == (1,)
     async with SQLiteStore(path) as store:
-        assert (await store.stats())["schema_version"] == len(MIGRATIONS) == 2
+        assert (await store.stats())["schema_version"] == len(MIGRATIONS) == 3
         assert (await store.list(), await store.consumptions(), await store.in_flight()) == before
         assert await store.list() == [*arts, *outputs]
         assert len(await store.consumptions()) == 2

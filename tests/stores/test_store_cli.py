@@ -44,7 +44,7 @@ def test_stats_counts_by_type(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     board(path, answered=3, queued=1)
     assert main(["store", str(path)]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("7 artifacts, 3 consumption records, 1 activations in flight (schema v2")
+    assert out.startswith("7 artifacts, 3 consumption records, 1 activations in flight (schema v3")
     assert [line.split() for line in out.splitlines()[1:]] == [
         ["TYPE", "COUNT"],
         ["cli_test.Answer", "3"],
