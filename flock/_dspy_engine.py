@@ -22,7 +22,7 @@ from dspy.utils.exceptions import AdapterParseError
 from dspy.utils.usage_tracker import UsageTracker
 from pydantic import BaseModel, ValidationError
 
-from . import _programs, _prompt_versions
+from . import _programs, _prompt_versions, _streaming
 from ._adapters import own_adapter
 from ._call_metrics import call_sink
 from ._components import Context, EngineComponent, EvalInputs, EvalResult
@@ -288,7 +288,18 @@ class DSPyEngine(EngineComponent):
             try:
                 span = reask_span(agent.name, reasks, attempts[-1]) if attempts else nullcontext()
                 with span, calls, dspy.context(**settings):
-                    prediction = await _programs.run(program, call_values)
+                    if (
+                        ctx.streaming
+                        and not offline
+                        and kind in _streaming.STREAMED_PROGRAMS
+                        and feedback is None
+                    ):
+                        fields = [f.name for f in sig.outputs]
+                        prediction = await _streaming.call_streaming(
+                            program, call_values, fields, ctx.emit_token
+                        )
+                    else:
+                        prediction = await _programs.run(program, call_values)
                 outputs, errors, first = _collect(sig, output_group, prediction)
                 _keep_trace(trace, prediction)
             except AdapterParseError as exc:

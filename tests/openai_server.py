@@ -92,6 +92,8 @@ class OpenAIServer:
         self.arrivals: list[float] = []
         self.in_flight = 0  # requests being answered now (during the latency wait)
         self.max_in_flight = 0
+        self.sse_piece = 7  # characters per streamed chunk (``stream: true`` requests)
+        self.streamed: list[list[str]] = []  # the pieces of every streamed answer, in order
         self.recorder = PromptRecorder()
         self.tools: tuple[Any, ...] = ()  # dspy.Tool objects the default answers may call
         self.engine = OfflineEngine(seed)
@@ -133,9 +135,10 @@ class OpenAIServer:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
                 status, headers, payload = server._answer(self.path, body)
-                data = json.dumps(payload).encode()
+                streamed = bool(body.get("stream")) and status == 200
+                data = server._sse(payload, body) if streamed else json.dumps(payload).encode()
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", "text/event-stream" if streamed else "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 for k, v in headers.items():
                     self.send_header(k, v)
@@ -217,6 +220,32 @@ class OpenAIServer:
                 "usage": usage,
             },
         )
+
+    def _sse(self, payload: dict[str, Any], body: dict[str, Any]) -> bytes:
+        """The completion as OpenAI's ``stream: true`` answer: Server-Sent Events of chunks of
+        ``sse_piece`` characters, a last chunk with the finish reason (and usage when asked for by
+        ``stream_options.include_usage``), then ``data: [DONE]``."""
+        text = payload["choices"][0]["message"]["content"]
+        base = {"id": payload["id"], "object": "chat.completion.chunk", "created": payload["created"]}
+        base["model"] = payload["model"]
+        pieces = [text[i : i + self.sse_piece] for i in range(0, len(text), self.sse_piece)] or [""]
+        events = [
+            {
+                **base,
+                "choices": [
+                    {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
+                ],
+            }
+        ]
+        events += [
+            {**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+            for piece in pieces
+        ]
+        events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        if (body.get("stream_options") or {}).get("include_usage"):
+            events.append({**base, "choices": [], "usage": payload["usage"]})
+        self.streamed.append(pieces)
+        return "".join(f"data: {json.dumps(e)}\n\n" for e in events).encode() + b"data: [DONE]\n\n"
 
     def _call(self, messages: list[dict[str, Any]]) -> ModelCall:
         found = self.recorder.lookup(messages)
