@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._artifact import Artifact
+from ._auth import ApiKeys, Principal
 from ._builder import AgentBuilder
 from ._clock import Clock, ManualClock, SystemClock
 from ._components import (
@@ -104,6 +105,7 @@ __all__ = [
     "AgentIdentity",
     "AgentSpec",
     "AllOfVisibility",
+    "ApiKeys",
     "Artifact",
     "ArtifactEvent",
     "BAMLAdapter",
@@ -145,6 +147,7 @@ __all__ = [
     "OutputDecl",
     "OutputError",
     "OutputGroup",
+    "Principal",
     "PrivateVisibility",
     "ProviderConfigError",
     "ProviderError",

@@ -474,6 +474,26 @@ class Flock:
                 for key in ("activations", "artifacts", "errors"):
                     span.set_attribute(f"flock.run.{key}", totals[key] - before[key])
 
+    async def serve(
+        self, host: str = "127.0.0.1", port: int = 8000, *, auth: Any = None, log_level: str = "warning"
+    ) -> None:
+        """Serve this flock over HTTP (needs ``pip install 'flock[server]'``) until cancelled or
+        interrupted, processing artifacts as they arrive. ``auth`` is an :class:`ApiKeys`; without it
+        the keys come from ``FLOCK_API_KEYS``, and with none at all it refuses to start. See
+        docs/serving.md for the endpoints.
+
+        ::
+
+            await flock.serve(auth=ApiKeys({"key-a": Principal(tenant="a", scopes={"publish", "read"})}))
+        """
+        try:
+            from ._server import serve
+        except ImportError as exc:
+            raise ConfigurationError(
+                f"serving needs the server extra ({exc.name} is missing): pip install 'flock[server]'"
+            ) from None
+        await serve(self, host, port, auth=auth, log_level=log_level)
+
     # ----------------------------------------------------------------- lifecycle
     async def shutdown(self) -> None:
         """Stop timers, end a run in progress (its running activations go back to the queue, and

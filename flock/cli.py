@@ -25,6 +25,7 @@ COMMANDS: tuple[str, ...] = (
     "flock._store_cli",
     "flock._cli_check",
     "flock._cli_prompts",
+    "flock._cli_serve",
 )
 """Modules that contribute subcommands, in the order ``flock --help`` lists them."""
 
