@@ -5,7 +5,8 @@ and Server-Sent Events fan-out to many subscribers.
     .venv/bin/python benchmarks/bench_server.py --publishes 2000 --clients 50 --subscribers 100
 
 The server is a separate process (``flock.serve`` on 127.0.0.1, in-memory board, one function
-agent that consumes every ticket, so each publish also runs an activation); the clients are httpx
+agent that consumes every ticket, so each publish also runs an activation; ``--no-agent``: nothing
+consumes them, the HTTP and publish path alone); the clients are httpx
 in this process. Both share the machine: on a small one the client's own CPU is part of the
 numbers. Prints one JSON object:
 
@@ -50,11 +51,14 @@ class Triaged(BaseModel):
     urgent: bool
 
 
-def serve(port: int) -> None:
+def serve(port: int, agent: bool) -> None:
     flock = Flock()
-    flock.agent("triage").tenant("bench").consumes(Ticket).publishes(Triaged).calls(
-        lambda t: Triaged(title=t.title, urgent=t.priority <= 2)
-    )
+    if agent:
+        flock.agent("triage").tenant("bench").consumes(Ticket).publishes(Triaged).calls(
+            lambda t: Triaged(title=t.title, urgent=t.priority <= 2)
+        )
+    else:  # Ticket is registered, nothing consumes it: the HTTP and publish path alone
+        flock.agent("idle").consumes(Triaged).publishes(Ticket).calls(lambda t: Ticket(title=t.title))
     auth = ApiKeys({KEY: Principal(tenant="bench", scopes={"publish", "read"})})
     anyio.run(lambda: flock.serve("127.0.0.1", port, auth=auth, log_level="error"))
 
@@ -160,7 +164,9 @@ async def fanout(base: str, subscribers: int, events: int) -> dict[str, Any]:
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     port = free_port()
     server = await anyio.to_thread.run_sync(
-        lambda: subprocess.Popen([sys.executable, __file__, "--serve", str(port)])
+        lambda: subprocess.Popen(
+            [sys.executable, __file__, "--serve", str(port), *(["--no-agent"] if args.no_agent else [])]
+        )
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -174,7 +180,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         server.terminate()
         await anyio.to_thread.run_sync(lambda: server.wait(timeout=30))
-    return {"cpus": os.cpu_count(), "publish": publish, "fanout": fan}
+    return {"cpus": os.cpu_count(), "agent": not args.no_agent, "publish": publish, "fanout": fan}
 
 
 if __name__ == "__main__":
@@ -185,9 +191,10 @@ if __name__ == "__main__":
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--subscribers", type=int, default=100)
     parser.add_argument("--events", type=int, default=100, help="publishes during the fan-out run")
+    parser.add_argument("--no-agent", action="store_true", help="no agent consumes the published tickets")
     parser.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.serve:
-        serve(options.serve)
+        serve(options.serve, agent=not options.no_agent)
     else:
         print(json.dumps(anyio.run(main, options), indent=2))
