@@ -225,6 +225,20 @@ class AgentBuilder:
         group = OutputGroup(index=len(self.spec.output_groups), outputs=decls, description=description)
         return self._update(output_groups=(*self.spec.output_groups, group))
 
+    def with_history(self, turns: int = 10) -> AgentBuilder:
+        """Show the LLM engine this agent's earlier turns of the same workflow (correlation id).
+
+        A turn is an earlier activation's inputs and outputs; the newest ``turns`` of them go into
+        DSPy's ``History`` field. They are read from the board through the agent's context (what it
+        may see of the workflow, bounded by the context provider), so they survive a restart with a
+        durable store.
+        """
+        if isinstance(turns, bool) or not isinstance(turns, int) or turns < 1:
+            raise ConfigurationError(
+                f"agent {self._name!r}: with_history(turns=...) takes an int >= 1, got {turns!r}"
+            )
+        return self._update(extra={**self.spec.extra, "history_turns": turns})
+
     def prompt_version(self, label: str) -> AgentBuilder:
         """Label this agent's prompt: its outputs carry ``prompt_version=label`` instead of a hash."""
         if not isinstance(label, str) or not label.strip():

@@ -22,7 +22,7 @@ from dspy.utils.exceptions import AdapterParseError
 from dspy.utils.usage_tracker import UsageTracker
 from pydantic import BaseModel, ValidationError
 
-from . import _programs, _prompt_versions, _streaming
+from . import _history, _programs, _prompt_versions, _streaming
 from ._adapters import own_adapter
 from ._call_metrics import call_sink
 from ._components import Context, EngineComponent, EvalInputs, EvalResult
@@ -183,6 +183,7 @@ class DSPyEngine(EngineComponent):
         self._traced = TracedModels()
         self._bound_values: dict[str, Any] = {}
         self._versions: dict[tuple[Any, ...], Any] = {}
+        self._history_sigs: dict[int, AgentSignature] = {}
 
     def __repr__(self) -> str:
         model = self.model if isinstance(self.model, str | None) else type(self.model).__name__
@@ -209,7 +210,8 @@ class DSPyEngine(EngineComponent):
         values = {k: named_adapter(v) if k == "adapter" else v for k, v in values.items()}
         fresh: dict[str, Callable[[], Any]] = {
             "_bound": dict, "_resolver": lambda: None, "_lms": dict, "_adapters": dict, "_signatures": dict,
-            "_programs": dict, "_versions": dict, "_announced": set, "_sub_shapes": dict,
+            "_programs": dict, "_versions": dict, "_history_sigs": dict, "_announced": set,
+            "_sub_shapes": dict,
             "_traced": TracedModels,
         }  # fmt: skip
         made: DSPyEngine = plain_copy(self, values, fresh)
@@ -246,7 +248,18 @@ class DSPyEngine(EngineComponent):
         shapes = self._shapes(agent, ctx, models)
         sig = self.signature(agent, output_group, shapes, has_context=bool(ctx.artifacts))
         kind = self._program_kind(agent)
+        turns = _history.turns_of(agent)
+        if turns:  # .with_history(): earlier turns of this workflow, read from the context
+            sig = self._history_sigs.get(id(sig)) or self._history_sigs.setdefault(
+                id(sig), _history.with_history(sig)
+            )
         values = _input_values(sig, models, ctx)
+        if turns:
+            values[_history.HISTORY_FIELD], shown = _history.history(agent.name, sig, ctx.artifacts, turns)
+            if CONTEXT_FIELD in values:  # what the history shows is not repeated as context
+                values[CONTEXT_FIELD] = [
+                    c for a, c in zip(ctx.artifacts, values[CONTEXT_FIELD], strict=True) if a.id not in shown
+                ]
         tracker = _CallCounter()
         callbacks: list[Any] = [SignatureTap()] if offline else []
         # Every model call is timed (run summary latency, metrics) and, when tracing, spanned.
