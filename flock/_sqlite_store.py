@@ -218,8 +218,12 @@ class SQLiteStore:
                     f"{self!r} was opened to read only: open the board without read_only=True "
                     "(in the one process that writes it) to write"
                 )
-            late, worker.late_error = worker.late_error, None
-            if late is not None:  # a write-behind failed: say so at the next write instead of never
+            # A write-behind failed: say so at the next write that is waited for (or flush()),
+            # instead of never. Another write-behind is queued regardless: its caller does not wait
+            # for an answer (the orchestrator records a requeued activation this way, after a
+            # failed commit), and the error stays pending for the next write that does.
+            if not behind and worker.late_error is not None:
+                late, worker.late_error = worker.late_error, None
                 raise typed(late, self.path, late=True)
             if behind:
                 self._behind += 1

@@ -32,6 +32,11 @@ def flock_type(cls: Any = None, /, *, name: str | None = None) -> Any:
         @flock_type
         class Idea(BaseModel):
             topic: str
+
+    Secret fields (``SecretStr``, ``SecretBytes``, ``Secret[...]``, also inside nested models and
+    containers) raise :class:`ConfigurationError`: an artifact is stored on the board, shown to
+    other agents as context and recorded in traces, so a secret has no place in one. Read it where
+    it is used (environment, a tool, ``lm_kwargs``) and keep a reference in a plain field.
     """
 
     def mark(model: Any) -> Any:
