@@ -10,6 +10,8 @@ from typing import Any
 
 from ._artifact import Artifact
 from ._auth import ApiKeys, Principal
+from ._breaker import CircuitBreaker
+from ._budget import Budget, ModelUsage
 from ._builder import AgentBuilder
 from ._clock import Clock, ManualClock, SystemClock
 from ._components import (
@@ -45,6 +47,7 @@ from ._errors import (
     StoreError,
     StoreFullError,
     StoreLockedError,
+    ToolTimeout,
     TypeConflictError,
     UnknownAgentError,
     ValidationFailed,
@@ -57,6 +60,7 @@ from ._function_engine import FunctionEngine
 from ._graph import AgentGraph
 from ._latency import Latency
 from ._outcomes import JoinExpired, RunSummary, WorkflowError
+from ._ratelimit import RateLimit
 from ._spec import AgentSpec, BatchSpec, JoinSpec, OutputDecl, OutputGroup, ScheduleSpec, Subscription, Tick
 from ._store import BlackboardStore, FilterConfig, InMemoryStore
 from ._types import flock_type
@@ -111,8 +115,10 @@ __all__ = [
     "BAMLAdapter",
     "BatchSpec",
     "BlackboardStore",
+    "Budget",
     "BudgetExceeded",
     "ChatAdapter",
+    "CircuitBreaker",
     "Clock",
     "Condition",
     "ConfigurationError",
@@ -141,6 +147,7 @@ __all__ = [
     "Latency",
     "LoopGuardTripped",
     "ManualClock",
+    "ModelUsage",
     "NoContext",
     "NotAModelError",
     "OrchestratorComponent",
@@ -154,6 +161,7 @@ __all__ = [
     "ProviderTimeout",
     "ProviderUnavailable",
     "PublicVisibility",
+    "RateLimit",
     "RateLimited",
     "RunHalted",
     "RunSummary",
@@ -169,6 +177,7 @@ __all__ = [
     "TenantVisibility",
     "Tick",
     "TokenEvent",
+    "ToolTimeout",
     "TwoStepAdapter",
     "TypeConflictError",
     "UnknownAgentError",

@@ -115,6 +115,7 @@ class EvalResult:
         trace: reasoning, tool trajectories and similar material kept for tracing, never published.
         prompt_version: the version of the prompt behind the outputs; the runtime puts it on
             every artifact made from them (``Artifact.prompt_version``).
+        tags: added to the tags of every output artifact (a fallback model tags ``model:<name>``).
     """
 
     outputs: list[BaseModel] = field(default_factory=list)
@@ -122,6 +123,7 @@ class EvalResult:
     metrics: dict[str, float] = field(default_factory=dict)
     trace: dict[str, Any] = field(default_factory=dict)
     prompt_version: str | None = None
+    tags: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, *outputs: BaseModel, **metrics: float) -> EvalResult:

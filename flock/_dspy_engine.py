@@ -24,16 +24,19 @@ from pydantic import BaseModel, ValidationError
 
 from . import _history, _programs, _prompt_versions, _streaming
 from ._adapters import own_adapter
+from ._breaker import CircuitBreaker
 from ._call_metrics import call_sink
 from ._components import Context, EngineComponent, EvalInputs, EvalResult
 from ._contract import contract_errors
+from ._engine_guard import check_resilience, finish_evaluation, guarded_evaluation
 from ._engine_tracing import ModelCalls, TracedModels, capture_content, reask_span, tool_span, tracing_on
 from ._engine_vars import CHECKS, Resolver, named_adapter, plain_copy, record_bound, take_vars
-from ._errors import ConfigurationError, ContractViolation
+from ._errors import ConfigurationError, ContractViolation, ToolTimeout
 from ._lm_factory import make_lm, size_pool
 from ._metrics import record_reask
 from ._model_names import check_model_name
 from ._offline import OfflineLM, SignatureTap, announce_once, is_offline, reset_tools, set_tools
+from ._resilience import CallPolicy, GuardedModels
 from ._signature import (
     CONTEXT_FIELD,
     FEEDBACK_FIELD,
@@ -77,6 +80,15 @@ class DSPyEngine(EngineComponent):
         cache: DSPy's response cache, off by default.
         retries: retries on 429, 5xx, timeouts and connection errors (never on other 4xx), with
             exponential backoff that honours ``Retry-After``.
+        fallbacks: model names (or ``dspy.BaseLM`` objects) that answer, in order, when the model is
+            unavailable (5xx or broken connections after the retries, circuit breaker open), too slow
+            (``timeout``) or keeps rate-limiting. Outputs a fallback made carry the tag ``model:<name>``.
+        timeout: hard deadline in seconds for one model call as a whole (bytes trickling in do not
+            extend it) -> :class:`~flock.ProviderTimeout`; ``None`` for none.
+        tool_timeout: deadline in seconds for one tool call -> :class:`~flock.ToolTimeout`, which the
+            model sees as the tool's error; ``None`` (default) for none. Sync tools run in a worker
+            thread either way; the run's own deadline never waits for one.
+        breaker: a :class:`~flock.CircuitBreaker` per model endpoint, shared by the Flock's agents.
         seed: seed of the offline model.
         adapter_fallback: allow DSPy's silent ``JSONAdapter`` retries after a parse failure.
         history: keep DSPy's call history (``dspy.inspect_history()``); off by default, since it
@@ -125,6 +137,10 @@ class DSPyEngine(EngineComponent):
         threshold: float | Var | None = None,
         interpreter: Callable[[], Any] | None = None,
         programs: Mapping[str, Any] | None = None,
+        fallbacks: Sequence[str | Any] = (),
+        timeout: float | None = 300.0,
+        tool_timeout: float | None = None,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self.reward, self.interpreter = reward, interpreter
         self.programs = _programs.check_registered(programs)
@@ -174,6 +190,11 @@ class DSPyEngine(EngineComponent):
         self.adapter_fallback = p["adapter_fallback"]
         self.history = history
         self.lm_kwargs = dict(p["lm_kwargs"] or {})
+        self.fallbacks, self.timeout, self.tool_timeout, self.breaker = check_resilience(
+            fallbacks, timeout, tool_timeout, breaker
+        )
+        self._guarded = GuardedModels(CallPolicy(self.timeout, self.retries, self.breaker))
+        self._own_state: dict[str, Any] = {}  # usage and shared state when called outside a Flock
         self._lms: dict[tuple[str, int], tuple[Any, dspy.BaseLM]] = {}
         self._adapters: dict[int, Any] = {}
         self._signatures: dict[tuple[Any, ...], AgentSignature] = {}
@@ -215,6 +236,7 @@ class DSPyEngine(EngineComponent):
             "_traced": TracedModels,
         }  # fmt: skip
         made: DSPyEngine = plain_copy(self, values, fresh)
+        made._guarded = GuardedModels(CallPolicy(made.timeout, made.retries, made.breaker))  # bound retries
         made._bound_values = dict(values)
         return made
 
@@ -230,6 +252,13 @@ class DSPyEngine(EngineComponent):
         self, agent: AgentSpec, ctx: Context, inputs: EvalInputs, output_group: OutputGroup
     ) -> EvalResult:
         """Produce the outputs of ``output_group`` from ``inputs`` (see the module docstring)."""
+        async with guarded_evaluation(self, ctx) as scope:
+            result = await self._evaluate(agent, ctx, inputs, output_group)
+        return finish_evaluation(scope, result)
+
+    async def _evaluate(
+        self, agent: AgentSpec, ctx: Context, inputs: EvalInputs, output_group: OutputGroup
+    ) -> EvalResult:
         if not output_group.outputs:
             return EvalResult()  # nothing to produce: no model call
         if self._resolver is not None:  # parameters bound to variables: this activation's values
@@ -273,6 +302,7 @@ class DSPyEngine(EngineComponent):
             run_lm = lm
             adapter = self._adapter_for(lm)
             callbacks.append(self._traced.spans)
+        run_lm = self._guarded.view([(_name(lm), run_lm), *self._fallback_chain(ctx)])
         # A trace of its own per evaluation: DSPy's process-wide one keeps the inputs of the last
         # 10,000 calls after the Flock is gone (programs that read the trace still see theirs).
         settings: dict[str, Any] = {"lm": run_lm, "adapter": adapter, "usage_tracker": tracker, "trace": []}
@@ -395,14 +425,20 @@ class DSPyEngine(EngineComponent):
         return shape_from_models(models)
 
     def lm_for(
-        self, flock_model: str | None, inherited: Mapping[str, Any] | None = None, *, concurrency: int = 0
+        self,
+        flock_model: str | None,
+        inherited: Mapping[str, Any] | None = None,
+        *,
+        concurrency: int = 0,
+        name: str | None = None,
     ) -> dspy.BaseLM:
-        """The language model for a call: the engine's own, else the Flock's, else ``"offline"``.
+        """The language model for a call: the engine's own, else the Flock's, else ``"offline"``
+        (or the one called ``name``, made with the engine's settings: a fallback).
 
         ``inherited`` are the Flock's ``lm_kwargs``; the engine's own ``lm_kwargs`` win key by key.
         ``concurrency`` (the Flock's ``max_concurrency``) sizes the model's connection pool.
         """
-        model = self.model if self.model is not None else (flock_model or "offline")
+        model = name or (self.model if self.model is not None else (flock_model or "offline"))
         if isinstance(model, dspy.BaseLM):
             return model
         key = (model, id(inherited) if inherited else 0)
@@ -419,11 +455,23 @@ class DSPyEngine(EngineComponent):
                 kwargs["temperature"] = self.temperature
             if self.max_tokens is not None:
                 kwargs["max_tokens"] = self.max_tokens
-            lm = make_lm(
-                model, cache=self.cache, retries=self.retries, kwargs=kwargs, concurrency=concurrency
-            )
+            # The engine owns retries (typed errors, breaker, limits, fallbacks): DSPy makes one attempt.
+            lm = make_lm(model, cache=self.cache, retries=0, kwargs=kwargs, concurrency=concurrency)
         self._lms[key] = (inherited, lm)
         return lm
+
+    def _fallback_chain(self, ctx: Context) -> list[tuple[str, Any]]:
+        """The fallbacks, named ones made like the engine's model (its and the Flock's settings)."""
+        inherited = getattr(ctx.settings, "lm_kwargs", None)
+        concurrency = getattr(ctx.settings, "concurrency", 0)
+        chain = []
+        for model in self.fallbacks:
+            if isinstance(model, dspy.BaseLM):
+                lm = model
+            else:
+                lm = self.lm_for(None, inherited, concurrency=concurrency, name=model)
+            chain.append((_name(lm), self._traced.view(lm)))  # timed (and spanned) like the model
+        return chain
 
     def _adapter_for(self, lm: dspy.BaseLM) -> Any:
         """The engine's own adapter for ``lm``: made once, never the caller's object itself."""
@@ -450,7 +498,7 @@ class DSPyEngine(EngineComponent):
             program = _programs.build(
                 kind,
                 (sig.with_feedback() if reask else sig).to_dspy(),
-                tools=[_tool(t) for t in agent.tools] if kind == "react" else [],
+                tools=[_tool(t, self.tool_timeout) for t in agent.tools] if kind == "react" else [],
                 max_iters=self.max_tool_calls,
                 registered=self.programs,
                 reward=reward,
@@ -616,18 +664,35 @@ def _parse_message(exc: AdapterParseError) -> str:
     return f"{text}; {detail}" if detail else text
 
 
-def _tool(func: Callable[..., Any]) -> Any:
-    """A ``dspy.Tool`` for ``func``, traced; sync functions run in a worker thread (the loop stays free)."""
+def _name(lm: Any) -> str:
+    return str(getattr(lm, "model", None) or type(lm).__name__)
+
+
+def _tool(func: Callable[..., Any], timeout: float | None = None) -> Any:
+    """A ``dspy.Tool`` for ``func``, traced and bounded by ``timeout``; sync functions run in a worker
+    thread (the loop stays free), abandoned when the call is cancelled (a tool that never returns
+    cannot hold up the run's deadline)."""
     if isinstance(func, dspy.Tool):
         return func
     name = getattr(func, "__name__", "tool")
     is_async = inspect.iscoroutinefunction(func)
 
+    async def call(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if is_async:
+            return await func(*args, **kwargs)
+        work = functools.partial(func, *args, **kwargs)
+        return await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
+
     @functools.wraps(func)
     async def run(*args: Any, **kwargs: Any) -> Any:
         with tool_span(name, kwargs):
-            if is_async:
-                return await func(*args, **kwargs)
-            return await anyio.to_thread.run_sync(functools.partial(func, *args, **kwargs))
+            if timeout is None:
+                return await call(args, kwargs)
+            with anyio.move_on_after(timeout):
+                return await call(args, kwargs)
+            raise ToolTimeout(
+                f"tool {name!r} did not return within {timeout} s (DSPyEngine(tool_timeout=...)); "
+                "answer without it or try another tool"
+            )
 
     return dspy.Tool(run, name=name, desc=inspect.getdoc(func))

@@ -17,6 +17,7 @@
     ├── InputInvalid              a stored input no longer validates as its model (one activation fails)
     ├── LoopGuardTripped          an agent hit its iteration limit in one causal chain
     ├── RunTimeout                run_until_idle(timeout=...) expired (work stays queued)
+    ├── ToolTimeout               a tool call ran past DSPyEngine(tool_timeout=...)
     ├── WorkflowFailed            run_until_idle(raise_on_error=True) saw failures
     ├── StoreError                the board's storage failed; ``path`` names the file
     │   ├── StoreLockedError      another process (or store) already writes this board file
@@ -131,6 +132,10 @@ class LoopGuardTripped(FlockError):
 
 class RunTimeout(FlockError, TimeoutError):
     """A run did not become idle in time. Queued work is kept and resumes on the next run."""
+
+
+class ToolTimeout(FlockError, TimeoutError):
+    """A tool call ran past ``DSPyEngine(tool_timeout=...)``. The model is told and may go on without it."""
 
 
 class WorkflowFailed(FlockError):

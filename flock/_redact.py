@@ -8,7 +8,9 @@ this filter first. Three rules:
 - attributes whose key names a secret (``api_key``, ``authorization``, ``password``, ...) are replaced;
 - values of environment variables whose names look secret (``OPENAI_API_KEY``, ...) are cut out of any
   string;
-- well-known credential shapes (``sk-...``, ``Bearer ...``, GitHub/Slack/Google/AWS keys) are cut out.
+- well-known credential shapes (``sk-...``, ``Bearer ...``, GitHub/Slack/Google/AWS keys) are cut out;
+- secrets an engine was given (an ``api_key`` in ``lm_kwargs``, an authorization header), registered with
+  :func:`register_secrets`, are cut out like environment values.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import functools
 import json
 import os
 import re
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 REDACTED = "[REDACTED]"
@@ -55,11 +58,64 @@ def environment_secrets(environ: Mapping[str, str] | None = None) -> tuple[str, 
     return tuple(sorted(values, key=len, reverse=True))
 
 
+# Secrets engines were given. Process-wide on purpose: spans are exported by one thread behind the one
+# global tracer provider, for every Flock in the process, and a span does not say which Flock made it.
+# The registry only ever takes text *out* of what is exported; values are never written anywhere.
+_REGISTERED: set[str] = set()
+_REGISTERED_LOCK = threading.Lock()
+_HEADER_KEYS = ("headers", "extra_headers", "default_headers")
+
+
+def secrets_in(kwargs: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """Credential values in model keyword arguments: ``api_key=...``, secret-named keys, and the values
+    of authorization-like headers (``extra_headers={"Authorization": ...}``)."""
+    found: set[str] = set()
+    for key, value in (kwargs or {}).items():
+        if key in _HEADER_KEYS and isinstance(value, Mapping):
+            for name, header in value.items():
+                lowered = str(name).lower()
+                if secret_name(str(name)) or "auth" in lowered or "key" in lowered:
+                    found.update(_plain(header))
+        elif secret_name(str(key)):
+            found.update(_plain(value))
+    return tuple(sorted((s for s in found if len(s) >= _MIN_SECRET_LENGTH), key=len, reverse=True))
+
+
+def _plain(value: Any) -> list[str]:
+    if hasattr(value, "get_secret_value"):  # pydantic SecretStr
+        value = value.get_secret_value()
+    if not isinstance(value, str):
+        return []
+    out = [value]
+    for prefix in ("Bearer ", "bearer ", "Basic "):
+        if value.startswith(prefix):
+            out.append(value[len(prefix) :])
+    return out
+
+
+def register_secrets(secrets: Iterable[str]) -> None:
+    """Have every exported span scrubbed of ``secrets`` (see the module docstring)."""
+    new = {s for s in secrets if len(s) >= _MIN_SECRET_LENGTH} - _REGISTERED
+    if new:
+        with _REGISTERED_LOCK:
+            _REGISTERED.update(new)
+
+
+def registered_secrets() -> tuple[str, ...]:
+    with _REGISTERED_LOCK:
+        return tuple(_REGISTERED)
+
+
+def scrub(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` without ``secrets``, environment secrets and credential shapes."""
+    return Redactor((*secrets, *environment_secrets())).text(text)
+
+
 class Redactor:
     """Scrubs attribute mappings. Build one per export batch so new environment secrets are seen."""
 
     def __init__(self, secrets: tuple[str, ...] | None = None) -> None:
-        secrets = environment_secrets() if secrets is None else secrets
+        secrets = (*environment_secrets(), *registered_secrets()) if secrets is None else secrets
         # A secret may also appear JSON-escaped (once inside encoded attributes, twice inside a JSON
         # document held by an attribute, such as captured messages).
         forms = {form for secret in secrets for form in _escaped_forms(secret)}

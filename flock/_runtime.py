@@ -169,6 +169,7 @@ class Runtime:
                         shown,
                         output_id(act.record.id, group.index, i),
                         result.prompt_version,
+                        result.tags,
                     )
                     for i, out in enumerate(kept)
                 )
@@ -277,6 +278,7 @@ class Runtime:
         shown: Visibility,
         artifact_id: UUID,
         prompt_version: str | None = None,
+        tags: frozenset[str] = frozenset(),
     ) -> Artifact:
         name = type_name(type(out))
         decl: OutputDecl = next(o for o in group.outputs if o.type_name == name)
@@ -300,7 +302,7 @@ class Runtime:
             produced_by=spec.name,
             correlation_id=act.correlation_id,
             partition_key=act.artifacts[0].partition_key if act.artifacts else None,
-            tags=frozenset(),
+            tags=tags,
             visibility=visibility,
             created_at=self._now(),
             version=1,

@@ -11,6 +11,8 @@ request itself still travels as JSON over HTTP and the answer is parsed by the r
 from __future__ import annotations
 
 import json
+import socket
+import struct
 import sys
 import threading
 import time
@@ -30,12 +32,18 @@ class Reply:
 
     Script entries may also be plain text, ``None`` (the default answer), a dict of output values
     (rendered in the request's adapter format), or a callable taking the :class:`ModelCall`.
+
+    ``fault`` breaks the transport instead: ``"reset"`` (the connection is reset before any answer),
+    ``"hang"`` (no answer until the server stops), ``"drip"`` (the answer's bytes one every
+    ``interval`` seconds), ``"malformed"`` (status 200 with a body that is not JSON).
     """
 
     status: int = 200
     text: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
     body: dict[str, Any] | None = None
+    fault: str | None = None
+    interval: float = 0.5
 
 
 class _Server(ThreadingHTTPServer):
@@ -98,7 +106,10 @@ class OpenAIServer:
         self.tools: tuple[Any, ...] = ()  # dspy.Tool objects the default answers may call
         self.engine = OfflineEngine(seed)
         self._script: list[Reply | str | Callable[[ModelCall], Any] | None] = []
-        self._repeat: Reply | str | None = None
+        self._repeat: Reply | str | Callable[[ModelCall], Any] | None = None
+        self._down_until = 0.0
+        self._down_status = 503
+        self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -109,9 +120,14 @@ class OpenAIServer:
         with self._lock:
             self._script.extend(replies)
 
-    def always(self, reply: Reply | str | None) -> None:
+    def always(self, reply: Reply | str | Callable[[ModelCall], Any] | None) -> None:
         """Answer every request with ``reply`` once the script is used up (``None`` resets)."""
         self._repeat = reply
+
+    def outage(self, seconds: float, status: int = 503) -> None:
+        """Answer every request with ``status`` for the next ``seconds``, then as before."""
+        self._down_status = status
+        self._down_until = time.monotonic() + seconds
 
     @property
     def base_url(self) -> str:
@@ -134,15 +150,35 @@ class OpenAIServer:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
-                status, headers, payload = server._answer(self.path, body)
+                status, headers, payload, fault = server._answer(self.path, body)
+                if fault is not None and fault.fault == "reset":
+                    # SO_LINGER 0: close() sends RST, the client sees "connection reset by peer".
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.connection.close()
+                    self.close_connection = True
+                    return
+                if fault is not None and fault.fault == "hang":
+                    server._stopping.wait(600)
+                    self.close_connection = True
+                    return
                 streamed = bool(body.get("stream")) and status == 200
-                data = server._sse(payload, body) if streamed else json.dumps(payload).encode()
+                if fault is not None and fault.fault == "malformed":
+                    data = b'{"id": "chatcmpl-x", "choices": ['
+                else:
+                    data = server._sse(payload, body) if streamed else json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "text/event-stream" if streamed else "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 for k, v in headers.items():
                     self.send_header(k, v)
                 self.end_headers()
+                if fault is not None and fault.fault == "drip":
+                    for i in range(len(data)):
+                        if server._stopping.wait(fault.interval):
+                            return
+                        self.wfile.write(data[i : i + 1])
+                        self.wfile.flush()
+                    return
                 self.wfile.write(data)
 
             def log_message(self, format: str, *args: Any) -> None:
@@ -160,6 +196,7 @@ class OpenAIServer:
         return self
 
     def stop(self) -> None:
+        self._stopping.set()
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -173,7 +210,9 @@ class OpenAIServer:
         self.stop()
 
     # ------------------------------------------------------------------ answering
-    def _answer(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, str], dict[str, Any]]:
+    def _answer(
+        self, path: str, body: dict[str, Any]
+    ) -> tuple[int, dict[str, str], dict[str, Any], Reply | None]:
         with self._lock:
             self.requests.append(body)
             self.arrivals.append(time.monotonic())
@@ -187,14 +226,19 @@ class OpenAIServer:
             with self._lock:
                 self.in_flight -= 1
         if not path.rstrip("/").endswith("/chat/completions"):
-            return 404, {}, {"error": {"message": f"unknown path {path}", "type": "invalid_request_error"}}
+            err = {"error": {"message": f"unknown path {path}", "type": "invalid_request_error"}}
+            return 404, {}, err, None
+        if time.monotonic() < self._down_until:
+            status = self._down_status
+            return status, {}, {"error": {"message": "the provider is down", "type": "server_error"}}, None
         call = self._call(body.get("messages") or [])
         if callable(reply) and not isinstance(reply, Reply):
             reply = reply(call)
+        fault = reply if isinstance(reply, Reply) and reply.fault is not None else None
         if isinstance(reply, Reply) and reply.status != 200:
             message = f"scripted status {reply.status}"
             err = reply.body or {"error": {"message": message, "type": "server_error", "code": reply.status}}
-            return reply.status, reply.headers, err
+            return reply.status, reply.headers, err, fault
         if isinstance(reply, Reply):
             reply = reply.text
         if isinstance(reply, dict):
@@ -219,6 +263,7 @@ class OpenAIServer:
                 ],
                 "usage": usage,
             },
+            fault,
         )
 
     def _sse(self, payload: dict[str, Any], body: dict[str, Any]) -> bytes:

@@ -57,3 +57,14 @@ def test_the_traced_research_example_shows_what_the_tracing_docs_show(tmp_path: 
     assert shown.stdout.count("execute_tool search_papers") == 3
     assert "finish stop" in shown.stdout  # finish reasons reach the store on Flock's own provider
     assert "ERROR   inputs Report · agent_error: RuntimeError: the review board is closed" in shown.stdout
+
+
+def test_the_fallback_and_budget_example_shows_both(tmp_path: Path) -> None:
+    done = _run("11_fallback_budget.py", tmp_path)
+    assert "3 answers, made by: ['model:offline']" in done.stdout
+    assert "offline: calls=3 failures=0 retries=0 fallbacks=3" in done.stdout
+    assert "function: calls=0 failures=2 retries=1" in done.stdout
+    assert "the primary saw 2 calls" in done.stdout
+    assert "the run stopped: the model budget of this run is spent" in done.stdout
+    assert "1 answer made within the budget, the rest stays queued" in done.stdout
+    assert "after raising the budget: 4 answers, none lost" in done.stdout

@@ -20,7 +20,7 @@ from engine_support import (
 )
 from openai_server import OpenAIServer, Reply
 
-from flock import ContractViolation, DSPyEngine
+from flock import ContractViolation, DSPyEngine, ProviderUnavailable
 
 pytestmark = [pytest.mark.anyio, pytest.mark.parametrize("adapter", ADAPTERS)]
 
@@ -192,7 +192,7 @@ async def test_429_then_success(server: OpenAIServer, adapter: str) -> None:
 
 async def test_persistent_500(server: OpenAIServer, adapter: str) -> None:
     server.always(Reply(500, headers={"Retry-After": "0"}))
-    with pytest.raises(dspy.utils.exceptions.LMServerError):
+    with pytest.raises(ProviderUnavailable, match="HTTP 500"):
         await evaluate(
             engine(server, adapter, retries=2),
             spec(Task, publishes=((Summary, None),)),

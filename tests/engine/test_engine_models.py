@@ -7,7 +7,7 @@ import pytest
 from engine_support import Summary, Task, evaluate, spec
 from openai_server import OpenAIServer, Reply
 
-from flock import ChatAdapter, ConfigurationError, DSPyEngine, Flock
+from flock import ChatAdapter, ConfigurationError, DSPyEngine, Flock, ProviderError, ProviderTimeout
 from flock._offline import OfflineLM
 from flock.testing import FunctionModel, TestModel
 
@@ -19,11 +19,13 @@ def test_model_resolution_prefers_the_engine_then_the_flock_then_offline() -> No
     assert isinstance(engine.lm_for(None), OfflineLM)
     assert isinstance(engine.lm_for("offline"), OfflineLM)
     real = engine.lm_for("openai/gpt-4o-mini")
-    assert real.model == "openai/gpt-4o-mini" and real.cache is False and real.num_retries == 3
+    # The engine owns retries (typed errors, breaker, fallbacks): DSPy itself makes one attempt.
+    assert real.model == "openai/gpt-4o-mini" and real.cache is False and real.num_retries == 0
     assert engine.lm_for("openai/gpt-4o-mini") is real  # one LM per model name and engine
     own = DSPyEngine("openai/gpt-4.1", cache=True, retries=5, temperature=0.2)
     lm = own.lm_for("offline")
-    assert (lm.model, lm.cache, lm.num_retries, lm.kwargs["temperature"]) == ("openai/gpt-4.1", True, 5, 0.2)
+    assert (lm.model, lm.cache, lm.num_retries, lm.kwargs["temperature"]) == ("openai/gpt-4.1", True, 0, 0.2)
+    assert own.retries == 5
 
 
 @pytest.mark.parametrize(
@@ -57,7 +59,7 @@ async def test_timeouts_are_retried() -> None:
     with OpenAIServer(latency=0.4) as slow:
         lm_kwargs = {"api_base": slow.base_url, "api_key": "k", "timeout": 0.1}
         engine = DSPyEngine("openai/m", retries=1, lm_kwargs=lm_kwargs)
-        with pytest.raises(dspy.utils.exceptions.LMTransportError, match="timed out"):
+        with pytest.raises(ProviderTimeout, match="timed out"):
             await evaluate(
                 engine, spec(Task, publishes=((Summary, None),)), Task(text="bees"), recorder=slow.recorder
             )
@@ -67,7 +69,7 @@ async def test_timeouts_are_retried() -> None:
 async def test_client_errors_are_not_retried(server: OpenAIServer) -> None:
     server.always(Reply(400))
     engine = DSPyEngine("openai/m", retries=3, lm_kwargs={"api_base": server.base_url, "api_key": "k"})
-    with pytest.raises(dspy.utils.exceptions.LMInvalidRequestError):
+    with pytest.raises(ProviderError, match="HTTP 400"):
         await evaluate(
             engine, spec(Task, publishes=((Summary, None),)), Task(text="bees"), recorder=server.recorder
         )
