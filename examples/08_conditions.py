@@ -15,7 +15,7 @@ from collections.abc import Callable
 import anyio
 from pydantic import BaseModel
 
-from flock import Context, Flock, Until, When, WorkflowError, flock_type
+from flock import Context, CorrelationContext, Flock, Until, When, WorkflowError, flock_type
 
 
 @flock_type
@@ -37,7 +37,9 @@ class Decision(BaseModel):
 
 
 def decide(proposal: Proposal, ctx: Context) -> Decision:
-    # ctx.artifacts: the proposal's workflow (by default), so the votes cast on it.
+    # ctx.artifacts: the proposal's whole workflow (CorrelationContext, set on the chair below), so
+    # the votes cast on it. The default context (LineageContext) shows only what an input was made
+    # from, and votes are made from the proposal, not the other way round.
     votes = [a.as_model(Vote) for a in ctx.artifacts if a.is_a(Vote)]
     return Decision(title=proposal.title, approved=sum(v.yes for v in votes) >= 2)
 
@@ -65,6 +67,7 @@ async def main() -> None:
             .consumes(Proposal, activation=When.correlation(Vote).count_at_least(3))
             .publishes(Decision)
             .calls(decide)
+            .with_context(CorrelationContext())
         )
 
         cheap = await flock.publish(Proposal(title="new kettle", budget=40))

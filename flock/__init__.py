@@ -59,10 +59,12 @@ from ._flock import Flock
 from ._function_engine import FunctionEngine
 from ._graph import AgentGraph
 from ._latency import Latency
+from ._lineage import LineageContext
 from ._outcomes import JoinExpired, RunSummary, WorkflowError
 from ._ratelimit import RateLimit
 from ._spec import AgentSpec, BatchSpec, JoinSpec, OutputDecl, OutputGroup, ScheduleSpec, Subscription, Tick
 from ._store import BlackboardStore, FilterConfig, InMemoryStore
+from ._structured import StructuredOutputsRefused
 from ._types import flock_type
 from ._variables import Var, Variables
 from ._visibility import (
@@ -145,6 +147,7 @@ __all__ = [
     "JoinSpec",
     "LabelledVisibility",
     "Latency",
+    "LineageContext",
     "LoopGuardTripped",
     "ManualClock",
     "ModelUsage",
@@ -172,6 +175,7 @@ __all__ = [
     "StoreError",
     "StoreFullError",
     "StoreLockedError",
+    "StructuredOutputsRefused",
     "Subscription",
     "SystemClock",
     "TenantVisibility",

@@ -36,6 +36,8 @@ from ._lm_factory import make_lm, size_pool
 from ._metrics import record_reask
 from ._model_names import check_model_name
 from ._offline import OfflineLM, SignatureTap, announce_once, is_offline, reset_tools, set_tools
+from ._reask import answer_text, parse_problems
+from ._reask import feedback as reask_feedback
 from ._resilience import CallPolicy, GuardedModels
 from ._signature import (
     CONTEXT_FIELD,
@@ -47,6 +49,7 @@ from ._signature import (
     shape_from_subscription,
 )
 from ._spec import AgentSpec, OutputGroup
+from ._structured import StructuredCall, adapt, check_mode, form_memory, record_form
 from ._types import type_name
 from ._variables import Var
 
@@ -76,7 +79,9 @@ class DSPyEngine(EngineComponent):
         temperature: passed to ``dspy.LM``.
         max_tokens: passed to ``dspy.LM``.
         max_tool_calls: upper bound on ReAct tool-call iterations.
-        max_reasks: how often to re-ask the model after a contract violation (default 1).
+        max_reasks: how often to re-ask the model after a contract violation (default 2: on a
+            real 135M model a second re-ask still turned failures into valid outputs, and re-asks
+            cost calls only when an answer was wrong; see docs/local-models.md).
         cache: DSPy's response cache, off by default.
         retries: retries on 429, 5xx, timeouts and connection errors (never on other 4xx), with
             exponential backoff that honours ``Retry-After``.
@@ -105,6 +110,10 @@ class DSPyEngine(EngineComponent):
             DSPy's ``PythonInterpreter``, which needs Deno).
         programs: programs of your own by name, ``{"mine": factory}`` with ``factory(signature)``
             returning a ``dspy.Module`` (a DSPy module class is one).
+        structured_outputs: ``"auto"`` (default) sends the output group's JSON schema as
+            ``response_format`` so the provider constrains decoding, in the first form the provider
+            accepts (remembered per model); ``"json_schema"`` insists on a schema form; ``"off"``
+            never sends one. See ``flock._structured``.
 
     Every parameter but ``reward``, ``interpreter`` and ``programs`` may be a :class:`~flock.Var`:
     the engine then reads the variable when each activation starts (``flock.variables.set()``
@@ -125,7 +134,7 @@ class DSPyEngine(EngineComponent):
         temperature: float | Var | None = None,
         max_tokens: int | Var | None = None,
         max_tool_calls: int | Var = 10,
-        max_reasks: int | Var = 1,
+        max_reasks: int | Var = 2,
         cache: bool | Var = False,
         retries: int | Var = 3,
         seed: int | Var = 0,
@@ -141,6 +150,7 @@ class DSPyEngine(EngineComponent):
         timeout: float | None = 300.0,
         tool_timeout: float | None = None,
         breaker: CircuitBreaker | None = None,
+        structured_outputs: str = "auto",
     ) -> None:
         self.reward, self.interpreter = reward, interpreter
         self.programs = _programs.check_registered(programs)
@@ -195,6 +205,9 @@ class DSPyEngine(EngineComponent):
         )
         self._guarded = GuardedModels(CallPolicy(self.timeout, self.retries, self.breaker))
         self._own_state: dict[str, Any] = {}  # usage and shared state when called outside a Flock
+        self.structured_outputs = check_mode(structured_outputs)
+        self._forms: dict[str, str] = {}  # structured-output forms per model, outside a Flock
+        self._schemas: dict[Any, Any] = {}  # output schemas and response formats per signature
         self._lms: dict[tuple[str, int], tuple[Any, dspy.BaseLM]] = {}
         self._adapters: dict[int, Any] = {}
         self._signatures: dict[tuple[Any, ...], AgentSignature] = {}
@@ -321,9 +334,19 @@ class DSPyEngine(EngineComponent):
         prompt = _prompt_versions.version_for(self, agent, output_group, shapes)
         _prompt_versions.record(flock_settings, prompt)
         trace["prompt_version"] = prompt.version
+        structured = StructuredCall(
+            self.structured_outputs,
+            form_memory(flock_settings, self._forms),
+            lm,
+            sig,
+            program_kind=kind,
+            adapter=adapter,
+            cache=self._schemas,
+        )
         attempts: list[list[str]] = []
         reasks = 0
         feedback: str | None = None
+        shown: tuple[str | None, list[str]] = (None, [])
         while True:
             program = self._program(agent, sig, kind, feedback is not None, output_group)
             call_values = values if feedback is None else {**values, FEEDBACK_FIELD: feedback}
@@ -342,12 +365,19 @@ class DSPyEngine(EngineComponent):
                             program, call_values, fields, ctx.emit_token
                         )
                     else:
-                        prediction = await _programs.run(program, call_values)
+                        prediction = await structured.acall(_programs.run, program, call_values)
                 outputs, errors, first = _collect(sig, output_group, prediction)
                 _keep_trace(trace, prediction)
             except AdapterParseError as exc:
-                outputs, errors = [], [f"the answer could not be parsed: {_parse_message(exc)}"]
+                raw = str(getattr(exc, "lm_response", "") or "")
+                # Per-field problems found in the raw answer, else DSPy's account of the failure.
+                problems = parse_problems(sig, raw)
+                outputs = []
+                errors = problems or [f"the answer could not be parsed: {_parse_message(exc)}"]
+                shown = (raw, errors)
                 first = (output_group.outputs[0].type_name, "output in the requested format", "unparseable")
+            else:
+                shown = (answer_text(sig, prediction), errors) if errors else (None, errors)
             finally:
                 if token is not None:
                     reset_tools(token)
@@ -356,6 +386,7 @@ class DSPyEngine(EngineComponent):
             attempts.append(errors)
             if reasks >= self.max_reasks:
                 trace["attempts"] = attempts
+                record_form(trace, structured)
                 violation = ContractViolation(
                     f"agent {agent.name!r}, output group {output_group.index}: "
                     f"{'; '.join(errors)} (after {reasks} re-ask{'s' if reasks != 1 else ''})",
@@ -372,9 +403,7 @@ class DSPyEngine(EngineComponent):
                 raise violation
             reasks += 1
             record_reask(trace["model"], agent.name)
-            feedback = "Your previous answer broke the output contract:\n" + "\n".join(
-                f"- {e}" for e in errors
-            )
+            feedback = reask_feedback(*shown)
             logger.info(
                 "agent %r: re-asking the model (%d/%d): %s",
                 agent.name,
@@ -384,6 +413,7 @@ class DSPyEngine(EngineComponent):
             )
         if attempts:
             trace["attempts"] = attempts
+        record_form(trace, structured)
         metrics = tracker.metrics()
         metrics["reasks"] = float(reasks)
         return EvalResult(outputs=outputs, metrics=metrics, trace=trace, prompt_version=prompt.version)
@@ -478,7 +508,7 @@ class DSPyEngine(EngineComponent):
         key = id(lm) if isinstance(self.adapter, type) else 0
         made = self._adapters.get(key)
         if made is None:
-            made = self._adapters[key] = own_adapter(self.adapter, lm, self.adapter_fallback)
+            made = self._adapters[key] = adapt(own_adapter(self.adapter, lm, self.adapter_fallback))
         return made
 
     def _program_kind(self, agent: AgentSpec) -> str:
@@ -583,9 +613,8 @@ def _input_values(sig: AgentSignature, models: Sequence[BaseModel], ctx: Context
         found = [m for m in models if type_name(type(m)) == f.type_name]
         values[f.name] = found if f.plural else (found[0] if found else None)
     if any(f.name == CONTEXT_FIELD for f in sig.inputs):
-        values[CONTEXT_FIELD] = [
-            {"type": a.type, "produced_by": a.produced_by, "payload": a.payload} for a in ctx.artifacts
-        ]
+        # Compact: the type names the payload (every character is paid for on every call).
+        values[CONTEXT_FIELD] = [{a.type: a.payload} for a in ctx.artifacts]
     return values
 
 

@@ -23,7 +23,6 @@ from ._builder import AgentBuilder
 from ._catalog import Catalog
 from ._clock import Clock, SystemClock
 from ._conditions import Condition
-from ._context import CorrelationContext
 from ._errors import (
     ConfigurationError,
     DuplicateAgentError,
@@ -35,6 +34,7 @@ from ._errors import (
 from ._events import EventHub, EventStream
 from ._graph import AgentGraph, warn_unreachable
 from ._lifecycle import Lifecycle
+from ._lineage import LineageContext
 from ._live_view import LiveView, wanted
 from ._loop_guard import LoopGuard
 from ._map import run_map
@@ -160,7 +160,7 @@ class Flock:
             settings=self.settings,
             spans=spans,
             default_engine=self._default_engine,
-            context_provider=context_provider or CorrelationContext(),
+            context_provider=context_provider or LineageContext(),
             events=self._events,
             variables=self._catalog.variables.snapshot,
         )

@@ -72,6 +72,16 @@ class ModelCall:
     adapter: Any
     inputs: dict[str, Any]
     _model: OfflineEngine = field(repr=False)
+    response_format: dict[str, Any] | None = None
+
+    @property
+    def schema(self) -> dict[str, Any] | None:
+        """The JSON schema the request asks the answer to follow (structured outputs), if any."""
+        fmt = self.response_format or {}
+        schema = fmt.get("schema")
+        if schema is None and isinstance(fmt.get("json_schema"), dict):
+            schema = fmt["json_schema"].get("schema")
+        return schema if isinstance(schema, dict) else None
 
     @property
     def prompt(self) -> str:
@@ -88,7 +98,10 @@ class ModelCall:
         return self._model.values(self)
 
     def format(self, values: dict[str, Any]) -> str:
-        """Render output values (models, lists, dicts, strings) in this call's adapter format."""
+        """Render output values (models, lists, dicts, strings) in this call's adapter format, or
+        as one JSON object when the request carries a schema (structured outputs)."""
+        if self.schema is not None:
+            return json.dumps({k: jsonable(v) for k, v in values.items()})
         return self._model.render(self, values)
 
     def default(self) -> str:
@@ -140,7 +153,9 @@ class OfflineEngine:
         messages.extend({"role": m.role, "content": m.text or ""} for m in request.messages)
         tapped = _CALL.get()
         adapter, signature, inputs = tapped if tapped is not None else (None, None, {})
-        call = ModelCall(len(self.calls), messages, signature, adapter, inputs, self)
+        config = getattr(request, "config", None)
+        fmt = getattr(config, "response_format", None)
+        call = ModelCall(len(self.calls), messages, signature, adapter, inputs, self, fmt)
         self.calls.append(call)
         return call
 
@@ -161,6 +176,15 @@ class OfflineEngine:
     def values(self, call: ModelCall) -> dict[str, Any]:
         """Valid output values for ``call``, deterministic for the seed and the inputs."""
         sig = call.signature
+        schema = call.schema
+        if schema is not None and "properties" in schema:
+            # Structured outputs: the answer is whatever the request's schema describes.
+            names = list(sig.output_fields) if sig is not None else sorted(schema["properties"])
+            digest = hashlib.sha256(f"{self.seed}|{names}|{stable_json(call.inputs)}".encode()).digest()
+            subject = subject_of(sig, call.inputs) if sig is not None else "the request"
+            faker = Faker(random.Random(int.from_bytes(digest[:8], "big")), subject)
+            faker.defs = dict(schema.get("$defs", {}))
+            return faker.obj(schema, 0)
         if sig is None:
             return {}
         digest = hashlib.sha256(

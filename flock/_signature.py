@@ -60,7 +60,7 @@ _ENGINE_NAMES = frozenset(
     }
 )
 _RESERVED = _ENGINE_NAMES | frozenset(dir(BaseModel))
-CONTEXT_DESCRIPTION = "Other artifacts of this workflow, for reference."
+CONTEXT_DESCRIPTION = "Earlier artifacts, for reference."
 FEEDBACK_DESCRIPTION = "Problems found in your previous answer. Produce a corrected answer."
 
 
@@ -315,7 +315,7 @@ def build_signature(
     in_fields = [_prefix(f, "input", both) for f in in_fields]
     out_fields = [_prefix(f, "output", both) for f in out_fields]
     if has_context:
-        in_fields.append(SignatureField(CONTEXT_FIELD, list[dict[str, Any]], CONTEXT_DESCRIPTION, True))
+        in_fields.append(SignatureField(CONTEXT_FIELD, list[dict], CONTEXT_DESCRIPTION, True))
     named = _dedupe([*in_fields, *out_fields])
     ins, outs = tuple(named[: len(in_fields)]), tuple(named[len(in_fields) :])
 

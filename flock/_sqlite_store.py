@@ -15,7 +15,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
@@ -104,6 +104,11 @@ class _Decoded:
                 self.add(key, found)
             out.append(found)
         return out
+
+
+def _select(sql: str, params: Sequence[Any]) -> Callable[[sqlite3.Connection], builtins.list[Any]]:
+    """A read that runs ``sql`` with ``params`` on the worker's connection."""
+    return lambda c: c.execute(sql, params).fetchall()
 
 
 class SQLiteStore:
@@ -289,6 +294,28 @@ class SQLiteStore:
             lambda c: c.execute("SELECT id, body FROM artifacts WHERE id = ?", (key,)).fetchall()
         )
         return self._decoded.artifacts(rows)[0] if rows else None
+
+    async def get_many(self, artifact_ids: Iterable[UUID | str]) -> builtins.list[Artifact]:
+        """The artifacts with these ids, in the order asked; unknown or malformed ids are skipped.
+
+        One query per 500 ids (SQLite's bound-parameter limit), each answered by the primary key.
+        """
+        keys: builtins.list[str] = []
+        for artifact_id in artifact_ids:
+            try:
+                keys.append(str(artifact_id if isinstance(artifact_id, UUID) else UUID(str(artifact_id))))
+            except ValueError:
+                continue
+        if not keys:
+            return []
+        await self._barrier(self._behind_artifacts)
+        by_id: dict[str, Artifact] = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            sql = f"SELECT id, body FROM artifacts WHERE id IN ({','.join('?' * len(chunk))})"
+            rows = await self._read(_select(sql, chunk))
+            by_id.update((str(a.id), a) for a in self._decoded.artifacts(rows))
+        return [by_id[k] for k in keys if k in by_id]
 
     async def list(self) -> builtins.list[Artifact]:
         await self._barrier(self._behind_artifacts)

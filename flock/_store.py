@@ -203,6 +203,19 @@ class InMemoryStore:
             return None
         return self._items.get(key)
 
+    async def get_many(self, artifact_ids: Iterable[UUID | str]) -> builtins.list[Artifact]:
+        """The artifacts with these ids, in the order asked; unknown or malformed ids are skipped."""
+        out: builtins.list[Artifact] = []
+        for artifact_id in artifact_ids:
+            try:
+                key = artifact_id if isinstance(artifact_id, UUID) else UUID(str(artifact_id))
+            except ValueError:
+                continue
+            found = self._items.get(key)
+            if found is not None:
+                out.append(found)
+        return out
+
     async def list(self) -> builtins.list[Artifact]:
         return list(self._items.values())
 

@@ -104,6 +104,9 @@ class OpenAIServer:
         self.streamed: list[list[str]] = []  # the pieces of every streamed answer, in order
         self.recorder = PromptRecorder()
         self.tools: tuple[Any, ...] = ()  # dspy.Tool objects the default answers may call
+        # response_format types this server refuses, with the status it answers (llama.cpp's server
+        # answers 422 to {"type": "json_schema"}; OpenAI answers 400 to what a model cannot do).
+        self.refuse_formats: dict[str, int] = {}
         self.engine = OfflineEngine(seed)
         self._script: list[Reply | str | Callable[[ModelCall], Any] | None] = []
         self._repeat: Reply | str | Callable[[ModelCall], Any] | None = None
@@ -181,6 +184,17 @@ class OpenAIServer:
                     return
                 self.wfile.write(data)
 
+            def do_GET(self) -> None:
+                # GET /v1/models, as clients use it to see whether a server is there.
+                found = self.path.rstrip("/").endswith("/models")
+                payload = {"object": "list", "data": [{"id": "test-model", "object": "model"}]}
+                data = json.dumps(payload if found else {"error": {"message": "not found"}}).encode()
+                self.send_response(200 if found else 404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
             def log_message(self, format: str, *args: Any) -> None:
                 return None
 
@@ -231,7 +245,13 @@ class OpenAIServer:
         if time.monotonic() < self._down_until:
             status = self._down_status
             return status, {}, {"error": {"message": "the provider is down", "type": "server_error"}}, None
-        call = self._call(body.get("messages") or [])
+        fmt = body.get("response_format")
+        kind = _format_kind(fmt)
+        if kind in self.refuse_formats:
+            status = self.refuse_formats[kind]
+            message = f"response_format {kind!r} is not supported by this server"
+            return status, {}, {"error": {"message": message, "type": "invalid_request_error"}}, None
+        call = self._call(body.get("messages") or [], fmt if isinstance(fmt, dict) else None)
         if callable(reply) and not isinstance(reply, Reply):
             reply = reply(call)
         fault = reply if isinstance(reply, Reply) and reply.fault is not None else None
@@ -292,12 +312,20 @@ class OpenAIServer:
         self.streamed.append(pieces)
         return "".join(f"data: {json.dumps(e)}\n\n" for e in events).encode() + b"data: [DONE]\n\n"
 
-    def _call(self, messages: list[dict[str, Any]]) -> ModelCall:
+    def _call(self, messages: list[dict[str, Any]], fmt: dict[str, Any] | None = None) -> ModelCall:
         found = self.recorder.lookup(messages)
         normalized = [{"role": str(m.get("role")), "content": _text(m.get("content"))} for m in messages]
         adapter, sig, inputs = found if found is not None else (None, None, {})
         set_tools(self.tools)  # this handler thread's own context
-        return ModelCall(len(self.requests) - 1, normalized, sig, adapter, inputs, self.engine)
+        return ModelCall(len(self.requests) - 1, normalized, sig, adapter, inputs, self.engine, fmt)
+
+
+def _format_kind(fmt: Any) -> str:
+    """``"json_schema"``, ``"json_object+schema"``, ``"json_object"``, ``"text"`` or ``"none"``."""
+    if not isinstance(fmt, dict):
+        return "none"
+    kind = str(fmt.get("type"))
+    return f"{kind}+schema" if kind == "json_object" and "schema" in fmt else kind
 
 
 def _text(content: Any) -> str:

@@ -40,8 +40,8 @@ class Looker:
         self.seen[task.n] = [(a.type, a.payload["n"]) for a in ctx.artifacts]
 
 
-async def test_default_context_is_the_visible_artifacts_of_the_own_workflow() -> None:
-    flock = Flock()
+async def test_correlation_context_is_the_visible_artifacts_of_the_own_workflow() -> None:
+    flock = Flock(context_provider=CorrelationContext())
     look = Looker()
     flock.agent("looker").consumes(Task).calls(look)
     await flock.publish_many([Note(n=1), Note(n=2)], correlation_id="mine")
@@ -70,8 +70,8 @@ async def test_default_context_includes_earlier_outputs_of_the_workflow() -> Non
     assert look.seen[5] == [("Note", 5)]  # the root of the workflow; its own input excluded
 
 
-async def test_default_context_is_bounded_to_the_newest() -> None:
-    flock = Flock()
+async def test_correlation_context_is_bounded_to_the_newest() -> None:
+    flock = Flock(context_provider=CorrelationContext())
     look = Looker()
     flock.agent("looker").consumes(Task).calls(look)
     await flock.publish_many([Note(n=i) for i in range(60)], correlation_id="wf")

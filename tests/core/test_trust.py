@@ -21,6 +21,7 @@ from flock import (
     Artifact,
     BudgetExceeded,
     ConfigurationError,
+    CorrelationContext,
     EngineComponent,
     EvalResult,
     Flock,
@@ -72,7 +73,7 @@ class ContextReader(EngineComponent):
 
 
 async def test_outputs_are_as_restricted_as_the_context_the_agent_was_shown() -> None:
-    flock = Flock()
+    flock = Flock(context_provider=CorrelationContext())  # the whole workflow, the labelled Doc too
     flock.agent("hr").labels("hr").consumes(Note).publishes(Summary).with_engines(ContextReader())
     secret = LabelledVisibility(required_labels={"hr"})
     await flock.publish(Doc(text="salaries"), visibility=secret, correlation_id="wf")
@@ -85,7 +86,7 @@ async def test_outputs_are_as_restricted_as_the_context_the_agent_was_shown() ->
 
 
 async def test_a_tenant_agents_outputs_stay_in_its_tenant() -> None:
-    flock = Flock()
+    flock = Flock(context_provider=CorrelationContext())  # the whole workflow, the tenant Doc too
     flock.agent("acme-bot").tenant("acme").consumes(Note).publishes(Summary).with_engines(ContextReader())
     await flock.publish(
         Doc(text="acme plans"), visibility=TenantVisibility(tenant_id="acme"), correlation_id="wf"

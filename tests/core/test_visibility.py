@@ -13,6 +13,7 @@ from flock import (
     AllOfVisibility,
     ConfigurationError,
     Context,
+    CorrelationContext,
     FilterConfig,
     Flock,
     LabelledVisibility,
@@ -180,7 +181,7 @@ async def test_after_visibility_then_rule_still_applies() -> None:
 
 
 async def test_context_shows_only_what_the_agent_may_see() -> None:
-    flock = Flock()
+    flock = Flock(context_provider=CorrelationContext())  # the whole workflow, filtered
     contexts: dict[str, list[str]] = {}
 
     def look(other: Other, ctx: Context) -> None:

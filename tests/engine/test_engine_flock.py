@@ -54,7 +54,7 @@ async def test_contract_violation_publishes_nothing_and_is_recorded() -> None:
     errors = await flock.store.get_by_type(WorkflowError)
     assert len(errors) == 1 and errors[0].kind == "contract"
     assert "exactly 3 Idea, got 1" in errors[0].message
-    assert len(wrong.calls) == 2  # the first answer and one re-ask
+    assert len(wrong.calls) == 3  # the first answer and two re-asks (the default max_reasks)
     assert summary.errors
 
 

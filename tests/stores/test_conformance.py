@@ -147,6 +147,19 @@ async def test_lineage_survives(store: Any) -> None:
     assert got.consumed_from == child.consumed_from == got.lineage
 
 
+async def test_get_many_answers_in_the_order_asked_and_skips_unknown_ids(store: Any) -> None:
+    arts = await filled(store, 12)
+    wanted = [arts[7].id, uuid4(), str(arts[2].id), "not-a-uuid", arts[11].id, arts[7].id]
+    assert await store.get_many(wanted) == [arts[7], arts[2], arts[11], arts[7]]
+    assert await store.get_many([]) == []
+    many = [make(100 + i) for i in range(1200)]  # more ids than one SQL statement may bind
+    for a in many:
+        await store.put(a)
+    assert [a.id for a in await store.get_many([a.id for a in reversed(many)])] == [
+        a.id for a in reversed(many)
+    ]
+
+
 async def test_duplicate_id_raises_and_keeps_the_original(store: Any) -> None:
     original = make(1)
     await store.put(original)

@@ -66,7 +66,9 @@ async def everything(request: Any) -> list[Artifact]:
 async def test_restricted_artifacts_reach_only_the_agents_allowed_to_see_them(
     store: Any, provider: str
 ) -> None:
-    flock = Flock(store=store)
+    # The workflow-wide provider offers every restricted memo of the workflow to every agent; the
+    # default LineageContext offers only ancestors (the Poke has none), so it is covered elsewhere.
+    flock = Flock(store=store, context_provider=CorrelationContext())
     woken: dict[str, list[str]] = {}
     shown: dict[str, list[str]] = {}
 
@@ -139,7 +141,9 @@ async def test_outputs_of_restricted_inputs_stay_restricted_down_a_chain(store: 
 
 
 async def test_context_never_crosses_workflows(store: Any) -> None:
-    flock = Flock(store=store)
+    # Flock-wide CorrelationContext (the default before LineageContext, whose walk ends at other
+    # workflows: tests/core/test_lineage_context.py) and an agent's own.
+    flock = Flock(store=store, context_provider=CorrelationContext())
     shown: dict[str, dict[str, list[str]]] = {"default": {}, "correlation": {}}
 
     def look(kind: str) -> Any:
