@@ -346,7 +346,7 @@ class DSPyEngine(EngineComponent):
         attempts: list[list[str]] = []
         reasks = 0
         feedback: str | None = None
-        shown: tuple[str | None, list[str]] = (None, [])
+        answered: tuple[str | None, list[str]] = (None, [])  # what the re-ask shows back
         while True:
             program = self._program(agent, sig, kind, feedback is not None, output_group)
             call_values = values if feedback is None else {**values, FEEDBACK_FIELD: feedback}
@@ -374,10 +374,10 @@ class DSPyEngine(EngineComponent):
                 problems = parse_problems(sig, raw)
                 outputs = []
                 errors = problems or [f"the answer could not be parsed: {_parse_message(exc)}"]
-                shown = (raw, errors)
+                answered = (raw, errors)
                 first = (output_group.outputs[0].type_name, "output in the requested format", "unparseable")
             else:
-                shown = (answer_text(sig, prediction), errors) if errors else (None, errors)
+                answered = (answer_text(sig, prediction), errors) if errors else (None, errors)
             finally:
                 if token is not None:
                     reset_tools(token)
@@ -403,7 +403,7 @@ class DSPyEngine(EngineComponent):
                 raise violation
             reasks += 1
             record_reask(trace["model"], agent.name)
-            feedback = reask_feedback(*shown)
+            feedback = reask_feedback(*answered)
             logger.info(
                 "agent %r: re-asking the model (%d/%d): %s",
                 agent.name,
