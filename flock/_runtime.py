@@ -26,7 +26,7 @@ from pydantic import BaseModel
 from ._artifact import Artifact, payload_of
 from ._catalog import Catalog
 from ._components import Context, EvalInputs, EvalResult, as_eval_result
-from ._context import ContextRequest, call_provider
+from ._context import ContextRequest, CorrelationContext, call_provider
 from ._contract import check_group
 from ._errors import InputInvalid, OutputError, RunHalted
 from ._events import EventHub
@@ -110,6 +110,7 @@ class Runtime:
         self._spans = spans
         self._default_engine = default_engine
         self.context_provider = context_provider
+        self._workflow_context = CorrelationContext()
         self._events = events
         self._variables = variables
         self.run_id = uuid4().hex
@@ -246,6 +247,10 @@ class Runtime:
 
     async def _context_for(self, spec: AgentSpec, act: Activation) -> list[Artifact]:
         provider = spec.context_provider or self.context_provider
+        if spec.context_provider is None and spec.extra.get("history_turns"):
+            # .with_history(): earlier turns of the workflow are not ancestors of this input, so
+            # such an agent reads its workflow (the lineage default would show none of them).
+            provider = self._workflow_context
         identity = spec.identity  # a property that builds a model: once, not once per artifact
         request = ContextRequest(
             agent=spec,
