@@ -81,6 +81,7 @@ from ._visibility import (
 # Names loaded on first attribute access, never at `import flock` (DSPy, sqlite3 and their kin).
 _LAZY = {
     "SQLiteStore": ("flock._sqlite_store", "SQLiteStore"),  # sqlite3 and threads only when used
+    "PostgresStore": ("flock._postgres_store", "PostgresStore"),  # psycopg only when used
     "DSPyEngine": ("flock._dspy_engine", "DSPyEngine"),
     "inspect_signature": ("flock._signature", "inspect_signature"),
     "ChatAdapter": ("dspy", "ChatAdapter"),
@@ -157,6 +158,7 @@ __all__ = [
     "OutputDecl",
     "OutputError",
     "OutputGroup",
+    "PostgresStore",
     "Principal",
     "PrivateVisibility",
     "ProviderConfigError",

@@ -10,12 +10,14 @@ Each command creates the virtual environment ``.venv`` when it is missing and re
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,16 +48,30 @@ def ensure_venv(extras: str) -> None:
 
 
 def ensure_chromium() -> None:
-    """The trace-page tests render HTML in Debian's chromium: install it when it is missing and we may.
+    """The trace-page tests render HTML in Debian's chromium: install it when it is missing and we may."""
+    apt_install("chromium", present=lambda: bool(shutil.which("chromium")), purpose="the browser tests")
 
-    Without root or passwordless sudo (or without apt-get) nothing is installed: the browser tests
-    skip, and this says so once instead of stopping the gate.
+
+def ensure_postgres() -> None:
+    """The PostgreSQL tests start a real server from Debian's binaries: install them when missing."""
+    apt_install(
+        "postgresql",
+        present=lambda: bool(glob.glob("/usr/lib/postgresql/*/bin/initdb") or shutil.which("initdb")),
+        purpose="the PostgreSQL tests",
+    )
+
+
+def apt_install(package: str, *, present: Callable[[], bool], purpose: str) -> None:
+    """Install Debian's ``package`` when ``present()`` says it is missing and we may.
+
+    Without root or passwordless sudo (or without apt-get) nothing is installed: the tests that
+    need it skip, and this says so once instead of stopping the gate.
     """
-    if shutil.which("chromium"):
+    if present():
         return
     skip = (
-        "check: chromium is not installed{why}; the browser tests will be skipped "
-        "(to run them: apt-get install chromium, as root)"
+        f"check: {package} is not installed{{why}}; {purpose} will be skipped "
+        f"(to run them: apt-get install {package}, as root)"
     )
     if not shutil.which("apt-get"):
         print(skip.format(why=" and apt-get is not available"), flush=True)
@@ -68,15 +84,15 @@ def ensure_chromium() -> None:
         print(skip.format(why=" and installing it needs root (no passwordless sudo)"), flush=True)
         return
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    print("+ apt-get install chromium (for the browser tests)", flush=True)
+    print(f"+ apt-get install {package} (for {purpose})", flush=True)
     subprocess.run([*sudo, "apt-get", "update", "-qq"], env=env, check=False, stdout=subprocess.DEVNULL)
     subprocess.run(
-        [*sudo, "apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"],
+        [*sudo, "apt-get", "install", "-y", "-qq", "--no-install-recommends", package],
         env=env,
         check=False,
         stdout=subprocess.DEVNULL,
     )
-    if not shutil.which("chromium"):
+    if not present():
         print(skip.format(why=" and apt-get could not install it"), flush=True)
 
 
@@ -88,6 +104,7 @@ def demo() -> None:
 def check() -> None:
     ensure_venv("dev")
     ensure_chromium()
+    ensure_postgres()
     run(BIN / "ruff", "check", "flock", "tests", "examples", "benchmarks", "scripts")
     run(BIN / "mypy")
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}

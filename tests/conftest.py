@@ -61,3 +61,25 @@ def _no_real_model_calls() -> Iterator[None]:
 
     with forbid_real_model_calls():
         yield
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[object]:
+    """One real PostgreSQL server for the whole test session (Debian's binaries, a temporary
+    folder, a free local port); skips when PostgreSQL or psycopg is not installed."""
+    pytest.importorskip("psycopg", reason="psycopg is not installed: pip install 'flock[postgres]'")
+    from tests.postgres_server import INSTALL_HINT, PostgresServer, find_binaries
+
+    if find_binaries() is None:
+        pytest.skip(INSTALL_HINT)
+    server = PostgresServer.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_dsn(postgres_server: object) -> str:
+    """The DSN of a new, empty database on the session's PostgreSQL server."""
+    return postgres_server.create_database()  # type: ignore[attr-defined]

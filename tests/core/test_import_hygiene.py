@@ -19,7 +19,7 @@ t0 = time.perf_counter()
 import flock
 seconds = time.perf_counter() - t0
 new = sorted(set(sys.modules) - before)
-roots = ("dspy", "litellm", "fastapi", "starlette", "uvicorn")  # engines and the server: on use
+roots = ("dspy", "litellm", "fastapi", "starlette", "uvicorn", "psycopg", "psycopg_pool")  # on use
 heavy = [m for m in new if m.split(".")[0] in roots or m.startswith("opentelemetry.exporter")]
 import os
 sys.stdout.write(json.dumps({

@@ -1,0 +1,119 @@
+"""PostgresStore beyond the protocol: migrations, two processes' stores on one board, typed errors,
+and a Flock on it. Runs against a real PostgreSQL server (the ``postgres_server`` fixture)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+from test_conformance import filled, outputs_of, record_for
+
+from flock import ConfigurationError, Flock, FlockClosedError, StoreError, flock_type
+
+pytestmark = pytest.mark.anyio
+psycopg = pytest.importorskip("psycopg", reason="psycopg is not installed: pip install 'flock[postgres]'")
+
+
+@flock_type(name="pg_test.Order")
+class Order(BaseModel):
+    item: str
+    qty: int
+
+
+@flock_type(name="pg_test.Invoice")
+class Invoice(BaseModel):
+    item: str
+    total: float
+
+
+def store(dsn: str, **kw: Any) -> Any:
+    from flock import PostgresStore
+
+    return PostgresStore(dsn, **kw)
+
+
+async def test_two_stores_on_one_board_see_each_others_writes(postgres_dsn: str) -> None:
+    async with store(postgres_dsn) as a, store(postgres_dsn) as b:
+        arts = await filled(a, 5)
+        assert await b.list() == arts
+        record = record_for(arts[:1])
+        await b.record_activation(record)
+        assert await a.in_flight() == [record]
+        await a.commit_activation(record, outputs_of(record, arts[:1]))
+        assert await b.in_flight() == [] and await b.count() == 7
+        assert await b.consumptions() == {(arts[0].id, "writer", 0)}
+
+
+async def test_schemas_keep_boards_apart_and_migrate_once(postgres_dsn: str) -> None:
+    async with store(postgres_dsn, schema="one") as one, store(postgres_dsn, schema="two") as two:
+        await filled(one, 3)
+        assert await two.count() == 0
+        stats = await one.stats()
+        assert stats["schema_version"] == 1 and stats["artifacts"] == 3 and stats["queued"] == 0
+    async with store(postgres_dsn, schema="one") as again:  # reopening migrates nothing, keeps all
+        assert await again.count() == 3
+
+
+async def test_a_board_from_a_newer_flock_is_refused(postgres_dsn: str) -> None:
+    async with store(postgres_dsn, schema="future") as s:
+        await s.count()
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        conn.execute("UPDATE future.schema_version SET version = 99")
+    async with store(postgres_dsn, schema="future") as s:
+        with pytest.raises(ConfigurationError, match="schema version 99, newer than this Flock"):
+            await s.count()
+
+
+def test_bad_arguments_are_refused_when_declared() -> None:
+    pytest.importorskip("psycopg_pool")
+    with pytest.raises(ConfigurationError, match="plain lower-case name"):
+        store("postgresql://localhost/x", schema="Robert'); DROP TABLE students;--")
+    with pytest.raises(ConfigurationError, match="max_connections"):
+        store("postgresql://localhost/x", max_connections=0)
+    with pytest.raises(ConfigurationError, match="not a PostgreSQL DSN"):
+        store("host=localhost port")
+
+
+async def test_an_unreachable_server_is_a_store_error_that_names_it() -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    unreachable = store(f"postgresql://nobody@127.0.0.1:{port}/board?connect_timeout=2")
+    with pytest.raises(StoreError, match=rf"127\.0\.0\.1:{port}/board.*cannot be reached"):
+        await unreachable.count()
+    await unreachable.close()
+
+
+async def test_a_closed_store_refuses_work(postgres_dsn: str) -> None:
+    s = store(postgres_dsn)
+    await s.count()
+    await s.close()
+    await s.close()  # twice is fine
+    with pytest.raises(FlockClosedError, match="closed"):
+        await s.count()
+
+
+async def test_retention_keeps_the_inputs_of_work_in_flight(postgres_dsn: str) -> None:
+    async with store(postgres_dsn) as s:
+        arts = await filled(s, 6)  # created in 2020
+        await s.record_activation(record_for(arts[:1]))
+        assert await s.delete_before(datetime(2021, 1, 1, tzinfo=UTC)) == 5
+        assert [a.id for a in await s.list()] == [arts[0].id]
+        assert [a.id for a in await s.recent(5)] == [arts[0].id]
+
+
+async def test_a_flock_runs_on_it_and_a_new_process_sees_the_board(postgres_dsn: str) -> None:
+    flock = Flock(store=store(postgres_dsn))
+    flock.agent("billing").consumes(Order).publishes(Invoice).calls(
+        lambda o: Invoice(item=o.item, total=o.qty * 2.5)
+    )
+    await flock.publish(Order(item="tea", qty=4))
+    await flock.run_until_idle()
+    await flock.store.close()
+    async with store(postgres_dsn) as later:
+        assert await later.get_by_type(Invoice) == [Invoice(item="tea", total=10.0)]
+        assert await later.in_flight() == [] and len(await later.consumptions()) == 1
