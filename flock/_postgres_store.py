@@ -91,9 +91,7 @@ class PostgresStore:
     It keeps what :class:`SQLiteStore` keeps (artifacts, the activation journal, consumption
     records) with the same guarantees: ``commit_activation`` stores outputs, consumption and
     completion in one transaction and skips outputs whose ids exist, so re-running an interrupted
-    activation never publishes twice. With a store like this one, ``Flock`` shares its work queue
-    with every other process on the board (:class:`PostgresQueue`): each activation runs once in
-    total. Needs the ``flock[postgres]`` extra and an asyncio event loop.
+    activation never publishes twice. Needs the ``flock[postgres]`` extra and an asyncio event loop.
 
     Args:
         dsn: a libpq connection string or URL (``postgresql://user:password@host:5432/db``).
