@@ -76,6 +76,10 @@ CREATE TABLE work (
 );
 CREATE INDEX work_ready ON work (front DESC, ord) WHERE lease_until IS NULL;
 CREATE INDEX work_lease ON work (lease_until) WHERE lease_until IS NOT NULL;
+-- New work wakes the workers listening on channel flock_work (the payload names the board's schema).
+CREATE FUNCTION work_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN PERFORM pg_notify('flock_work', TG_TABLE_SCHEMA); RETURN NULL; END $$;
+CREATE TRIGGER work_inserted AFTER INSERT ON work FOR EACH ROW EXECUTE FUNCTION work_notify();
 """
 
 MIGRATIONS: list[str] = [_V1]
@@ -120,8 +124,9 @@ async def migrate(conn: Any, schema: str, where: str) -> int:
 
 
 def _statements(script: str) -> list[str]:
+    # Statements end with a semicolon at the end of a line (a function body keeps its own inside).
     lines = [line for line in script.splitlines() if not line.strip().startswith("--")]
-    return [s for s in "\n".join(lines).split(";") if s.strip()]
+    return [s for s in re.split(r";[ \t]*\n", "\n".join(lines) + "\n") if s.strip()]
 
 
 # ------------------------------------------------------------------ errors
