@@ -165,9 +165,10 @@ class Flock:
             variables=self._catalog.variables.snapshot,
         )
         # Pending/running journal entries only matter to a store that outlives the process.
-        lifecycle = Lifecycle(
-            self.store, queue or InProcessQueue(), journal=bool(getattr(self.store, "durable", True))
-        )
+        # A store that many processes share offers the queue they share (PostgresStore).
+        shared = getattr(self.store, "shared_queue", None)
+        queue = queue or (shared() if shared is not None else InProcessQueue())
+        lifecycle = Lifecycle(self.store, queue, journal=bool(getattr(self.store, "durable", True)))
         self._orchestrator = Orchestrator(
             self,
             catalog=self._catalog,

@@ -82,7 +82,16 @@ BEGIN PERFORM pg_notify('flock_work', TG_TABLE_SCHEMA); RETURN NULL; END $$;
 CREATE TRIGGER work_inserted AFTER INSERT ON work FOR EACH ROW EXECUTE FUNCTION work_notify();
 """
 
-MIGRATIONS: list[str] = [_V1]
+_V2 = """
+-- Finished work stays as a tombstone (done) instead of being deleted: a worker that queues the same
+-- activation again a moment later (it raced with the commit) finds the row and queues nothing.
+ALTER TABLE work ADD COLUMN done BOOLEAN NOT NULL DEFAULT FALSE;
+DROP INDEX work_ready;
+CREATE INDEX work_ready ON work (front DESC, ord) WHERE lease_until IS NULL AND NOT done;
+CREATE INDEX activations_in_flight ON activations (ord) WHERE status <> 'done';
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2]
 """Migration ``i`` takes a board from version ``i`` to ``i + 1`` (SQL run in one transaction)."""
 
 _MIGRATE_LOCK = 0x666C6F636B  # "flock": the advisory lock key under which boards migrate

@@ -129,6 +129,16 @@ class PostgresStore:
         self._opening: anyio.Lock | None = None
         self._closed = False
         self._decoded = _Decoded()
+        self._queues: builtins.list[Any] = []
+
+    def shared_queue(self, *, lease: float = 30.0) -> Any:
+        """A :class:`PostgresQueue` on this board: the work queue ``Flock(store=...)`` uses, which
+        every process on the board shares."""
+        from ._postgres_queue import PostgresQueue
+
+        queue = PostgresQueue(self, lease=lease)
+        self._queues.append(queue)
+        return queue
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.where!r})"
@@ -266,46 +276,71 @@ class PostgresStore:
 
     # ------------------------------------------------------------------ the activation journal
     async def record_activation(self, record: ActivationRecord) -> None:
-        """Note that an activation is pending or running (insert or update by ``record.id``)."""
+        """Note that an activation is pending or running (insert or update by ``record.id``).
+
+        A committed activation is never recorded again (another process may try, having queued it
+        a moment before it committed): its row stays, marked done, and its inputs are consumed."""
+        if record.status == "running" and self._queues:
+            return  # on a shared queue the claim's lease says it runs; the row stays "pending"
+        first = record.input_ids[0] if record.input_ids else None
         async with self.connection() as conn:
             await conn.execute(
                 "INSERT INTO activations (id, agent, subscription, input_ids, status, recorded_us) "
-                "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE "
-                "SET status = excluded.status, recorded_us = excluded.recorded_us",
-                (
-                    record.id,
-                    record.agent,
-                    record.subscription,
-                    list(record.input_ids),
-                    record.status,
-                    time.time_ns() // 1000,
-                ),
+                "SELECT %(id)s, %(agent)s, %(sub)s, %(ids)s, %(status)s, %(us)s WHERE NOT EXISTS "
+                "(SELECT 1 FROM consumptions WHERE artifact_id = %(first)s AND agent = %(agent)s "
+                "AND subscription = %(sub)s) ON CONFLICT (id) DO UPDATE "
+                "SET status = excluded.status, recorded_us = excluded.recorded_us "
+                "WHERE activations.status <> 'done'",
+                {
+                    "id": record.id,
+                    "agent": record.agent,
+                    "sub": record.subscription,
+                    "ids": list(record.input_ids),
+                    "status": record.status,
+                    "us": time.time_ns() // 1000,
+                    "first": first,
+                },
             )
 
     async def commit_activation(
         self, record: ActivationRecord, outputs: Sequence[Artifact], *, wait: bool = True
     ) -> None:
         """In one transaction: the outputs (existing ids skipped), the consumption of every input
-        by (agent, subscription), the removal of the activation from the journal and from the
-        shared work queue. Always waits for the commit (``wait`` is accepted for the protocol)."""
+        by (agent, subscription), and the activation marked done in the journal and in the shared
+        work queue (rows that stay as tombstones, so that no process queues it again). Always
+        waits for the commit (``wait`` is accepted for the protocol)."""
         rows = [ArtifactRow.of(a) for a in outputs]
-        inserted: builtins.list[bool] = []
-        async with self.connection() as conn, conn.transaction():
+        cursors = []
+        # One pipeline: the transaction's statements travel together (two round trips in all).
+        async with self.connection() as conn, conn.pipeline(), conn.transaction():
             for row in rows:
                 values = _row_values(row)
                 if row.tags:
-                    cur = await conn.execute(_PUT_SKIPPING, values)
+                    cursors.append(await conn.execute(_PUT_SKIPPING, values))
                 else:
-                    cur = await conn.execute(_PUT_SKIPPING_NO_TAGS, values[:-1])
-                inserted.append(cur.rowcount > 0)
+                    cursors.append(await conn.execute(_PUT_SKIPPING_NO_TAGS, values[:-1]))
             if record.input_ids:
                 await conn.execute(
                     "INSERT INTO consumptions (artifact_id, agent, subscription, activation_id) "
                     "SELECT unnest(%s::uuid[]), %s, %s, %s ON CONFLICT DO NOTHING",
                     (list(record.input_ids), record.agent, record.subscription, record.id),
                 )
-            await conn.execute("DELETE FROM activations WHERE id = %s", (record.id,))
-            await conn.execute("DELETE FROM work WHERE id = %s", (record.id,))
+            await conn.execute(
+                "INSERT INTO activations (id, agent, subscription, input_ids, status, recorded_us) "
+                "VALUES (%s, %s, %s, %s, 'done', %s) ON CONFLICT (id) DO UPDATE SET status = 'done'",
+                (
+                    record.id,
+                    record.agent,
+                    record.subscription,
+                    list(record.input_ids),
+                    time.time_ns() // 1000,
+                ),
+            )
+            await conn.execute(
+                "UPDATE work SET done = TRUE, lease_until = NULL, claimed_by = NULL WHERE id = %s",
+                (record.id,),
+            )
+        inserted = [cur.rowcount > 0 for cur in cursors]
         for artifact, new in zip(outputs, inserted, strict=True):
             if new:  # a skipped re-delivery keeps the stored original, which may differ in created_at
                 self._decoded.add(str(artifact.id), artifact)
@@ -316,7 +351,8 @@ class PostgresStore:
 
     async def in_flight(self) -> builtins.list[ActivationRecord]:
         rows = await self._rows(
-            "SELECT id, agent, subscription, input_ids, status FROM activations ORDER BY ord"
+            "SELECT id, agent, subscription, input_ids, status FROM activations "
+            "WHERE status <> 'done' ORDER BY ord"
         )
         return [
             ActivationRecord(i, agent, int(sub), tuple(ids), status) for i, agent, sub, ids, status in rows
@@ -331,8 +367,8 @@ class PostgresStore:
         activations in flight, queued work and the schema version."""
         by_type = dict(await self._rows("SELECT type, COUNT(*) FROM artifacts GROUP BY type ORDER BY type"))
         ((consumed,),) = await self._rows("SELECT COUNT(*) FROM consumptions")
-        ((in_flight,),) = await self._rows("SELECT COUNT(*) FROM activations")
-        ((queued,),) = await self._rows("SELECT COUNT(*) FROM work")
+        ((in_flight,),) = await self._rows("SELECT COUNT(*) FROM activations WHERE status <> 'done'")
+        ((queued,),) = await self._rows("SELECT COUNT(*) FROM work WHERE NOT done")
         ((version,),) = await self._rows("SELECT version FROM schema_version")
         return {
             "artifacts": sum(by_type.values()),
@@ -355,7 +391,8 @@ class PostgresStore:
         async with self.connection() as conn, conn.transaction():
             cur = await conn.execute(
                 "DELETE FROM artifacts WHERE created_us < %s AND NOT EXISTS "
-                "(SELECT 1 FROM activations WHERE artifacts.id = ANY(activations.input_ids)) "
+                "(SELECT 1 FROM activations "
+                "WHERE status <> 'done' AND artifacts.id = ANY(activations.input_ids)) "
                 "RETURNING seq, id",
                 (micros(before),),
             )
@@ -370,6 +407,8 @@ class PostgresStore:
     async def close(self) -> None:
         """Close the connection pool. Safe to call twice."""
         self._closed = True
+        for queue in self._queues:
+            queue.close()
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()

@@ -26,6 +26,7 @@ COMMANDS: tuple[str, ...] = (
     "flock._cli_check",
     "flock._cli_prompts",
     "flock._cli_serve",
+    "flock._cli_worker",
 )
 """Modules that contribute subcommands, in the order ``flock --help`` lists them."""
 
