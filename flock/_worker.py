@@ -128,6 +128,9 @@ async def serve(
                 stats.errors += 1
                 log.error("worker: the run stopped (%s: %s); retrying in %ss", type(exc).__name__, exc, retry)
                 await anyio.sleep(retry)
+                # Outputs committed just before the failure may not have been routed: resume()
+                # routes every artifact that is not consumed yet (queuing is idempotent).
+                flock._resumed, first = False, True
                 continue
             if not stop.is_set():
                 await woken.wait()
