@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import builtins
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, TypeVar
@@ -219,6 +219,22 @@ class PostgresStore:
             return None
         rows = await self._rows("SELECT id::text, body FROM artifacts WHERE id = %s", (key,))
         return self._decoded.artifacts(rows)[0] if rows else None
+
+    async def get_many(self, artifact_ids: Iterable[UUID | str]) -> builtins.list[Artifact]:
+        """The artifacts with these ids, in the order asked; unknown or malformed ids are skipped.
+
+        One query, answered by the primary key."""
+        keys: builtins.list[UUID] = []
+        for artifact_id in artifact_ids:
+            try:
+                keys.append(artifact_id if isinstance(artifact_id, UUID) else UUID(str(artifact_id)))
+            except ValueError:
+                continue
+        if not keys:
+            return []
+        rows = await self._rows("SELECT id::text, body FROM artifacts WHERE id = ANY(%s)", (keys,))
+        by_id = {str(a.id): a for a in self._decoded.artifacts(rows)}
+        return [by_id[str(k)] for k in keys if str(k) in by_id]
 
     async def list(self) -> builtins.list[Artifact]:
         return self._decoded.artifacts(await self._rows("SELECT id::text, body FROM artifacts ORDER BY seq"))
