@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from bench_engine import STAGES, serve
 
 from flock import DSPyEngine, Flock
-from flock._spec import AgentSpec
+from flock._core.spec import AgentSpec
 
 HOPS = 2
 

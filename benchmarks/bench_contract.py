@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_real_model import Idea, Movie, Pitch, Summary, Task, Topic, Verdict, workload
 
 from flock import DSPyEngine, Flock
-from flock._offline_values import Faker
+from flock._engine.offline_values import Faker
 
 
 class NoisyModel:

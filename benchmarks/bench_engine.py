@@ -161,8 +161,8 @@ def _constant_lm(text: str) -> Any:
 
 
 async def cpu_per_call(n: int) -> dict[str, Any]:
-    from flock._components import Context, EvalInputs
-    from flock._types import type_name
+    from flock._core.components import Context, EvalInputs
+    from flock._core.types import type_name
 
     answer = (
         '[[ ## report ## ]]\n{"summary": "Churn rose with pricing.", "findings": ["price"], '
@@ -172,7 +172,7 @@ async def cpu_per_call(n: int) -> dict[str, Any]:
     flock = Flock()
     flock.agent("a").description("Analyse the task.").consumes(Task).publishes(Report).with_engines(engine)
     spec = flock.agents[0]
-    from flock._artifact import Artifact
+    from flock._core.artifact import Artifact
 
     inputs = EvalInputs([Artifact(type=type_name(Task), payload=TASK.model_dump())], [TASK])
     ctx = Context(agent="a", identity=spec.identity, correlation_id="c", subscription=0)

@@ -43,11 +43,11 @@ import anyio
 from pydantic import BaseModel
 
 from flock import Artifact, Flock, InMemoryStore, SQLiteStore, flock_type
-from flock._store import ActivationRecord  # the journal record the memory board is rebuilt with
+from flock._stores.store import ActivationRecord  # the journal record the memory board is rebuilt with
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 MB = 1024 * 1024
-DECODED_CACHE = 50_000  # artifacts a SQLiteStore keeps decoded (flock/_sqlite_store.py, _Decoded)
+DECODED_CACHE = 50_000  # artifacts a SQLiteStore keeps decoded (flock/_stores/sqlite_store.py, _Decoded)
 
 
 @flock_type(name="soak.Order")

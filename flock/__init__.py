@@ -8,13 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._artifact import Artifact
-from ._auth import ApiKeys, Principal
-from ._breaker import CircuitBreaker
-from ._budget import Budget, ModelUsage
-from ._builder import AgentBuilder
-from ._clock import Clock, ManualClock, SystemClock
-from ._components import (
+from ._core.artifact import Artifact
+from ._core.builder import AgentBuilder
+from ._core.clock import Clock, ManualClock, SystemClock
+from ._core.components import (
     AgentComponent,
     Context,
     EngineComponent,
@@ -22,9 +19,9 @@ from ._components import (
     EvalResult,
     OrchestratorComponent,
 )
-from ._conditions import Condition, Until, When
-from ._context import ContextRequest, CorrelationContext, NoContext
-from ._errors import (
+from ._core.conditions import Condition, Until, When
+from ._core.context import ContextRequest, CorrelationContext, NoContext
+from ._core.errors import (
     BudgetExceeded,
     ConfigurationError,
     ContractViolation,
@@ -54,20 +51,23 @@ from ._errors import (
     VisibilityError,
     WorkflowFailed,
 )
-from ._events import ActivationEvent, ArtifactEvent, EventStream, TokenEvent, VariableEvent
-from ._flock import Flock
-from ._function_engine import FunctionEngine
-from ._graph import AgentGraph
-from ._latency import Latency
-from ._lineage import LineageContext
-from ._outcomes import JoinExpired, RunSummary, WorkflowError
-from ._ratelimit import RateLimit
-from ._spec import AgentSpec, BatchSpec, JoinSpec, OutputDecl, OutputGroup, ScheduleSpec, Subscription, Tick
-from ._store import BlackboardStore, FilterConfig, InMemoryStore
-from ._structured import StructuredOutputsRefused
-from ._types import flock_type
-from ._variables import Var, Variables
-from ._visibility import (
+from ._core.flock import Flock
+from ._core.function_engine import FunctionEngine
+from ._core.graph import AgentGraph
+from ._core.lineage import LineageContext
+from ._core.outcomes import JoinExpired, RunSummary, WorkflowError
+from ._core.spec import (
+    AgentSpec,
+    BatchSpec,
+    JoinSpec,
+    OutputDecl,
+    OutputGroup,
+    ScheduleSpec,
+    Subscription,
+    Tick,
+)
+from ._core.types import flock_type
+from ._core.visibility import (
     AfterVisibility,
     AgentIdentity,
     AllOfVisibility,
@@ -77,13 +77,22 @@ from ._visibility import (
     TenantVisibility,
     Visibility,
 )
+from ._engine.structured import StructuredOutputsRefused
+from ._live.events import ActivationEvent, ArtifactEvent, EventStream, TokenEvent, VariableEvent
+from ._live.variables import Var, Variables
+from ._providers.breaker import CircuitBreaker
+from ._providers.budget import Budget, ModelUsage
+from ._providers.ratelimit import RateLimit
+from ._server.auth import ApiKeys, Principal
+from ._stores.store import BlackboardStore, FilterConfig, InMemoryStore
+from ._tracing.latency import Latency
 
 # Names loaded on first attribute access, never at `import flock` (DSPy, sqlite3 and their kin).
 _LAZY = {
-    "SQLiteStore": ("flock._sqlite_store", "SQLiteStore"),  # sqlite3 and threads only when used
-    "PostgresStore": ("flock._postgres_store", "PostgresStore"),  # psycopg only when used
-    "DSPyEngine": ("flock._dspy_engine", "DSPyEngine"),
-    "inspect_signature": ("flock._signature", "inspect_signature"),
+    "SQLiteStore": ("flock._stores.sqlite_store", "SQLiteStore"),  # sqlite3 and threads only when used
+    "PostgresStore": ("flock._stores.postgres_store", "PostgresStore"),  # psycopg only when used
+    "DSPyEngine": ("flock._engine.dspy_engine", "DSPyEngine"),
+    "inspect_signature": ("flock._engine.signature", "inspect_signature"),
     "ChatAdapter": ("dspy", "ChatAdapter"),
     "JSONAdapter": ("dspy", "JSONAdapter"),
     "XMLAdapter": ("dspy", "XMLAdapter"),

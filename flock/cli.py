@@ -18,15 +18,15 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from ._errors import FlockError
+from ._core.errors import FlockError
 
 COMMANDS: tuple[str, ...] = (
-    "flock._cli_traces",
-    "flock._store_cli",
-    "flock._cli_check",
-    "flock._cli_prompts",
-    "flock._cli_serve",
-    "flock._cli_worker",
+    "flock._cli.cli_traces",
+    "flock._cli.store_cli",
+    "flock._cli.cli_check",
+    "flock._cli.cli_prompts",
+    "flock._cli.cli_serve",
+    "flock._cli.cli_worker",
 )
 """Modules that contribute subcommands, in the order ``flock --help`` lists them."""
 

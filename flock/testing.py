@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
-from ._errors import FlockError
-from ._offline import ModelCall, OfflineLM
+from ._core.errors import FlockError
+from ._engine.offline import ModelCall, OfflineLM
 
 __all__ = [
     "FunctionModel",

@@ -31,12 +31,12 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
-from ._errors import ConfigurationError
-from ._lean_spans import FlockTracerProvider
-from ._metrics_export import MetricsSetupError, enable_metrics, flush_metrics, metrics_snapshot
-from ._span_export import SpanPipeline
-from ._span_records import Record
-from ._trace_store import DEFAULT_STORE, SQLiteSpanExporter
+from ._core.errors import ConfigurationError
+from ._tracing.lean_spans import FlockTracerProvider
+from ._tracing.metrics_export import MetricsSetupError, enable_metrics, flush_metrics, metrics_snapshot
+from ._tracing.span_export import SpanPipeline
+from ._tracing.span_records import Record
+from ._tracing.trace_store import DEFAULT_STORE, SQLiteSpanExporter
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
@@ -174,7 +174,7 @@ def disable_tracing() -> None:
 
 
 def _use_lean_spans(installed: _Installed) -> None:
-    """Flock's spans skip the SDK when Flock made the provider (see :mod:`flock._lean_spans`)."""
+    """Flock's spans skip the SDK when Flock made the provider (see :mod:`flock._tracing.lean_spans`)."""
     if isinstance(installed.provider, FlockTracerProvider):
         switch = installed.switch
         # Through the switch, not straight to its pipeline: a span that ends after enable_tracing()

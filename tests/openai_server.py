@@ -23,7 +23,7 @@ from typing import Any
 
 from dspy.utils.callback import BaseCallback
 
-from flock._offline import ModelCall, OfflineEngine, set_tools
+from flock._engine.offline import ModelCall, OfflineEngine, set_tools
 
 
 @dataclass

@@ -7,7 +7,7 @@ import re
 import pytest
 from pydantic import BaseModel
 
-import flock._components as components_module
+import flock._core.components as components_module
 from flock import (
     AgentComponent,
     Context,
@@ -206,7 +206,7 @@ class Recorder(AgentComponent):
 
 
 def documented_order() -> list[str]:
-    """Hook names in the order the module docstring of flock._components lists them."""
+    """Hook names in the order the module docstring of flock._core.components lists them."""
     return re.findall(r"on_\w+|engines", components_module.__doc__ or "")
 
 

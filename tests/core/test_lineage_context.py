@@ -22,7 +22,7 @@ from flock import (
     SQLiteStore,
     flock_type,
 )
-from flock._spec import AgentSpec
+from flock._core.spec import AgentSpec
 
 pytestmark = pytest.mark.anyio
 T0 = datetime(2024, 1, 1, tzinfo=UTC)

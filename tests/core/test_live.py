@@ -325,9 +325,9 @@ async def test_progress_is_off_by_default_when_stderr_is_not_a_terminal(
 def test_on_a_terminal_the_line_is_rewritten_in_place() -> None:
     import io
 
-    from flock._lifecycle import State
-    from flock._live_view import LiveView
-    from flock._scheduler import Activation
+    from flock._core.lifecycle import State
+    from flock._core.scheduler import Activation
+    from flock._live.live_view import LiveView
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:

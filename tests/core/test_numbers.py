@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from flock import RunSummary
-from flock._numbers import human
+from flock._core.numbers import human
 
 
 def test_a_summary_prints_large_token_counts_with_separators() -> None:

@@ -10,10 +10,10 @@ from dspy.adapters.baml_adapter import BAMLAdapter
 from pydantic import BaseModel, Field
 
 from flock import flock_type
-from flock._artifact import Artifact
-from flock._components import Context, EvalInputs, EvalResult
-from flock._spec import AgentSpec, OutputDecl, OutputGroup, Subscription
-from flock._types import type_name
+from flock._core.artifact import Artifact
+from flock._core.components import Context, EvalInputs, EvalResult
+from flock._core.spec import AgentSpec, OutputDecl, OutputGroup, Subscription
+from flock._core.types import type_name
 
 ADAPTERS = ["chat", "json", "xml", "two_step", "baml"]
 

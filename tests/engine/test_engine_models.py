@@ -8,7 +8,7 @@ from engine_support import Summary, Task, evaluate, spec
 from openai_server import OpenAIServer, Reply
 
 from flock import ChatAdapter, ConfigurationError, DSPyEngine, Flock, ProviderError, ProviderTimeout
-from flock._offline import OfflineLM
+from flock._engine.offline import OfflineLM
 from flock.testing import FunctionModel, TestModel
 
 pytestmark = pytest.mark.anyio
@@ -91,8 +91,8 @@ async def test_a_chat_adapter_instance_never_falls_back_silently() -> None:
 
 
 async def test_an_agent_without_outputs_does_not_call_the_model() -> None:
-    from flock._components import Context, EvalInputs
-    from flock._spec import AgentSpec, OutputGroup
+    from flock._core.components import Context, EvalInputs
+    from flock._core.spec import AgentSpec, OutputGroup
 
     model = FunctionModel(lambda call: "never")
     agent = AgentSpec("quiet")
@@ -119,8 +119,8 @@ async def test_dspy_cache_is_opt_in(server: OpenAIServer, cache: bool, requests:
 
 
 async def test_inputs_without_a_fired_subscription_or_validated_models() -> None:
-    from flock._artifact import Artifact
-    from flock._components import Context, EvalInputs
+    from flock._core.artifact import Artifact
+    from flock._core.components import Context, EvalInputs
 
     model = TestModel()
     agent = spec(Task, publishes=((Summary, None),))

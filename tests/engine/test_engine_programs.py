@@ -10,7 +10,7 @@ import pytest
 from engine_support import Idea, Summary, Task
 
 from flock import ConfigurationError, DSPyEngine, Flock, Var
-from flock._programs import deno_available
+from flock._engine.programs import deno_available
 from flock.testing import FunctionModel
 
 pytestmark = pytest.mark.anyio

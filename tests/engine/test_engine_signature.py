@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, create_model
 
 from flock import ConfigurationError, Flock, flock_type, inspect_signature
-from flock._signature import build_signature, field_base, field_plural, shape_from_subscription
-from flock._spec import AgentSpec, OutputDecl, OutputGroup, Subscription
+from flock._core.spec import AgentSpec, OutputDecl, OutputGroup, Subscription
+from flock._engine.signature import build_signature, field_base, field_plural, shape_from_subscription
 
 
 @pytest.mark.parametrize(
@@ -61,7 +61,7 @@ def test_fan_out_is_plural_and_states_its_count() -> None:
 def test_count_gate_and_batch_are_plural_lists() -> None:
     gate = inspect_signature(spec(Task, Task, publishes=((Summary, None),)))
     assert gate.spec == "tasks: list[Task] -> summary: Summary"
-    from flock._spec import BatchSpec
+    from flock._core.spec import BatchSpec
 
     batch = AgentSpec(
         "b",

@@ -9,7 +9,7 @@ from engine_support import Idea, Task
 from openai_server import OpenAIServer
 
 from flock import DSPyEngine, Flock, TokenEvent
-from flock._streaming import FieldDeltas
+from flock._engine.streaming import FieldDeltas
 
 pytestmark = pytest.mark.anyio
 

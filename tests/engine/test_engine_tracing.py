@@ -262,7 +262,7 @@ def test_finish_reasons_of_a_raw_provider_response(shape: str) -> None:
     """The LiteLLM path hands DSPy an OpenAI-shaped response, as a dict or as an object."""
     from types import SimpleNamespace
 
-    from flock._engine_tracing import _describe_response
+    from flock._engine.engine_tracing import _describe_response
 
     choices = [{"finish_reason": "length"}, {"finish_reason": "stop"}, {"finish_reason": None}]
     raw: Any = {"id": "chatcmpl-1", "choices": choices}
@@ -280,7 +280,7 @@ def test_finish_reasons_of_a_raw_provider_response(shape: str) -> None:
 def test_a_response_without_details_adds_nothing() -> None:
     from types import SimpleNamespace
 
-    from flock._engine_tracing import _describe_response
+    from flock._engine.engine_tracing import _describe_response
 
     span = _Span()
     _describe_response(span, SimpleNamespace(responses=(), raw=None, response_model=None))

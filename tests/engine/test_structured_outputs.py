@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from pydantic import BaseModel, Field
 
 from flock import ConfigurationError, ContractViolation, DSPyEngine, Flock, flock_type
-from flock._structured import StructuredOutputsRefused
+from flock._engine.structured import StructuredOutputsRefused
 from flock.testing import FunctionModel, TestModel
 
 pytestmark = pytest.mark.anyio

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from flock._latency import LatencyStats
+from flock._tracing.latency import LatencyStats
 
 
 def test_percentiles_are_within_two_percent_of_the_exact_ones() -> None:

@@ -24,7 +24,7 @@ from flock import (
     RateLimited,
     RunHalted,
 )
-from flock._budget import ModelUsage
+from flock._providers.budget import ModelUsage
 
 pytestmark = pytest.mark.anyio
 

@@ -184,7 +184,7 @@ async def test_an_echoed_key_never_leaves_the_engine(
     assert SECRET not in str(caught.value) and "[REDACTED]" in str(caught.value)
     assert SECRET not in "".join(traceback.format_exception(caught.value))  # no chained DSPy error either
     assert SECRET not in caplog.text
-    from flock._redact import Redactor
+    from flock._tracing.redact import Redactor
 
     finished = spans.get_finished_spans()
     exported = [Redactor().attributes(dict(s.attributes or {})) for s in finished]

@@ -28,7 +28,7 @@ from flock import (
     TenantVisibility,
     flock_type,
 )
-from flock._store import ActivationRecord, output_id
+from flock._stores.store import ActivationRecord, output_id
 
 pytestmark = pytest.mark.anyio
 

@@ -21,7 +21,7 @@ from flock import (
     SQLiteStore,
     flock_type,
 )
-from flock._sqlite_schema import MIGRATIONS
+from flock._stores.sqlite_schema import MIGRATIONS
 
 pytestmark = pytest.mark.anyio
 
@@ -214,7 +214,7 @@ async def test_a_version_1_file_is_migrated_with_its_data_intact(
 ) -> None:
     path = tmp_path / "board.db"
     with monkeypatch.context() as patch:  # write the file as the Flock that had only migration 1
-        patch.setattr("flock._sqlite_schema.MIGRATIONS", MIGRATIONS[:1])
+        patch.setattr("flock._stores.sqlite_schema.MIGRATIONS", MIGRATIONS[:1])
         async with SQLiteStore(path) as old:
             arts = await filled(old, 12)
             record = record_for(arts[:2])

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from trace_support import record_run
 
-from flock._trace_store import SQLiteSpanExporter
+from flock._tracing.trace_store import SQLiteSpanExporter
 
 
 @pytest.fixture

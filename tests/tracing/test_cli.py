@@ -16,8 +16,8 @@ from opentelemetry import trace
 from trace_support import Recorder, record_run
 
 from flock import cli
-from flock._trace_query import TraceStore
-from flock._trace_store import SQLiteSpanExporter
+from flock._tracing.trace_query import TraceStore
+from flock._tracing.trace_store import SQLiteSpanExporter
 
 
 def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

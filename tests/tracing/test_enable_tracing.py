@@ -14,7 +14,7 @@ from typing import ClassVar
 import pytest
 
 from flock import ConfigurationError
-from flock._trace_query import TraceStore
+from flock._tracing.trace_query import TraceStore
 from flock.tracing import CAPTURE_CONTENT_ENV, TracingSetupError, capture_content_enabled, enable_tracing
 
 PRELUDE = """

@@ -15,7 +15,7 @@ import pytest
 from browser import CHROMIUM, Elements, chromium
 
 from flock import cli
-from flock._trace_query import TraceStore
+from flock._tracing.trace_query import TraceStore
 
 PIPELINE = """
 import anyio

@@ -11,9 +11,9 @@ from browser import CHROMIUM, Elements, chromium
 from trace_support import Recorder
 
 from flock import cli
-from flock._trace_html import render_html
-from flock._trace_query import TraceStore
-from flock._trace_store import SQLiteSpanExporter
+from flock._tracing.trace_html import render_html
+from flock._tracing.trace_query import TraceStore
+from flock._tracing.trace_store import SQLiteSpanExporter
 
 needs_chromium = pytest.mark.skipif(
     CHROMIUM is None, reason="Debian's `chromium` is not installed (apt-get install -y chromium)"
@@ -133,8 +133,8 @@ def test_chromium_screenshot(recorded: tuple[Path, str], tmp_path: Path, capsys)
 
 
 def test_the_page_shows_model_latency_percentiles(recorded: tuple[Path, str], tmp_path: Path, capsys) -> None:
-    from flock._latency import percentiles
-    from flock._trace_view import fmt_duration
+    from flock._tracing.latency import percentiles
+    from flock._tracing.trace_view import fmt_duration
 
     db, trace_id = recorded
     with TraceStore(db) as store:

@@ -31,9 +31,9 @@ from opentelemetry.trace import (
     TraceState,
 )
 
-from flock._lean_spans import FlockTracerProvider, LeanSpan
-from flock._redact import REDACTED
-from flock._span_records import (
+from flock._tracing.lean_spans import FlockTracerProvider, LeanSpan
+from flock._tracing.redact import REDACTED
+from flock._tracing.span_records import (
     ATTRIBUTES,
     EVENTS,
     KIND,

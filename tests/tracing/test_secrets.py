@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from trace_support import FAKE_KEY, Recorder, record_run
 
-from flock._redact import REDACTED, Redactor, environment_secrets, secret_name
-from flock._trace_query import TraceStore
-from flock._trace_store import SQLiteSpanExporter
+from flock._tracing.redact import REDACTED, Redactor, environment_secrets, secret_name
+from flock._tracing.trace_query import TraceStore
+from flock._tracing.trace_store import SQLiteSpanExporter
 
 ENV_KEY = "anthropic-style-opaque-key-0123456789"  # no recognisable shape: only the environment gives it away
 

@@ -16,12 +16,12 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from flock._lean_spans import FlockTracerProvider, LeanSpan
-from flock._redact import REDACTED, Redactor
-from flock._span_export import SpanPipeline
-from flock._span_records import NAME, Record
-from flock._trace_query import TraceStore
-from flock._trace_store import SQLiteSpanExporter
+from flock._tracing.lean_spans import FlockTracerProvider, LeanSpan
+from flock._tracing.redact import REDACTED, Redactor
+from flock._tracing.span_export import SpanPipeline
+from flock._tracing.span_records import NAME, Record
+from flock._tracing.trace_query import TraceStore
+from flock._tracing.trace_store import SQLiteSpanExporter
 
 ENV_SECRET = "opaque-secret-value-123456"
 QUOTED_SECRET = 'quote"secret-value-42'  # escaped in JSON text: quote\"secret...

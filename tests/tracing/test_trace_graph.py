@@ -7,10 +7,10 @@ from pathlib import Path
 
 from trace_support import Recorder
 
-from flock._trace_graph import NODE_H, NODE_W, build_graph, edge_path
-from flock._trace_html import render_html
-from flock._trace_query import Trace, TraceStore
-from flock._trace_store import SQLiteSpanExporter
+from flock._tracing.trace_graph import NODE_H, NODE_W, build_graph, edge_path
+from flock._tracing.trace_html import render_html
+from flock._tracing.trace_query import Trace, TraceStore
+from flock._tracing.trace_store import SQLiteSpanExporter
 
 
 def load(db: Path) -> Trace:

@@ -14,8 +14,8 @@ from opentelemetry.trace import Status, StatusCode
 from trace_support import Recorder, record_run
 
 from flock import FlockError
-from flock._trace_query import TraceNotFound, TraceStore
-from flock._trace_store import SQLiteSpanExporter
+from flock._tracing.trace_query import TraceNotFound, TraceStore
+from flock._tracing.trace_store import SQLiteSpanExporter
 
 
 def test_schema_is_one_table_of_spans(recorded: tuple[Path, str]) -> None:

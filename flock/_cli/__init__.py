@@ -1,0 +1,2 @@
+"""The commands of the ``flock`` command line (``flock.cli`` dispatches to them).
+"""

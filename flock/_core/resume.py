@@ -1,0 +1,81 @@
+"""Picking up a board after a restart: what was in flight runs again, what was never scheduled is.
+
+A store's journal says which activations were pending or running when the process stopped and
+which (artifact, agent, subscription) pairs were consumed. :func:`restore` turns it into decisions
+for a fresh :class:`~flock.Flock`:
+
+1. every in-flight activation is checked against today's declarations: the agent and subscription
+   must still exist and every input must still be addressed to and visible to the agent. Work that
+   passes is queued again with its recorded inputs (same id, so outputs that were already stored are
+   not published twice); work that does not is recorded as failed, never run;
+2. every stored artifact is routed again, in publication order, skipping the pairs that were
+   consumed or are in flight. That schedules only work that was never recorded (an artifact stored
+   just before the crash) and refills incomplete gates, batches and joins.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from uuid import UUID
+
+from .._stores.store import ActivationRecord
+from .catalog import Catalog
+from .decisions import Decision, Fail
+from .routing import Router
+from .scheduler import Activation
+
+log = logging.getLogger("flock")
+
+
+async def restore(
+    store: object, catalog: Catalog, router: Router, queued: Iterable[UUID], upto: int | None
+) -> list[Decision]:
+    """Decisions that finish a previous process's work on ``store``.
+
+    ``queued``: ids of activations this process already queued; ``upto``: how many of the stored
+    artifacts predate this process's own publishing (``None``: all of them).
+    """
+    skip: set[tuple[UUID, str, int]] = set(await store.consumptions())  # type: ignore[attr-defined]
+    already = set(queued)
+    out: list[Decision] = []
+    for record in await store.in_flight():  # type: ignore[attr-defined]
+        if record.id in already or record.subscription < 0:
+            continue  # queued by this process before resume(); or a scheduled tick (restarts with the run)
+        skip.update((i, record.agent, record.subscription) for i in record.input_ids)
+        out += await _requeue(store, catalog, router, record)
+    stored = await store.list()  # type: ignore[attr-defined]
+    for artifact in stored if upto is None else stored[:upto]:
+        out += await router.route(artifact, skip=skip)
+    return out
+
+
+async def _requeue(
+    store: object, catalog: Catalog, router: Router, record: ActivationRecord
+) -> list[Decision]:
+    spec = catalog.specs.get(record.agent)
+    if spec is None:
+        log.warning(
+            "activation %s of agent %r was in flight, but no such agent is declared; declare it before "
+            "resume() to finish that work",
+            record.id,
+            record.agent,
+        )
+        return []
+    inputs = [await store.get(i) for i in record.input_ids]  # type: ignore[attr-defined]
+    found = tuple(a for a in inputs if a is not None)
+    if len(found) != len(inputs):
+        log.warning("in-flight activation %s of %r lost its inputs to retention", record.id, record.agent)
+        return []
+    sub = spec.subscriptions[record.subscription] if record.subscription < len(spec.subscriptions) else None
+    refused = [a for a in found if sub is None or not router.admits(spec, sub, a)]
+    if refused:
+        reason = (
+            f"journaled activation {record.id} of agent {record.agent!r} was not run again on resume(): "
+            f"under today's declarations the agent may not consume {', '.join(str(a.id) for a in refused)} "
+            "(its subscription, producer/tag filters or the artifacts' visibility changed)"
+        )
+        log.warning("%s", reason)
+        act = Activation(record.agent, record.subscription, found)
+        return [Fail(act, "subscription_error", reason)]
+    return await router.activate(record.agent, record.subscription, found)

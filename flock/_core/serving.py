@@ -1,0 +1,87 @@
+"""Keep a flock working while it is served: run until idle, sleep until something is published or a
+timer is due, run again. The HTTP server (:mod:`flock._server.server`) runs one of these beside itself.
+
+Standard library and anyio only: nothing here knows about HTTP.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from .artifact import Artifact
+from .components import OrchestratorComponent
+from .errors import FlockClosedError
+
+if TYPE_CHECKING:
+    from .flock import Flock
+
+log = logging.getLogger("flock")
+
+MAX_BACKOFF_S = 60.0
+
+
+class _Waker(OrchestratorComponent):
+    """Sets the runner's event whenever anything is published, wherever it comes from."""
+
+    name = "flock.serve"
+
+    def __init__(self, runner: Runner) -> None:
+        self._runner = runner
+
+    async def on_artifact_published(self, flock: Any, artifact: Artifact) -> None:
+        self._runner.wake()
+
+
+class Runner:
+    """Runs ``flock`` continuously: each publish wakes it, each wake runs it until idle.
+
+    A run that halts (a :class:`~flock.RunHalted` such as ``BudgetExceeded``, a failing store) is
+    logged and kept in :attr:`halted`; the runner tries again on the next publish, or after a delay
+    that doubles up to a minute, so a broken provider is not hammered. Each run's summary is taken
+    (the loop guard and the summary do not grow while the server lives).
+    """
+
+    def __init__(self, flock: Flock) -> None:
+        self.flock = flock
+        self.halted: BaseException | None = None
+        self.runs = 0
+        self.running = False
+        self._work = anyio.Event()
+        self._waker = _Waker(self)
+
+    def wake(self) -> None:
+        self._work.set()
+
+    async def run(self) -> None:
+        """Loop until the flock shuts down or the surrounding scope is cancelled."""
+        flock = self.flock
+        orch = flock._orchestrator
+        flock.add_component(self._waker)
+        self.running = True
+        backoff = 1.0
+        try:
+            while not orch.closed:
+                self._work = anyio.Event()
+                try:
+                    await flock.run_until_idle()
+                    self.halted = None
+                    backoff = 1.0
+                except FlockClosedError:
+                    return
+                except Exception as exc:  # a halted run: keep serving, retry later
+                    log.error("the served flock halted: %s: %s", type(exc).__name__, exc)
+                    self.halted = exc
+                self.runs += 1
+                deadline = orch.timers.next_deadline()
+                if self.halted is not None:
+                    deadline = min(deadline, flock._clock.monotonic() + backoff)
+                    backoff = min(backoff * 2, MAX_BACKOFF_S)
+                if not self._work.is_set():
+                    await flock._clock.wait(self._work, deadline, idle=True)
+        finally:
+            self.running = False
+            if self._waker in orch.components:
+                orch.components.remove(self._waker)

@@ -1,0 +1,61 @@
+"""Flock-wide model settings: what every engine of one Flock inherits and shares.
+
+A :class:`ModelSettings` belongs to one :class:`~flock.Flock` and reaches engines through
+``Context.settings``. It carries the Flock's model, the keyword arguments every ``DSPyEngine``
+that sets none inherits, the rate limits and budget, and ``shared``: per-Flock state that engines
+keep between calls (rate-limit buckets, circuit breakers, what a provider accepted). Nothing here
+is process-global: two flocks in one process never share it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .._engine.model_names import check_model_name
+from .._tracing.latency import LatencyStats
+
+
+def resolve_model(model: str | None) -> str:
+    """explicit > ``FLOCK_MODEL`` > ``DEFAULT_MODEL`` > ``"offline"``, checked (see
+    :func:`flock._engine.model_names.check_model_name`): a typo is a ``ConfigurationError`` with a
+    "did you mean"."""
+    if model:
+        return check_model_name(model, "Flock(model=...)")
+    for variable in ("FLOCK_MODEL", "DEFAULT_MODEL"):
+        value = os.environ.get(variable)
+        if value:
+            return check_model_name(value, variable)
+    return "offline"
+
+
+@dataclass
+class ModelSettings:
+    """What one Flock's engines inherit and share.
+
+    Attributes:
+        model: the Flock's resolved model name.
+        lm_kwargs: keyword arguments for ``dspy.LM`` inherited by every engine that sets none.
+        limits: the Flock's :class:`~flock.RateLimit` values.
+        budget: the Flock's :class:`~flock.Budget`, or ``None``.
+        shared: per-Flock state engines keep between calls.
+        usage: per-model usage since the last run summary was taken (model name → record); the
+            orchestrator moves it into ``RunSummary.usage`` when a run returns.
+        latency: per-model call durations since the last run summary (``RunSummary.latency``).
+        concurrency: the Flock's ``max_concurrency``; engines size their HTTP connection pools to it.
+    """
+
+    model: str
+    lm_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    limits: Sequence[Any] = ()
+    budget: Any = None
+    shared: dict[str, Any] = field(default_factory=dict)
+    usage: dict[str, Any] = field(default_factory=dict)
+    latency: LatencyStats = field(default_factory=LatencyStats)
+    concurrency: int = 0
+
+    def take_usage(self) -> dict[str, Any]:
+        usage, self.usage = self.usage, {}
+        return usage

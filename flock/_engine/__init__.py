@@ -1,0 +1,2 @@
+"""The DSPy engine: semantic signatures, adapters, contracts, the offline model, model calls.
+"""

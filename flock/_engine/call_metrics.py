@@ -1,0 +1,42 @@
+"""Where a finished model call is counted: the run summary's latency and OpenTelemetry metrics.
+
+The engine hands :func:`call_sink` to its model-call hook (:class:`flock._engine.engine_tracing.ModelCalls`);
+the hook reports every call's model, duration, tokens and failure to it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._tracing.metrics import record_operation
+from .engine_tracing import CallSink
+
+_KEY = "flock.call_sink"
+
+
+def call_sink(settings: Any) -> CallSink:
+    """The sink for calls made under ``settings`` (a Flock's ModelSettings, or ``None``): one per Flock."""
+    shared = getattr(settings, "shared", None)
+    sink = shared.get(_KEY) if shared is not None else None
+    if sink is None:
+        sink = _make(getattr(settings, "latency", None))
+        if shared is not None:
+            shared[_KEY] = sink
+    return sink
+
+
+def _make(latency: Any) -> CallSink:
+    def sink(
+        model: str, seconds: float, tokens: tuple[int, int] | None, exception: BaseException | None
+    ) -> None:
+        if latency is not None:
+            latency.record(model, seconds)
+        record_operation(
+            model,
+            seconds,
+            input_tokens=tokens[0] if tokens is not None else None,
+            output_tokens=tokens[1] if tokens is not None else None,
+            error_type=type(exception).__name__ if exception is not None else None,
+        )
+
+    return sink

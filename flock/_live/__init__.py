@@ -1,0 +1,2 @@
+"""Live runs: events, runtime variables, map over many inputs, the terminal view.
+"""

@@ -1,0 +1,242 @@
+"""Live events of a run: artifacts as they are published, activations as they start and end, and
+token deltas as engines stream them.
+
+::
+
+    async with flock.events() as events:          # or events(agents=["writer"], tenant="acme")
+        async for event in events:                # ArtifactEvent | ActivationEvent | TokenEvent | ...
+            ...
+
+Each subscriber has a bounded buffer. A subscriber that falls behind loses events (counted in
+``events.dropped`` and logged when it closes); it never slows the run. With no subscriber the hub
+costs one attribute check per artifact.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+import anyio
+
+from .._core.artifact import Artifact, utcnow
+from .._core.visibility import AgentIdentity
+
+log = logging.getLogger("flock")
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactEvent:
+    """An artifact was published on the board."""
+
+    artifact: Artifact
+    kind: Literal["artifact"] = "artifact"
+
+
+@dataclass(frozen=True, slots=True)
+class ActivationEvent:
+    """An activation ``started``, ``finished`` (committed) or ``failed`` (a WorkflowError was committed)."""
+
+    agent: str
+    activation_id: UUID
+    state: Literal["started", "finished", "failed"]
+    correlation_id: str = ""
+    kind: Literal["activation"] = "activation"
+
+
+@dataclass(frozen=True, slots=True)
+class TokenEvent:
+    """A piece of an output field, as the model streamed it. The deltas of one field, concatenated,
+    equal the published value."""
+
+    agent: str
+    activation_id: UUID
+    field: str
+    delta: str
+    kind: Literal["token"] = "token"
+
+
+@dataclass(frozen=True, slots=True)
+class VariableEvent:
+    """A runtime variable (``flock.variables``) changed."""
+
+    name: str
+    value: Any
+    kind: Literal["variable"] = "variable"
+
+
+Event = ArtifactEvent | ActivationEvent | TokenEvent | VariableEvent
+
+
+@dataclass
+class _Running:
+    agent: str
+    inputs: tuple[Artifact, ...]
+    tenant: str | None
+
+
+class EventStream:
+    """What ``flock.events()`` yields: iterate it with ``async for``.
+
+    Iteration ends when :meth:`close` is called, when the ``async with`` block ends or when the
+    flock shuts down. ``dropped`` counts events this subscriber lost because its buffer was full.
+    """
+
+    def __init__(self, agents: frozenset[str] | None, identity: AgentIdentity | None, buffer: int) -> None:
+        self.agents = agents
+        self.identity = identity
+        self.buffer = buffer
+        self.dropped = 0
+        self.delivered = 0
+        self._queue: deque[Event] = deque()
+        self._waiter: anyio.Event | None = None
+        self._closed = False
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self
+
+    async def __anext__(self) -> Event:
+        # A reader drains what arrived without a trip through the scheduler per event; it waits
+        # (and the run wakes it once) only when nothing is left.
+        while not self._queue:
+            if self._closed:
+                raise StopAsyncIteration
+            self._waiter = anyio.Event()
+            await self._waiter.wait()
+        return self._queue.popleft()
+
+    def close(self) -> None:
+        """End the iteration (events already buffered are still delivered first)."""
+        self._closed = True
+        self._wake()
+
+    def _offer(self, event: Event) -> None:
+        if self._closed:
+            return
+        if len(self._queue) >= self.buffer:
+            self.dropped += 1
+            return
+        self._queue.append(event)
+        self.delivered += 1
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            waiter.set()
+
+    def __repr__(self) -> str:
+        return f"EventStream(agents={self.agents!r}, delivered={self.delivered}, dropped={self.dropped})"
+
+
+class EventHub:
+    """The subscribers of one Flock and what they are allowed to see."""
+
+    def __init__(self, now: Callable[[], datetime] = utcnow) -> None:
+        self._subscribers: list[EventStream] = []
+        self._running: dict[UUID, _Running] = {}
+        self._now = now
+        self.active = False  # any subscriber: emission sites check this one attribute
+
+    @asynccontextmanager
+    async def subscribe(
+        self,
+        agents: Iterable[str] | None = None,
+        *,
+        identity: AgentIdentity | None = None,
+        buffer: int = 1000,
+    ) -> AsyncIterator[EventStream]:
+        names = frozenset([agents] if isinstance(agents, str) else agents) if agents is not None else None
+        stream = EventStream(names, identity, buffer)
+        self._subscribers.append(stream)
+        self.active = True
+        try:
+            yield stream
+        finally:
+            self._subscribers.remove(stream)
+            self.active = bool(self._subscribers)
+            if not self.active:
+                self._running.clear()
+            stream.close()
+            if stream.dropped:
+                log.warning(
+                    "an events subscriber fell behind and lost %d of %d events; read faster or pass "
+                    "flock.events(buffer=...) a larger buffer",
+                    stream.dropped,
+                    stream.dropped + stream.delivered,
+                )
+
+    def close_all(self) -> None:
+        for stream in list(self._subscribers):
+            stream.close()
+
+    # ------------------------------------------------------------------ emission
+    def artifact(self, artifact: Artifact) -> None:
+        event = ArtifactEvent(artifact)
+        for stream in self._subscribers:
+            if stream.agents is not None and artifact.produced_by not in stream.agents:
+                continue
+            who = stream.identity
+            if who is not None and not artifact.visibility.allows(
+                who, now=self._now(), published_at=artifact.created_at
+            ):
+                continue
+            stream._offer(event)
+
+    def started(
+        self,
+        agent: str,
+        activation_id: UUID,
+        inputs: tuple[Artifact, ...],
+        correlation_id: str,
+        tenant: str | None,
+    ) -> None:
+        if any(s.identity is not None for s in self._subscribers):  # only they need the inputs
+            self._running[activation_id] = _Running(agent, inputs, tenant)
+        self._activation(ActivationEvent(agent, activation_id, "started", correlation_id))
+
+    def ended(self, agent: str, activation_id: UUID, correlation_id: str, failed: bool) -> None:
+        self._activation(
+            ActivationEvent(agent, activation_id, "failed" if failed else "finished", correlation_id)
+        )
+        if self._running:
+            self._running.pop(activation_id, None)
+
+    def requeued(self, activation_id: UUID) -> None:
+        if self._running:
+            self._running.pop(activation_id, None)
+
+    def token(self, agent: str, activation_id: UUID, field_name: str, delta: str) -> None:
+        if delta:
+            self._activation(TokenEvent(agent, activation_id, field_name, delta))
+
+    def variable(self, name: str, value: Any) -> None:
+        event = VariableEvent(name, value)
+        for stream in self._subscribers:
+            stream._offer(event)
+
+    def _activation(self, event: ActivationEvent | TokenEvent) -> None:
+        running = self._running.get(event.activation_id)
+        for stream in self._subscribers:
+            if stream.agents is not None and event.agent not in stream.agents:
+                continue
+            if stream.identity is not None and not self._may_watch(stream.identity, running):
+                continue
+            stream._offer(event)
+
+    def _may_watch(self, who: AgentIdentity, running: _Running | None) -> bool:
+        """An identity sees an activation's events only if it may see every input (and, for a
+        tenant's subscriber, only activations of agents of its own tenant or none)."""
+        if running is None:
+            return False
+        if who.tenant_id is not None and running.tenant not in (None, who.tenant_id):
+            return False
+        now = self._now()
+        return all(a.visibility.allows(who, now=now, published_at=a.created_at) for a in running.inputs)

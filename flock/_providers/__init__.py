@@ -1,0 +1,3 @@
+"""Between the engine and a real provider: typed errors, deadlines, retries, rate limits, circuit
+breakers, fallbacks and budgets.
+"""

@@ -1,0 +1,2 @@
+"""Blackboard stores: the protocol, in memory, SQLite, PostgreSQL (and its shared work queue).
+"""

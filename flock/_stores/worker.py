@@ -1,0 +1,145 @@
+"""A Flock as a long-running worker on a shared board (``flock worker``; see docs/scaling-out.md).
+
+:func:`serve` picks up what earlier processes left (``resume``), then runs until idle, sleeps until
+new work is announced (``LISTEN`` on the board's channel, or a slow poll for lost notifications
+and expired leases of dead workers) and runs again, until asked to stop. Stopping is graceful:
+no new claims, running activations finish within ``grace`` seconds, and whatever is still running
+then is cancelled and its claim released at once, so another worker takes it over immediately.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+
+from .._core.errors import ConfigurationError, FlockClosedError, FlockError
+
+log = logging.getLogger("flock")
+
+
+@dataclass
+class WorkerStats:
+    activations: int = 0
+    runs: int = 0
+    released: int = 0
+    errors: int = 0
+
+
+def attach(flock: Any, store: Any, *, lease: float = 30.0) -> None:
+    """Put a Flock that has not published anything yet on ``store`` and its shared queue
+    (what ``flock worker --store`` does with the module's Flock)."""
+    orch = flock._orchestrator
+    if orch.board_mark is not None or getattr(flock.store, "durable", False):
+        raise ConfigurationError(
+            f"this Flock already works on {flock.store!r}; drop --store to use it, or declare the "
+            "Flock without a store= (in-memory) so that --store can choose one"
+        )
+    flock.store = orch.store = orch.lifecycle._store = orch.runtime._store = store
+    orch.router.loop_guard._lookup = store.get
+    orch.lifecycle.queue = store.shared_queue(lease=lease)
+    orch.lifecycle.journal = True
+
+
+def check_shareable(flock: Any) -> None:
+    """Refuse declarations whose routing keeps state in one process (joins, batches, AND/count
+    gates): across workers their parts would be collected by different processes."""
+    for spec in flock.agents:
+        for sub in spec.subscriptions:
+            kind = "join" if sub.join else "batch" if sub.batch else "gate" if sub.is_gate else None
+            if kind:
+                raise ConfigurationError(
+                    f"agent {spec.name!r} has a {kind} subscription: its parts are collected in one "
+                    "process's memory, so it cannot be shared by several workers yet. Run it in one "
+                    "process (no flock worker), or split it into single-input subscriptions"
+                )
+
+
+async def serve(
+    flock: Any, stop: anyio.Event, *, poll: float = 5.0, grace: float = 30.0, retry: float = 2.0
+) -> WorkerStats:
+    """Work on the board of ``flock`` (a :class:`PostgresStore` with its shared queue) until
+    ``stop`` is set; returns what it did."""
+    import psycopg
+
+    store, orch = flock.store, flock._orchestrator
+    queue = orch.lifecycle.queue
+    if not hasattr(queue, "release_all"):
+        raise ConfigurationError(
+            "flock worker needs a board that workers share: Flock(store=PostgresStore(dsn)) or --store"
+        )
+    check_shareable(flock)
+    stats = WorkerStats()
+    woken = anyio.Event()
+    finished = anyio.Event()
+
+    def wake() -> None:
+        nonlocal woken
+        queue.wake()
+        orch.notify()
+        woken.set()
+
+    async def listen() -> None:
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(store.dsn, autocommit=True) as conn:
+                    await conn.execute("LISTEN flock_work")
+                    wake()  # anything queued while we were not listening
+                    async for note in conn.notifies():
+                        if note.payload == store.schema:
+                            wake()
+            except psycopg.Error as exc:
+                log.warning("worker: lost the notification connection (%s); reconnecting", exc)
+                await anyio.sleep(retry)
+
+    async def poll_now_and_then() -> None:
+        while True:
+            await anyio.sleep(poll)
+            wake()
+
+    async def drain() -> None:
+        await stop.wait()
+        queue.draining = True
+        orch.notify()
+        woken.set()
+        with anyio.move_on_after(grace):
+            await finished.wait()  # the run in progress ended: everything running finished
+            return
+        log.warning("worker: activations still running after %ss; cancelling and releasing them", grace)
+        await flock.shutdown()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(listen)
+        tg.start_soon(poll_now_and_then)
+        tg.start_soon(drain)
+        first = True
+        while not stop.is_set():
+            woken = anyio.Event()
+            try:
+                summary = await (flock.resume() if first else flock.run_until_idle())
+                first = False
+                stats.runs += 1
+                stats.activations += summary.activations
+            except FlockClosedError:
+                break
+            except Exception as exc:  # the server is away (maybe restarting): try again shortly
+                stats.errors += 1
+                log.error("worker: the run stopped (%s: %s); retrying in %ss", type(exc).__name__, exc, retry)
+                await anyio.sleep(retry)
+                # Outputs committed just before the failure may not have been routed: resume()
+                # routes every artifact that is not consumed yet (queuing is idempotent).
+                flock._resumed, first = False, True
+                continue
+            if not stop.is_set():
+                await woken.wait()
+        finished.set()
+        tg.cancel_scope.cancel()
+    with anyio.CancelScope(shield=True):
+        try:
+            stats.released = await queue.release_all()
+        except FlockError as exc:
+            log.warning("worker: could not release claims (%s); their leases run out instead", exc)
+        queue.close()
+    return stats

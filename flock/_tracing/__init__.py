@@ -1,0 +1,2 @@
+"""Tracing: spans, their export, the trace store and its views.
+"""
