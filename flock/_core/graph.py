@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 from .spec import AgentSpec
 
 if TYPE_CHECKING:
-    from .flock import Flock
     from .outcomes import RunSummary
 
 log = logging.getLogger("flock")
@@ -50,7 +49,7 @@ class AgentGraph:
     agents: Mapping[str, AgentSpec]
 
     @classmethod
-    def of(cls, flock: Flock) -> AgentGraph:
+    def of(cls, flock: Any) -> AgentGraph:
         return cls({spec.name: spec for spec in flock.agents})
 
     # ------------------------------------------------------------------ what flows where
@@ -211,7 +210,7 @@ def _id(prefix: str, name: str) -> str:
     return f"{prefix}_{re.sub(r'[^0-9A-Za-z_]', '_', name)}"
 
 
-def warn_unreachable(flock: Flock, summary: RunSummary) -> None:
+def warn_unreachable(flock: Any, summary: RunSummary) -> None:
     """After a run: log once per agent that it cannot run from anything published so far."""
     if not flock.agents:
         return

@@ -7,16 +7,13 @@ Standard library and anyio only: nothing here knows about HTTP.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 
 from .artifact import Artifact
 from .components import OrchestratorComponent
 from .errors import FlockClosedError
-
-if TYPE_CHECKING:
-    from .flock import Flock
 
 log = logging.getLogger("flock")
 
@@ -44,7 +41,7 @@ class Runner:
     (the loop guard and the summary do not grow while the server lives).
     """
 
-    def __init__(self, flock: Flock) -> None:
+    def __init__(self, flock: Any) -> None:
         self.flock = flock
         self.halted: BaseException | None = None
         self.runs = 0

@@ -155,3 +155,7 @@ class ApiKeys:
                 tenant=value.get("tenant"), scopes=frozenset(scopes), name=value.get("name", "api")
             )
         return cls(keys)
+
+
+PRINCIPAL = "flock.principal"
+"""Key of the authenticated :class:`Principal` in a served request's ASGI scope."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 from fastapi import FastAPI
@@ -20,15 +20,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .._core.errors import ConfigurationError
 from .._core.serving import Runner
-from .auth import ApiKeys, Principal
-
-if TYPE_CHECKING:
-    from .._core.flock import Flock
+from .auth import PRINCIPAL, ApiKeys, Principal
 
 log = logging.getLogger("flock")
-
-PRINCIPAL = "flock.principal"
-"""Key of the authenticated :class:`Principal` in the ASGI scope."""
 
 
 class _Deny:
@@ -88,7 +82,7 @@ def resolve_auth(auth: ApiKeys | None) -> ApiKeys:
 
 
 def create_app(
-    flock: Flock, auth: ApiKeys | None = None, *, runner: Runner | None = None, traces: Any = None
+    flock: Any, auth: ApiKeys | None = None, *, runner: Runner | None = None, traces: Any = None
 ) -> FastAPI:
     """The ASGI application serving ``flock``. ``runner`` reports readiness; ``traces`` is the trace
     store file (default: the one :func:`flock.tracing.enable_tracing` writes, if tracing is on)."""
@@ -160,16 +154,9 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     return doc
 
 
-def tracing_store() -> Any:
-    """The trace store file of :func:`flock.tracing.enable_tracing`, or ``None`` when tracing is off."""
-    from .. import tracing
-
-    installed = tracing._installed
-    return installed.config.store if installed is not None and installed.config is not None else None
-
 
 async def serve(
-    flock: Flock,
+    flock: Any,
     host: str = "127.0.0.1",
     port: int = 8000,
     *,

@@ -19,8 +19,7 @@ from .._core.errors import DuplicateArtifactError
 from .._core.visibility import PUBLIC, AgentIdentity, TenantVisibility
 from .._live.events import ArtifactEvent, Event, VariableEvent
 from .._stores.store import FilterConfig
-from .auth import Principal
-from .server import PRINCIPAL, tracing_store
+from .auth import PRINCIPAL, Principal
 
 router = APIRouter()
 IDEMPOTENCY = UUID("6f1e5d0c-7a43-4c39-9a43-0f3b2f51e9a1")
@@ -342,3 +341,10 @@ async def ready(request: Request) -> Response:
     state = _readiness(request)
     status = "ready" if state["ready"] else "unavailable"
     return _json({"status": status, **state}, 200 if state["ready"] else 503)
+
+def tracing_store() -> Any:
+    """The trace store file of :func:`flock.tracing.enable_tracing`, or ``None`` when tracing is off."""
+    from .. import tracing
+
+    installed = tracing._installed
+    return installed.config.store if installed is not None and installed.config is not None else None
