@@ -9,7 +9,7 @@ import sys
 
 from metric_support import count, metric_points, total
 
-from flock import _metrics
+from flock._tracing import metrics as _metrics
 
 
 def test_operation_duration_and_token_usage_carry_genai_attributes(metric_reader) -> None:
@@ -79,7 +79,7 @@ def test_builtin_models_belong_to_provider_flock(metric_reader) -> None:
 
 PROBE = """
 import json, sys
-from flock import _metrics
+from flock._tracing import metrics as _metrics
 before = set(sys.modules)
 for _ in range(3):
     _metrics.record_operation("openai/x", 0.1, input_tokens=1, output_tokens=2)
