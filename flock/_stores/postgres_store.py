@@ -24,8 +24,8 @@ from .._core.artifact import Artifact, utcnow
 from .._core.errors import ConfigurationError, DuplicateArtifactError, FlockClosedError, FlockError
 from .._core.types import type_name
 from .postgres_schema import check_schema_name, migrate, typed
-from .sqlite_schema import ArtifactRow, from_micros, micros
-from .sqlite_store import _Decoded, _visibility
+from .sqlite_schema import ArtifactRow, micros
+from .sqlite_store import _Decoded, visible_page
 from .store import ActivationRecord, FilterConfig
 
 M = TypeVar("M", bound=BaseModel)
@@ -264,17 +264,16 @@ class PostgresStore:
         identity, now = filters.visible_to, utcnow()
         # SQL narrows the candidates; visibility is decided here, row by row, in publication
         # order, so the page and the total count only what ``identity`` may see.
-        total, seqs = 0, []
-        for seq, kind, vis, created_us in await self._rows(
-            f"SELECT seq, visibility_kind, visibility, created_us FROM artifacts{where} ORDER BY seq", params
-        ):
-            if kind != "public" and not _visibility(vis).allows(
-                identity, now=now, published_at=from_micros(created_us)
-            ):
-                continue
-            if offset <= total < offset + limit:
-                seqs.append(seq)
-            total += 1
+        seqs, total = visible_page(
+            await self._rows(
+                f"SELECT seq, visibility_kind, visibility, created_us FROM artifacts{where} ORDER BY seq",
+                params,
+            ),
+            identity,
+            now,
+            offset,
+            limit,
+        )
         if not seqs:
             return [], total
         rows = await self._rows(

@@ -50,6 +50,23 @@ def _visibility(text: str) -> Any:
     return _VISIBILITY.validate_json(text)
 
 
+def visible_page(
+    rows: Iterable[tuple[int, str, str, int]], identity: Any, now: datetime, offset: int, limit: int
+) -> tuple[builtins.list[int], int]:
+    """From ``(seq, visibility kind, visibility JSON, created µs)`` rows in publication order: the
+    seqs of the page ``identity`` may see and how many it may see in all (both SQL stores)."""
+    total, seqs = 0, []
+    for seq, kind, vis, created_us in rows:
+        if kind != "public" and not _visibility(vis).allows(
+            identity, now=now, published_at=from_micros(created_us)
+        ):
+            continue
+        if offset <= total < offset + limit:
+            seqs.append(seq)
+        total += 1
+    return seqs, total
+
+
 def _where(f: FilterConfig) -> tuple[str, builtins.list[Any]]:
     """The SQL part of a filter (everything except ``visible_to``)."""
     clauses: builtins.list[str] = []
@@ -354,21 +371,19 @@ class SQLiteStore:
             return self._decoded.artifacts(rows), total
         identity, now = filters.visible_to, utcnow()
 
-        def visible_page(c: sqlite3.Connection) -> tuple[builtins.list[Any], int]:
+        def visible_rows(c: sqlite3.Connection) -> tuple[builtins.list[Any], int]:
             # SQL narrows the candidates; visibility is decided here, row by row, in publication
             # order, so the page and the total count only what ``identity`` may see.
-            total, seqs = 0, []
-            for seq, kind, vis, created_us in c.execute(
-                f"SELECT seq, visibility_kind, visibility, created_us FROM artifacts{where} ORDER BY seq",
-                params,
-            ):
-                if kind != "public" and not _visibility(vis).allows(
-                    identity, now=now, published_at=from_micros(created_us)
-                ):
-                    continue
-                if offset <= total < offset + limit:
-                    seqs.append(seq)
-                total += 1
+            seqs, total = visible_page(
+                c.execute(
+                    f"SELECT seq, visibility_kind, visibility, created_us FROM artifacts{where} ORDER BY seq",
+                    params,
+                ),
+                identity,
+                now,
+                offset,
+                limit,
+            )
             if not seqs:
                 return [], total
             marks = ",".join("?" * len(seqs))
@@ -376,7 +391,7 @@ class SQLiteStore:
                 f"SELECT id, body FROM artifacts WHERE seq IN ({marks}) ORDER BY seq", seqs
             ).fetchall(), total
 
-        rows, total = await self._read(visible_page)
+        rows, total = await self._read(visible_rows)
         return self._decoded.artifacts(rows), total
 
     async def count(self, filters: FilterConfig | None = None) -> int:
