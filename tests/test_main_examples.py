@@ -68,3 +68,11 @@ def test_the_fallback_and_budget_example_shows_both(tmp_path: Path) -> None:
     assert "the run stopped: the model budget of this run is spent" in done.stdout
     assert "1 answer made within the budget, the rest stays queued" in done.stdout
     assert "after raising the budget: 4 answers, none lost" in done.stdout
+
+
+def test_the_streaming_example_shows_the_text_as_it_arrives(tmp_path: Path) -> None:
+    done = _run("14_streaming.py", tmp_path)
+    out = done.stdout
+    assert out.index("[writer started]") < out.index("Logline about") < out.index("[writer finished]")
+    assert "[published Review]" in out
+    assert "streamed logline equals the published one: True" in out

@@ -66,17 +66,20 @@ class Context:
     settings: Any = None
     activation_id: Any = None
     variables: Mapping[str, Any] = field(default_factory=dict)
-    on_token: Callable[[str, str], None] | None = None
+    on_token: Callable[..., None] | None = None
 
     @property
     def streaming(self) -> bool:
         """Whether anyone listens for token deltas (engines may skip streaming otherwise)."""
         return self.on_token is not None
 
-    def emit_token(self, field_name: str, delta: str) -> None:
-        """Report a streamed piece of output field ``field_name`` (a no-op when nobody listens)."""
+    def emit_token(self, field_name: str, delta: str, attempt: int = 0) -> None:
+        """Report a streamed piece of output field ``field_name`` (a no-op when nobody listens).
+
+        ``attempt`` counts re-asks: 0 for the first answer, 1 for the first re-ask, ...
+        """
         if self.on_token is not None:
-            self.on_token(field_name, delta)
+            self.on_token(field_name, delta, attempt)
 
 
 @dataclass

@@ -357,16 +357,10 @@ class DSPyEngine(EngineComponent):
             try:
                 span = reask_span(agent.name, reasks, attempts[-1]) if attempts else nullcontext()
                 with span, calls, dspy.context(**settings):
-                    if (
-                        ctx.streaming
-                        and not offline
-                        and kind in _streaming.STREAMED_PROGRAMS
-                        and feedback is None
-                    ):
+                    if ctx.streaming and kind in _streaming.STREAMED_PROGRAMS:
                         fields = [f.name for f in sig.outputs]
-                        prediction = await _streaming.call_streaming(
-                            program, call_values, fields, ctx.emit_token
-                        )
+                        emit = functools.partial(_streamed, ctx, reasks)
+                        prediction = await _streaming.call_streaming(program, call_values, fields, emit)
                     else:
                         prediction = await structured.acall(_programs.run, program, call_values)
                 outputs, errors, first = _collect(sig, output_group, prediction)
@@ -591,6 +585,10 @@ class _CallCounter(UsageTracker):
             "output_tokens": float(tokens_out),
             "model_calls": float(self.calls),
         }
+
+
+def _streamed(ctx: Context, attempt: int, field_name: str, delta: str) -> None:
+    ctx.emit_token(field_name, delta, attempt)
 
 
 def _input_models(agent: AgentSpec, ctx: Context, inputs: EvalInputs) -> list[BaseModel]:

@@ -33,6 +33,7 @@ from .offline_values import Faker, jsonable, list_words, stable_json, subject_of
 
 _CALL: ContextVar[tuple[Any, Any, dict[str, Any]] | None] = ContextVar("flock_offline_call", default=None)
 _TOOLS: ContextVar[tuple[Any, ...]] = ContextVar("flock_offline_tools", default=())
+_PIECE = 8  # characters per streamed piece of an offline answer
 
 
 class SignatureTap(BaseCallback):
@@ -136,9 +137,24 @@ class OfflineEngine:
         return self._response(call, result)
 
     def stream(self, request: Any) -> Any:
-        from dspy.lm15 import response_to_events
+        """The answer as stream events, its text in word-sized pieces (as a provider streams it)."""
+        from dspy.lm15 import StreamDeltaEvent, TextDelta, response_to_events
 
-        return response_to_events(self.complete(request))
+        for event in response_to_events(self.complete(request)):
+            delta = getattr(event, "delta", None)
+            if not isinstance(delta, TextDelta) or len(delta.text) <= _PIECE:
+                yield event
+                continue
+            text = delta.text
+            for start in range(0, len(text), _PIECE):
+                yield StreamDeltaEvent(
+                    TextDelta(
+                        text[start : start + _PIECE],
+                        delta.part_index,
+                        delta.logprobs if start == 0 else (),
+                        logprobs_complete=delta.logprobs_complete if start == 0 else True,
+                    )
+                )
 
     def close(self) -> None:
         return None

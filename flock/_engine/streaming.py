@@ -6,8 +6,9 @@ output field): the model is called with ``stream=True`` and the listener hands o
 each output field as it arrives. An output field holds a whole model as JSON, so
 :class:`FieldDeltas` reads that JSON incrementally and reports the decoded pieces of each
 top-level string value: ``ctx.emit_token("title", "A fil")``. Joined, the pieces of a field equal
-the published value. When nobody listens nothing streams: the ordinary call path runs. The
-offline model, other programs and re-asks do not stream.
+the published value. When nobody listens nothing streams: the ordinary call path runs. Other
+programs do not stream. A re-ask streams too, under the next ``attempt`` number; the offline model
+streams its answers in small pieces, as a provider would.
 
 Token field names are the model's field names (``title``); when one output group publishes several
 outputs they are prefixed with the signature field (``pitch.title``).

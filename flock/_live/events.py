@@ -53,13 +53,19 @@ class ActivationEvent:
 @dataclass(frozen=True, slots=True)
 class TokenEvent:
     """A piece of an output field, as the model streamed it. The deltas of one field, concatenated,
-    equal the published value."""
+    equal the published value.
+
+    ``attempt`` is 0 for the first answer and counts up on each re-ask (an answer that broke the
+    contract is asked again, and the new answer streams too): the deltas of the last attempt are
+    the published ones, so a reader that shows text starts over when ``attempt`` changes.
+    """
 
     agent: str
     activation_id: UUID
     field: str
     delta: str
     kind: Literal["token"] = "token"
+    attempt: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,9 +219,9 @@ class EventHub:
         if self._running:
             self._running.pop(activation_id, None)
 
-    def token(self, agent: str, activation_id: UUID, field_name: str, delta: str) -> None:
+    def token(self, agent: str, activation_id: UUID, field_name: str, delta: str, attempt: int = 0) -> None:
         if delta:
-            self._activation(TokenEvent(agent, activation_id, field_name, delta))
+            self._activation(TokenEvent(agent, activation_id, field_name, delta, attempt=attempt))
 
     def variable(self, name: str, value: Any) -> None:
         event = VariableEvent(name, value)

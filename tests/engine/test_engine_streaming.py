@@ -77,3 +77,40 @@ async def test_a_slow_reader_does_not_slow_the_stream(server: OpenAIServer) -> N
                 summary = await flock.run_until_idle()
             events.close()
     assert summary.ok and events.dropped > 0
+
+
+async def test_a_reask_streams_under_the_next_attempt(server: OpenAIServer) -> None:
+    server.sse_piece = 3
+    # The first answer breaks the contract (score 9 is outside 1..5); the re-ask answers well.
+    server.script(
+        {"idea": {"title": "Bees at night", "score": 9}}, {"idea": {"title": "Bees by day", "score": 4}}
+    )
+    flock = served(server)
+    with dspy.context(callbacks=[server.recorder]):
+        async with flock.events(agents="writer") as events:
+            await flock.publish(Task(text="bees"))
+            summary = await flock.run_until_idle()
+            events.close()
+            tokens = [e async for e in events if isinstance(e, TokenEvent)]
+    [idea] = [a for a in await flock.store.list() if a.type == "Idea"]
+    assert summary.ok and len(server.requests) == 2
+    assert all(r.get("stream") is True for r in server.requests)
+    by_attempt: dict[int, str] = {}
+    for t in tokens:
+        by_attempt[t.attempt] = by_attempt.get(t.attempt, "") + t.delta
+    assert by_attempt == {0: "Bees at night", 1: "Bees by day"}
+    assert idea.payload["title"] == by_attempt[1]
+
+
+async def test_the_offline_model_streams_in_pieces() -> None:
+    flock = Flock()  # the offline model
+    flock.agent("writer").consumes(Task).publishes(Idea)
+    async with flock.events(agents="writer") as events:
+        await flock.publish(Task(text="a film about lighthouses and the keepers who stay"))
+        summary = await flock.run_until_idle()
+        events.close()
+        tokens = [e async for e in events if isinstance(e, TokenEvent)]
+    [idea] = [a for a in await flock.store.list() if a.type == "Idea"]
+    assert summary.ok
+    assert len(tokens) > 1 and {t.field for t in tokens} == {"title"}
+    assert "".join(t.delta for t in tokens) == idea.payload["title"]
