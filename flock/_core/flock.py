@@ -140,6 +140,7 @@ class Flock:
         self._clock = clock or SystemClock()
         self._events = EventHub(self._clock.now)
         self._catalog = Catalog(Variables(on_change=self._events.variable))
+        self._catalog.variables.store = self.store
         self._catalog.types.register(WorkflowError)
         self._catalog.types.register(JoinExpired)
         self._components = list(components)
@@ -323,6 +324,8 @@ class Flock:
                 visibility=visibility or PUBLIC,
                 created_at=self._clock.now(),
             )
+        if self._catalog.variables.needs_sync:
+            await self._catalog.variables.sync()
         await self._orchestrator.publish(artifact)
         return artifact
 
@@ -347,6 +350,7 @@ class Flock:
         """
         if not self._resumed:
             self._resumed = True
+            await self._catalog.variables.sync()
             orch = self._orchestrator
             queued = [act.record.id for act in orch.lifecycle.queue]
             decisions = await restore(self.store, self._catalog, orch.router, queued, orch.board_mark)
@@ -397,6 +401,8 @@ class Flock:
         return await self._drive(condition, timeout)
 
     async def _drive(self, condition: Condition | None, timeout: float | None) -> bool:
+        if self._catalog.variables.needs_sync:
+            await self._catalog.variables.sync()
         if any(not spec.engines for spec in self._catalog.specs.values()) and not self._orchestrator.closed:
             # Build the default engine (and import DSPy) now, not inside the first activation,
             # so that one-off cost does not show up as that activation's time in traces.

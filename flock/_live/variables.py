@@ -34,11 +34,15 @@ class Var:
         name: the variable's name in ``flock.variables``.
         default: the value while the variable is unset; its type becomes the variable's type.
         type: the variable's type when the default does not say it (``default=None``).
+        durable: keep the variable's changes on the Flock's durable store, so a Flock that opens
+            the same store later starts from the last value set (see ``Variables.declare``).
     """
 
-    __slots__ = ("default", "name", "type")
+    __slots__ = ("default", "durable", "name", "type")
 
-    def __init__(self, name: str, default: Any = _MISSING, *, type: Any = None) -> None:
+    def __init__(
+        self, name: str, default: Any = _MISSING, *, type: Any = None, durable: bool = False
+    ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise ConfigurationError(f"Var needs a non-empty variable name, got {name!r}")
         if default is _MISSING and type is None:
@@ -48,6 +52,7 @@ class Var:
         self.name = name
         self.default = None if default is _MISSING else default
         self.type = type if type is not None else _type_of(self.default)
+        self.durable = durable
 
     def resolve(self, values: Mapping[str, Any]) -> Any:
         """The variable's current value in ``values``, else the default."""
@@ -78,13 +83,25 @@ class Variables:
     def __init__(self, on_change: Callable[[str, Any], None] | None = None) -> None:
         self._values: Mapping[str, Any] = MappingProxyType({})
         self._types: dict[str, Any] = {}
-        self._adapters: dict[str, TypeAdapter[Any]] = {}
+        self._adapters: dict[str, tuple[Any, TypeAdapter[Any]]] = {}
         self._bindings: list[Binding] = []
         self._on_change = on_change
+        self._durable: set[str] = set()
+        self._unsaved: dict[str, Any] = {}  # durable changes not yet on the store
+        self._saved: dict[str, Any] | None = None  # what the store held when first read
+        self._dirty = False  # something to save or to read: sync() has work
+        self.store: Any = None  # the Flock's store (set by the Flock)
 
     # ------------------------------------------------------------------ declaring
-    def declare(self, name: str, default: Any = _MISSING, *, type: Any = None) -> None:
-        """Fix the type of ``name`` (and set ``default`` if it has no value yet)."""
+    def declare(self, name: str, default: Any = _MISSING, *, type: Any = None, durable: bool = False) -> None:
+        """Fix the type of ``name`` (and set ``default`` if it has no value yet).
+
+        ``durable=True`` keeps the variable on the Flock's durable store (SQLite, PostgreSQL): each
+        change is saved there, and a Flock that opens the same store starts from the last value
+        set instead of the default. Changes are written at the next ``publish``, run or
+        ``resume`` (or now: ``await flock.variables.sync()``); saved values are read at the first
+        of those. On the in-memory store a durable variable is an ordinary one.
+        """
         tp = type if type is not None else _type_of(None if default is _MISSING else default)
         known = self._types.get(name)
         if known is not None and known is not Any and tp is not Any and known is not tp:
@@ -93,14 +110,19 @@ class Variables:
             )
         if known is None or known is Any:
             self._types[name] = tp
+        if durable and name not in self._durable:
+            self._durable.add(name)
+            self._dirty = True
+            if self._saved is not None and name in self._saved and name not in self._unsaved:
+                self._restore(name, self._saved[name])
         if default is not _MISSING and name not in self._values:
-            self.set(name, default)
+            self._assign(name, default, save=False)
 
     def bind(
         self, var: Var, *, parameter: str, owner: str, accepts: str, check: Callable[[Any], bool]
     ) -> None:
         """Record that ``owner``'s ``parameter`` reads ``var``; ``check`` validates new values."""
-        self.declare(var.name, type=var.type)
+        self.declare(var.name, type=var.type, durable=var.durable)
         binding = Binding(var.name, parameter, owner, accepts, check)
         if not check(var.default):
             raise ConfigurationError(
@@ -112,6 +134,9 @@ class Variables:
     # ------------------------------------------------------------------ reading and writing
     def set(self, name: str, value: Any) -> None:
         """Set ``name`` to ``value`` (validated now; read by activations that start after this)."""
+        self._assign(name, value, save=True)
+
+    def _assign(self, name: str, value: Any, *, save: bool) -> None:
         if not isinstance(name, str) or not name:
             raise ConfigurationError(f"variable names are non-empty strings, got {name!r}")
         tp = self._types.setdefault(name, _type_of(value))
@@ -125,8 +150,55 @@ class Variables:
         values = dict(self._values)
         values[name] = value
         self._values = MappingProxyType(values)
+        if save and name in self._durable:
+            self._unsaved[name] = value
+            self._dirty = True
         if self._on_change is not None:
             self._on_change(name, value)
+
+    # ------------------------------------------------------------------ durability
+    @property
+    def needs_sync(self) -> bool:
+        """Whether :meth:`sync` has work: unsaved durable changes, or saved values not read yet."""
+        return self._dirty
+
+    async def sync(self) -> None:
+        """Save the durable variables' unsaved changes to the store, and (the first time) read
+        the values saved by earlier processes. The Flock calls it before it publishes or runs."""
+        if not self._dirty:
+            return
+        self._dirty = False
+        store = self.store
+        if store is None or not getattr(store, "durable", True):
+            self._unsaved.clear()
+            return
+        from .saved_vars import saved_artifacts, saved_values
+
+        if self._saved is None:
+            self._saved = await saved_values(store)
+            for name in self._durable:
+                if name in self._saved and name not in self._unsaved:
+                    self._restore(name, self._saved[name])
+        if self._unsaved:
+            changes, self._unsaved = self._unsaved, {}
+            adapters = {n: self._adapter(n, self._types.get(n, Any)) for n in changes}
+            encoded = [(n, adapters[n].dump_python(v, mode="json")) for n, v in changes.items()]
+            for artifact in saved_artifacts(encoded):
+                await store.put(artifact)
+            self._saved.update(changes)
+
+    def _restore(self, name: str, raw: Any) -> None:
+        tp = self._types.get(name, Any)
+        try:
+            value = self._adapter(name, tp).validate_python(raw)
+            self._assign(name, value, save=False)
+        except (ValidationError, ConfigurationError) as exc:
+            why = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
+            raise ConfigurationError(
+                f"durable variable {name!r}: the value saved on the store ({raw!r}) is not accepted "
+                f"any more ({why}); set a new value with flock.variables.set({name!r}, ...) or "
+                "declare it without durable=True"
+            ) from exc
 
     def get(self, name: str, default: Any = None) -> Any:
         return self._values.get(name, default)
@@ -147,16 +219,19 @@ class Variables:
     def __repr__(self) -> str:
         return f"Variables({dict(self._values)!r})"
 
+    def _adapter(self, name: str, tp: Any) -> TypeAdapter[Any]:
+        known = self._adapters.get(name)
+        if known is None or known[0] is not tp:
+            known = self._adapters[name] = (tp, TypeAdapter(tp))
+        return known[1]
+
     def _checked(self, name: str, tp: Any, value: Any) -> Any:
         if tp is Any:
             return value
         if tp is float and isinstance(value, int) and not isinstance(value, bool):
             return float(value)
-        adapter = self._adapters.get(name)
-        if adapter is None:
-            adapter = self._adapters[name] = TypeAdapter(tp)
         try:
-            return adapter.validate_python(value, strict=True)
+            return self._adapter(name, tp).validate_python(value, strict=True)
         except ValidationError as exc:
             accepts = "; ".join(
                 f"{b.parameter}= of {b.owner} takes {b.accepts}" for b in self._bindings if b.variable == name
