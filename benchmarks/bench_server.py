@@ -6,9 +6,11 @@ and Server-Sent Events fan-out to many subscribers.
 
 The server is a separate process (``flock.serve`` on 127.0.0.1, in-memory board, one function
 agent that consumes every ticket, so each publish also runs an activation; ``--no-agent``: nothing
-consumes them, the HTTP and publish path alone); the clients are httpx
-in this process. Both share the machine: on a small one the client's own CPU is part of the
-numbers. Prints one JSON object:
+consumes them, the HTTP and publish path alone). The publishing clients are raw keep-alive
+connections in this process (``--client httpx`` uses httpx, which costs about 1 ms of CPU per
+request and on a small machine sets the pace itself); the SSE subscribers use httpx. Clients and
+server share the machine: on a small one the clients' CPU is part of the numbers. Prints one JSON
+object:
 
 - ``publish``: ``per_s`` (publishes per second over the whole run), ``p50_ms``/``p99_ms``/``max_ms``
   per request, ``errors`` (any answer other than 201, or a transport error);
@@ -21,6 +23,7 @@ numbers. Prints one JSON object:
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import socket
@@ -80,22 +83,69 @@ async def wait_up(client: httpx.AsyncClient) -> None:
     raise TimeoutError("the server did not start")
 
 
-async def publishes(client: httpx.AsyncClient, total: int, clients: int) -> dict[str, Any]:
+class RawClient:
+    """A minimal HTTP/1.1 keep-alive client on asyncio streams: a load generator, not a library.
+
+    httpx costs about a millisecond of CPU per request, so on a small machine it, not the server,
+    would set the pace; this client spends a few tens of microseconds per request.
+    """
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, path: str, body: dict[str, Any]) -> int:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        assert self.reader is not None
+        data = json.dumps(body).encode()
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {KEY}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+        )
+        self.writer.write(head.encode() + data)
+        status_line = await self.reader.readline()
+        length = 0
+        while True:
+            line = await self.reader.readline()
+            if line in (b"\r\n", b""):
+                break
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        await self.reader.readexactly(length)
+        return int(status_line.split()[1])
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            await self.writer.wait_closed()
+
+
+async def publishes(client: httpx.AsyncClient | int, total: int, clients: int) -> dict[str, Any]:
+    """``total`` publishes from ``clients`` concurrent connections: httpx, or raw ones to a port."""
     latencies: list[float] = []
     errors = 0
     counter = iter(range(total))
 
     async def worker() -> None:
         nonlocal errors
+        raw = RawClient(client) if isinstance(client, int) else None
         for i in counter:
             body = {"type": "Ticket", "payload": {"title": f"t{i}", "priority": 1 + i % 5}}
             t0 = time.perf_counter()
             try:
-                ok = (await client.post("/artifacts", json=body)).status_code == 201
-            except httpx.HTTPError:
+                if raw is not None:
+                    ok = await raw.post("/artifacts", body) == 201
+                else:
+                    ok = (await client.post("/artifacts", json=body)).status_code == 201  # type: ignore[union-attr]
+            except (httpx.HTTPError, OSError, asyncio.IncompleteReadError, ValueError):
                 ok = False
             latencies.append(time.perf_counter() - t0)
             errors += not ok
+        if raw is not None:
+            await raw.close()
 
     started = time.perf_counter()
     async with anyio.create_task_group() as tg:
@@ -174,8 +224,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         headers = {"Authorization": f"Bearer {KEY}"}
         async with httpx.AsyncClient(base_url=base, headers=headers, limits=limits, timeout=60) as client:
             await wait_up(client)
-            await publishes(client, min(200, args.publishes), args.clients)  # warm-up
-            publish = await publishes(client, args.publishes, args.clients)
+            target: httpx.AsyncClient | int = client if args.client == "httpx" else port
+            await publishes(target, min(200, args.publishes), args.clients)  # warm-up
+            publish = await publishes(target, args.publishes, args.clients)
+            publish["client"] = args.client
         fan = await fanout(base, args.subscribers, args.events)
     finally:
         server.terminate()
@@ -192,6 +244,12 @@ if __name__ == "__main__":
     parser.add_argument("--subscribers", type=int, default=100)
     parser.add_argument("--events", type=int, default=100, help="publishes during the fan-out run")
     parser.add_argument("--no-agent", action="store_true", help="no agent consumes the published tickets")
+    parser.add_argument(
+        "--client",
+        choices=("raw", "httpx"),
+        default="raw",
+        help="load generator for the publish run: raw keep-alive sockets (default) or httpx",
+    )
     parser.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.serve:
