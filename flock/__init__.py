@@ -44,6 +44,9 @@ from ._core.errors import (
     StoreError,
     StoreFullError,
     StoreLockedError,
+    TaskAnswerInvalid,
+    TaskClosed,
+    TaskNotFound,
     ToolTimeout,
     TypeConflictError,
     UnknownAgentError,
@@ -54,6 +57,7 @@ from ._core.errors import (
 from ._core.flock import Flock
 from ._core.function_engine import FunctionEngine
 from ._core.graph import AgentGraph
+from ._core.human import HumanTask, TaskInput
 from ._core.lineage import LineageContext
 from ._core.outcomes import JoinExpired, RunSummary, WorkflowError
 from ._core.spec import (
@@ -66,6 +70,7 @@ from ._core.spec import (
     Subscription,
     Tick,
 )
+from ._core.tasks import TaskInfo, Tasks
 from ._core.types import flock_type
 from ._core.visibility import (
     AfterVisibility,
@@ -150,6 +155,7 @@ __all__ = [
     "FlockClosedError",
     "FlockError",
     "FunctionEngine",
+    "HumanTask",
     "InMemoryStore",
     "InputInvalid",
     "JSONAdapter",
@@ -189,6 +195,12 @@ __all__ = [
     "StructuredOutputsRefused",
     "Subscription",
     "SystemClock",
+    "TaskAnswerInvalid",
+    "TaskClosed",
+    "TaskInfo",
+    "TaskInput",
+    "TaskNotFound",
+    "Tasks",
     "TenantVisibility",
     "Tick",
     "TokenEvent",

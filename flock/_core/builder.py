@@ -12,7 +12,17 @@ from pydantic import BaseModel
 from . import declaration as checks
 from .catalog import Catalog
 from .errors import ConfigurationError
-from .spec import AgentSpec, BatchSpec, JoinSpec, OutputDecl, OutputGroup, ScheduleSpec, Subscription
+from .human import check_human, default_payload
+from .spec import (
+    AgentSpec,
+    BatchSpec,
+    HumanSpec,
+    JoinSpec,
+    OutputDecl,
+    OutputGroup,
+    ScheduleSpec,
+    Subscription,
+)
 from .types import require_model
 from .visibility import _Base as _VisibilityBase
 
@@ -224,6 +234,48 @@ class AgentBuilder:
         )
         group = OutputGroup(index=len(self.spec.output_groups), outputs=decls, description=description)
         return self._update(output_groups=(*self.spec.output_groups, group))
+
+    def human(
+        self, prompt: str = "", *, timeout: timedelta | float | None = None, default: Any = None
+    ) -> AgentBuilder:
+        """A person answers for this agent: each activation opens a task instead of running an engine.
+
+        The task (a :class:`~flock.HumanTask` artifact) shows ``prompt``, the inputs and the JSON
+        schema of the answer; answer it with ``flock.tasks.answer(id, payload)``, ``POST /tasks/{id}``
+        or ``flock tasks answer``. The answer is validated against the declared output type and
+        published as this agent's output. ``timeout`` (seconds or a timedelta) sets a deadline: an
+        unanswered task then publishes ``default`` (an instance of the output type, a list of them
+        for several types or fan-out, or an answer payload), or, without one, a
+        :class:`~flock.WorkflowError` of kind ``"timeout"``. Declare ``publishes(...)`` first::
+
+            flock.agent("reviewer").consumes(Draft).publishes(Approval).human(
+                prompt="Approve this draft?", timeout=3600, default=Approval(ok=False)
+            )
+        """
+        if not isinstance(prompt, str):
+            raise ConfigurationError(f"agent {self._name!r}: human(prompt=...) takes a string")
+        seconds: float | None = None
+        if timeout is not None:
+            if isinstance(timeout, timedelta):
+                seconds = timeout.total_seconds()
+            elif isinstance(timeout, int | float) and not isinstance(timeout, bool):
+                seconds = float(timeout)
+            if seconds is None or not seconds > 0 or seconds == float("inf"):
+                raise ConfigurationError(
+                    f"agent {self._name!r}: human(timeout=...) takes positive seconds or a timedelta, "
+                    f"got {timeout!r}"
+                )
+        spec = self.spec
+        if len(spec.output_groups) != 1:
+            raise ConfigurationError(
+                f"agent {self._name!r}: declare exactly one publishes(...) before .human(...): a human "
+                f"agent answers one form (it has {len(spec.output_groups)} output groups)"
+            )
+        if default is not None:
+            default = default_payload(spec.output_groups[0], default)
+        human = HumanSpec(prompt=prompt or (spec.description or ""), timeout=seconds, default=default)
+        check_human(spec, human)
+        return self._update(human=human)
 
     def with_history(self, turns: int = 10) -> AgentBuilder:
         """Show the LLM engine this agent's earlier turns of the same workflow (correlation id).

@@ -66,7 +66,15 @@ class Emit:
     artifact: Artifact
 
 
-Decision = Activate | WakeLater | RecordFailure | Fail | Emit
+@dataclass(frozen=True, slots=True)
+class CloseTask:
+    """Close a human task with these artifacts (its deadline passed): the first one's id is the
+    task's answer id, so when an answer was stored first nothing is published."""
+
+    artifacts: tuple[Artifact, ...]
+
+
+Decision = Activate | WakeLater | RecordFailure | Fail | Emit | CloseTask
 
 
 # Wake tokens: what a timer asks the router to do when it fires.
@@ -93,6 +101,13 @@ class ExpireJoin:
     subscription: int
     key: Any
     number: int
+
+
+@dataclass(frozen=True, slots=True)
+class ExpireTask:
+    """A human task's deadline came: close it unless it was answered."""
+
+    task: Artifact
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from .errors import ConfigurationError
+from .human import check_human
 
 if typing.TYPE_CHECKING:
     from .spec import AgentSpec, Subscription
@@ -264,3 +265,5 @@ def check_function_engine(spec: AgentSpec) -> None:
 def check_spec(spec: AgentSpec) -> None:
     """Checks that need several builder calls together (run after every builder change)."""
     check_function_engine(spec)
+    if spec.human is not None:
+        check_human(spec, spec.human)

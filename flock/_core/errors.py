@@ -11,6 +11,9 @@
     ├── UnknownAgentError         invoke() of an agent that does not exist
     ├── DuplicateArtifactError    an artifact id that is already on the board
     ├── FlockClosedError          publish/run after shutdown()
+    ├── TaskNotFound              no open human task with that id (or not visible to the caller)
+    ├── TaskClosed                a human task already answered or expired
+    ├── TaskAnswerInvalid         an answer does not validate as the task's output type
     ├── OutputError               an engine's outputs break the agent's declaration
     │   ├── ContractViolation     wrong type or count, invalid fields
     │   └── ValidationFailed      a ``publishes(validate=...)`` check said no
@@ -72,6 +75,26 @@ class DuplicateArtifactError(FlockError):
 
 class FlockClosedError(FlockError, RuntimeError):
     """The Flock was shut down."""
+
+
+class TaskNotFound(FlockError, LookupError):
+    """No human task with this id, or one the caller may not see."""
+
+
+class TaskClosed(FlockError):
+    """A human task that was already answered, or whose deadline passed. Exactly one answer wins."""
+
+
+class TaskAnswerInvalid(FlockError, ValueError):
+    """An answer to a human task does not validate as its output type; the task stays open.
+
+    ``errors`` holds the validation errors as JSON-ready dicts (``loc``, ``msg``, ``type``), the
+    same shape the REST API returns with a 422.
+    """
+
+    def __init__(self, message: str, errors: Sequence[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.errors = list(errors)
 
 
 class OutputError(FlockError):

@@ -38,6 +38,7 @@ from .errors import (
     WorkflowFailed,
 )
 from .graph import AgentGraph, warn_unreachable
+from .human import HumanTask
 from .lifecycle import Lifecycle
 from .lineage import LineageContext
 from .loop_guard import LoopGuard
@@ -49,6 +50,7 @@ from .runtime import Runtime
 from .scheduler import Activation
 from .settings import ModelSettings, resolve_model
 from .spec import AgentSpec
+from .tasks import Tasks
 from .types import require_model
 from .visibility import PUBLIC, AgentIdentity, Visibility, _Base
 from .workqueue import InProcessQueue, WorkQueue
@@ -143,6 +145,7 @@ class Flock:
         self._catalog.variables.store = self.store
         self._catalog.types.register(WorkflowError)
         self._catalog.types.register(JoinExpired)
+        self._catalog.types.register(HumanTask)
         self._components = list(components)
         self._engine: Any = None
         spans = SpanIndex()
@@ -185,6 +188,8 @@ class Flock:
             events=self._events,
         )
         self._resumed = False
+        self.tasks = Tasks(self)
+        """Human tasks: ``list()``, ``get(id)``, ``answer(id, payload)`` (see :class:`Tasks`)."""
 
     @property
     def max_concurrency(self) -> int:
@@ -362,6 +367,8 @@ class Flock:
     ) -> RunSummary:
         """Run until no work is left: nothing queued or running and no ``AfterVisibility`` release due.
 
+        Human tasks never keep it going: it returns when only open tasks remain, counted in
+        ``summary.open_tasks``; an answer is routed when given and runs on the next run.
         Incomplete batches are flushed first (unless ``flush_partial_batches=False``). Passive
         deadlines (batch timeouts, join windows, schedules) do not keep the run going; artifacts
         still held by incomplete gates and joins are counted in ``summary.waiting``.
@@ -385,6 +392,8 @@ class Flock:
             if view is not None:
                 view.detach()
         summary = self._take_summary()
+        if any(spec.human for spec in self._catalog.specs.values()):
+            summary.open_tasks = await self.tasks.count()
         warn_unreachable(self, summary)  # logs once per agent that nothing published can wake
         if raise_on_error and summary.errors:
             raise WorkflowFailed(
@@ -403,7 +412,8 @@ class Flock:
     async def _drive(self, condition: Condition | None, timeout: float | None) -> bool:
         if self._catalog.variables.needs_sync:
             await self._catalog.variables.sync()
-        if any(not spec.engines for spec in self._catalog.specs.values()) and not self._orchestrator.closed:
+        specs = self._catalog.specs.values()
+        if any(not s.engines and not s.human for s in specs) and not self._orchestrator.closed:
             # Build the default engine (and import DSPy) now, not inside the first activation,
             # so that one-off cost does not show up as that activation's time in traces.
             self._default_engine()

@@ -28,6 +28,8 @@ _LAST = "flock.graph.last_check"  # (agents, number of seen types) at the last c
 def _uses_language_model(spec: AgentSpec) -> bool:
     """No engine means the default DSPy engine; otherwise look for a DSPy engine by class name
     (so this module never imports DSPy)."""
+    if spec.human is not None:
+        return False
     if not spec.engines:
         return True
     return any(any(c.__name__ == "DSPyEngine" for c in type(e).__mro__) for e in spec.engines)

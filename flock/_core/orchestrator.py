@@ -33,8 +33,8 @@ from .._live.events import EventHub
 from .._tracing.tracing import SpanIndex, publish_span
 from .artifact import EXTERNAL, Artifact
 from .catalog import Catalog
-from .decisions import Activate, Decision, Emit, Fail, RecordFailure, WakeLater
-from .errors import FlockClosedError, RunTimeout
+from .decisions import Activate, CloseTask, Decision, Emit, Fail, RecordFailure, WakeLater
+from .errors import DuplicateArtifactError, FlockClosedError, RunTimeout
 from .lifecycle import Lifecycle
 from .outcomes import JoinExpired, RunSummary, WorkflowError
 from .routing import Router
@@ -113,8 +113,24 @@ class Orchestrator:
             return False
         if self.board_mark is None:
             self.board_mark = await self.store.count()
-        await self.store.put(artifact)
+        try:
+            await self.store.put(artifact)
+        except DuplicateArtifactError:
+            if not once:
+                raise
+            return False  # stored meanwhile by another task or process: it was published once
         await self.announce(artifact)
+        return True
+
+    async def close_task(self, artifacts: Sequence[Artifact]) -> bool:
+        """Close a human task: publish its answer (or what its deadline publishes). The first
+        artifact carries the task's answer id, so exactly one closing wins, across processes too;
+        returns False when the task was already closed."""
+        first, *rest = artifacts
+        if not await self.publish(first, once=True):
+            return False
+        for artifact in rest:
+            await self.publish(artifact, once=True)
         return True
 
     async def announce(self, artifact: Artifact) -> None:
@@ -180,6 +196,8 @@ class Orchestrator:
                 await self._fail(decision)
             elif isinstance(decision, Emit):
                 await self.publish(decision.artifact, once=True)
+            elif isinstance(decision, CloseTask):
+                await self.close_task(decision.artifacts)
 
     async def _fail(self, decision: Fail) -> None:
         act = decision.activation

@@ -21,12 +21,13 @@ class WorkflowError(BaseModel):
     ``"contract"`` (outputs broke the declaration), ``"loop_guard"`` (iteration limit reached),
     ``"subscription_error"`` (a ``where`` predicate or a join key function raised, or journaled work
     that today's declarations no longer let the agent see), ``"invalid_input"`` (a stored input no
-    longer validates as its model).
+    longer validates as its model), ``"timeout"`` (a human task was not answered by its deadline
+    and declared no default).
     Agents may subscribe to it like any other type.
     """
 
     agent: str
-    kind: Literal["agent_error", "contract", "loop_guard", "subscription_error", "invalid_input"]
+    kind: Literal["agent_error", "contract", "loop_guard", "subscription_error", "invalid_input", "timeout"]
     error_type: str
     message: str
     input_ids: list[str] = []
@@ -56,6 +57,8 @@ class RunSummary:
     they are delivered when their partners arrive or their condition holds. ``usage`` holds the
     model usage of the run per model name, as the engines recorded it; ``latency`` the
     p50/p90/p99 duration of its model calls per model name (:class:`~flock.Latency`).
+    ``open_tasks`` counts the human tasks still waiting for an answer when the run returned (a run
+    never waits for people: see ``flock.tasks``).
     """
 
     activations: int = 0
@@ -70,6 +73,7 @@ class RunSummary:
     usage: dict[str, Any] = field(default_factory=dict)
     latency: dict[str, Latency] = field(default_factory=dict)
     wall_time_s: float = 0.0
+    open_tasks: int = 0
 
     @property
     def ok(self) -> bool:
@@ -100,6 +104,8 @@ class RunSummary:
             lines.append(f"  expired joins: {self.expired_joins}")
         if self.waiting:
             lines.append("  waiting:   " + ", ".join(f"{k}={v}" for k, v in sorted(self.waiting.items())))
+        if self.open_tasks:
+            lines.append(f"  open tasks: {self.open_tasks} (waiting for a human answer)")
         if self.deferred:
             lines.append(f"  deferred:  {self.deferred} (activation conditions not met yet)")
         for err in self.errors:

@@ -27,9 +27,11 @@ from .artifact import Artifact, payload_of
 from .catalog import Catalog
 from .decisions import (
     Activate,
+    CloseTask,
     Decision,
     Emit,
     ExpireJoin,
+    ExpireTask,
     Fail,
     FlushBatch,
     RecordFailure,
@@ -37,6 +39,8 @@ from .decisions import (
     ScheduleTick,
     WakeLater,
 )
+from .errors import FlockError
+from .human import HUMAN_TASK, timeout_artifacts
 from .loop_guard import LoopGuard
 from .outcomes import JoinExpired
 from .scheduler import Activation, Gates, JoinGroup, Joins, RoutingIndex
@@ -100,6 +104,8 @@ class Router:
         if self.deferred and only is None:  # held artifacts go first: they arrived before this one
             out += await self.recheck_deferred(artifact.correlation_id)
         now = self._now()
+        if artifact.type == HUMAN_TASK and only is None:
+            out += self._task_deadline(artifact, now)
         model: BaseModel | None = None
         for spec, sub in self._index.routes(artifact.type):
             if only is not None and only != (spec.name, sub.index):
@@ -279,9 +285,28 @@ class Router:
             out += await self._flush_batch(key, None)
         return out
 
+    @staticmethod
+    def _task_deadline(task: Artifact, now: datetime) -> list[Decision]:
+        """A human task with a deadline: wake then to close it (also re-armed when resume() routes
+        the stored tasks again). A passive timer: runs do not wait for people."""
+        deadline = task.payload.get("deadline")
+        if not deadline:
+            return []
+        due = datetime.fromisoformat(deadline)
+        return [WakeLater(max((due - now).total_seconds(), 0.0), ExpireTask(task))]
+
     # ------------------------------------------------------------------ timers and held artifacts
     async def wake(self, token: Any) -> list[Decision]:
         """Decisions when a :class:`WakeLater` comes due."""
+        if isinstance(token, ExpireTask):
+            agent = token.task.produced_by
+            spec = self._catalog.specs.get(agent)
+            try:
+                closing = timeout_artifacts(token.task, self._catalog.types, spec, self._now())
+            except FlockError as exc:  # its types are no longer declared: leave it open, say why
+                log.error("human task %s could not be closed at its deadline: %s", token.task.id, exc)
+                return []
+            return [CloseTask(tuple(closing))]
         if isinstance(token, Reroute):
             return await self.route(token.artifact, only=(token.agent, token.subscription))
         if isinstance(token, FlushBatch):

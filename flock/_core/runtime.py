@@ -32,6 +32,7 @@ from .components import Context, EvalInputs, EvalResult, as_eval_result
 from .context import ContextRequest, CorrelationContext, call_provider
 from .contract import check_group
 from .errors import InputInvalid, OutputError, RunHalted
+from .human import HUMAN_TASK, open_task
 from .outcomes import WorkflowError
 from .scheduler import Activation
 from .spec import AgentSpec, OutputDecl, OutputGroup
@@ -142,6 +143,9 @@ class Runtime:
         try:
             models = [self._catalog.model_of(a) for a in act.artifacts]
             inputs = EvalInputs(artifacts=list(act.artifacts), models=models)
+            if spec.human is not None:  # a person answers later: the outcome is the open task
+                outcome.outputs = [self._task(spec, act)]
+                return outcome
             if utilities or any(getattr(e, "needs_context", True) for e in spec.engines or (None,)):
                 ctx.artifacts = await self._context_for(spec, act)
             for u in utilities:
@@ -273,6 +277,23 @@ class Runtime:
             if spec.best_of is None or spec.best_of[0] == 1:
                 return await _chain(spec, ctx, inputs, group, engines)
             return await _best_of(spec, ctx, inputs, group, engines)
+
+    def _task(self, spec: AgentSpec, act: Activation) -> Artifact:
+        """The :class:`HumanTask` a human agent's activation opens (its id derived from the
+        activation's, so a re-run after a crash opens it once)."""
+        now = self._now()
+        shown = most_restrictive(a.visibility for a in act.artifacts)
+        return Artifact(
+            id=output_id(act.record.id, 0, 0),
+            type=HUMAN_TASK,
+            payload=payload_of(open_task(spec, act.artifacts, now)),
+            produced_by=spec.name,
+            correlation_id=act.correlation_id,
+            partition_key=act.artifacts[0].partition_key if act.artifacts else None,
+            visibility=within_tenant(shown, spec.tenant_id),
+            created_at=now,
+            consumed_from=tuple(a.id for a in act.artifacts),
+        )
 
     def _to_artifact(
         self,

@@ -214,6 +214,19 @@ class OutputGroup:
 
 
 @dataclass(frozen=True)
+class HumanSpec:
+    """A human answers for the agent (``AgentBuilder.human(...)``): each activation opens a task.
+
+    ``timeout`` is in seconds (``None``: no deadline); ``default`` is the answer payload published
+    when the deadline passes (``None``: a ``WorkflowError`` of kind ``"timeout"`` instead).
+    """
+
+    prompt: str
+    timeout: float | None = None
+    default: Any = None
+
+
+@dataclass(frozen=True)
 class AgentSpec:
     """Everything declared about one agent. Built by :class:`~flock.AgentBuilder`, never mutated."""
 
@@ -231,6 +244,7 @@ class AgentSpec:
     tenant_id: str | None = None
     best_of: tuple[int, Callable[[Any], float]] | None = None
     schedule: ScheduleSpec | None = None
+    human: HumanSpec | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     @cached_property

@@ -87,6 +87,7 @@ def create_app(
     """The ASGI application serving ``flock``. ``runner`` reports readiness; ``traces`` is the trace
     store file (default: the one :func:`flock.tracing.enable_tracing` writes, if tracing is on)."""
     from .server_routes import router
+    from .task_routes import router as task_router
 
     keys = resolve_auth(auth)
     app = FastAPI(
@@ -101,6 +102,7 @@ def create_app(
     app.state.traces = traces
     app.state.streams = set()  # open event streams
     app.include_router(router)
+    app.include_router(task_router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     app.add_middleware(_Deny, keys=keys)
     return app
