@@ -20,6 +20,9 @@ ENDPOINTS = [
     ("GET", "/traces"),
     ("GET", "/traces/abc"),
     ("GET", "/events"),
+    ("GET", "/tasks"),
+    ("GET", "/tasks/00000000-0000-0000-0000-000000000000"),
+    ("POST", "/tasks/00000000-0000-0000-0000-000000000000"),
     ("GET", "/no-such-path"),
     ("GET", "/docs"),
 ]
@@ -52,6 +55,8 @@ def test_missing_scope_is_403(serve):
         assert client.get("/artifacts").status_code == 403
         assert client.get("/agents").status_code == 403
         assert client.get("/events").status_code == 403
+        assert client.get("/tasks").status_code == 403
+        assert client.post("/tasks/x", json={"payload": {}}).status_code == 403
         assert client.get("/health").status_code == 200  # a valid key, no scope needed
 
 

@@ -43,5 +43,6 @@ def test_no_generated_request_makes_a_server_error(serve):
 
         check()
     assert "POST /artifacts" in tried and "GET /artifacts/{artifact_id}" in tried
-    assert len(tried) == 8
+    assert "POST /tasks/{task_id}" in tried
+    assert len(tried) == 11
     assert statuses[201] and statuses[422] and statuses[200]  # valid and invalid requests were sent

@@ -1,0 +1,128 @@
+"""Human tasks over REST against a real server on 127.0.0.1: list, show, answer (valid, invalid,
+twice), tenants, scopes; the answer is routed downstream by the served flock."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+from pydantic import BaseModel
+
+from flock import ApiKeys, Flock, Principal, flock_type
+
+
+@flock_type
+class Draft(BaseModel):
+    text: str
+
+
+@flock_type
+class Approval(BaseModel):
+    ok: bool
+    note: str = ""
+
+
+@flock_type
+class Shipped(BaseModel):
+    text: str
+    approved: bool
+
+
+AUTH = ApiKeys(
+    {
+        "key-a-reviewer": Principal(tenant="a", scopes={"publish", "read", "answer"}),
+        "key-a-answer-only": Principal(tenant="a", scopes={"answer"}),
+        "key-a-readonly": Principal(tenant="a", scopes={"read"}),
+        "key-a-publish-only": Principal(tenant="a", scopes={"publish"}),
+        "key-b-reviewer": Principal(tenant="b", scopes={"publish", "read", "answer"}),
+        "key-operator": Principal(scopes={"admin"}),
+    }
+)
+
+
+def make_flock() -> Flock:
+    flock = Flock()
+    for tenant in ("a", "b"):
+        flock.agent(f"reviewer-{tenant}").tenant(tenant).consumes(Draft).publishes(Approval).human(
+            prompt="Ship this draft?"
+        )
+        flock.agent(f"shipper-{tenant}").tenant(tenant).consumes(Approval).publishes(Shipped).calls(
+            lambda a: Shipped(text=a.note, approved=a.ok)
+        )
+    return flock
+
+
+def wait_for(client: httpx.Client, path: str, count: int, timeout: float = 20.0, **params: Any) -> list[Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        items: list[Any] = client.get(path, params=params).json()["items"]
+        if len(items) >= count:
+            return items
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path} had {len(items)} items after {timeout}s, wanted {count}")
+        time.sleep(0.05)
+
+
+def test_a_task_is_listed_answered_once_and_routed(serve):
+    served = serve(make_flock(), AUTH)
+    with served.client("key-a-reviewer") as a, served.client("key-b-reviewer") as b:
+        draft = a.post("/artifacts", json={"type": "Draft", "payload": {"text": "v1"}}).json()
+        [task] = wait_for(a, "/tasks", 1)
+        assert task["agent"] == "reviewer-a" and task["prompt"] == "Ship this draft?"
+        assert task["inputs"] == [{"id": draft["id"], "type": "Draft", "payload": {"text": "v1"}}]
+        assert task["output_type"] == "Approval" and task["output_schema"]["required"] == ["ok"]
+        assert task["correlation_id"] == draft["correlation_id"] and task["deadline"] is None
+        assert {"id", "created_at"} <= set(task)
+        assert a.get(f"/tasks/{task['id']}").json()["status"] == "open"
+
+        # another tenant neither sees nor answers it: 404, never 403
+        assert b.get("/tasks").json() == {"items": [], "total": 0}
+        assert b.get(f"/tasks/{task['id']}").status_code == 404
+        assert b.post(f"/tasks/{task['id']}", json={"payload": {"ok": True}}).status_code == 404
+
+        # an invalid answer: 422 with the errors, the task stays open
+        wrong = a.post(f"/tasks/{task['id']}", json={"payload": {"ok": "perhaps"}})
+        assert wrong.status_code == 422
+        assert wrong.json()["detail"][0]["loc"] == ["body", "payload", "ok"]
+        assert a.post(f"/tasks/{task['id']}", json={"answer": {"ok": True}}).status_code == 422
+        assert a.post(f"/tasks/{task['id']}", content=b"not json").status_code == 422
+        assert [t["id"] for t in a.get("/tasks").json()["items"]] == [task["id"]]
+
+        made = a.post(f"/tasks/{task['id']}", json={"payload": {"ok": True, "note": "go"}})
+        assert made.status_code == 201
+        approval = made.json()
+        assert approval["type"] == "Approval" and approval["produced_by"] == "reviewer-a"
+        assert approval["visibility"] == {"kind": "tenant", "tenant_id": "a"}
+        again = a.post(f"/tasks/{task['id']}", json={"payload": {"ok": False}})
+        assert again.status_code == 409
+
+        [done] = wait_for(a, "/artifacts", 1, type="Shipped")
+        assert done["payload"] == {"text": "go", "approved": True}
+        assert a.get("/tasks").json()["total"] == 0
+        assert a.get(f"/tasks/{task['id']}").json()["status"] == "answered"
+    with served.client("key-operator") as operator:
+        assert operator.get(f"/tasks/{task['id']}").status_code == 200  # an operator sees every tenant
+    assert served.flock.store.__len__() == 4  # draft, task, approval, shipped: the 409 published nothing
+
+
+def test_task_scopes(serve):
+    served = serve(make_flock(), AUTH)
+    with served.client("key-a-reviewer") as a:
+        a.post("/artifacts", json={"type": "Draft", "payload": {"text": "v1"}})
+        [task] = wait_for(a, "/tasks", 1)
+    path = f"/tasks/{task['id']}"
+    with served.client("key-a-publish-only") as publisher:
+        assert publisher.get("/tasks").status_code == 403
+        assert publisher.get(path).status_code == 403
+        assert publisher.post(path, json={"payload": {"ok": True}}).status_code == 403
+    with served.client("key-a-readonly") as reader:
+        assert reader.get("/tasks").json()["total"] == 1
+        assert reader.post(path, json={"payload": {"ok": True}}).status_code == 403
+    with served.client("key-a-answer-only") as answerer:
+        assert answerer.get("/tasks").json()["total"] == 1  # answering needs seeing
+        assert answerer.post(path, json={"payload": {"ok": False}}).status_code == 201
+    for absent in ("/tasks/00000000-0000-0000-0000-000000000000", "/tasks/nope"):
+        with served.client("key-operator") as operator:
+            assert operator.get(absent).status_code == 404
+            assert operator.post(absent, json={"payload": {"ok": True}}).status_code == 404
