@@ -27,6 +27,7 @@ COMMANDS: tuple[str, ...] = (
     "flock._cli.cli_prompts",
     "flock._cli.cli_serve",
     "flock._cli.cli_worker",
+    "flock._cli.cli_tasks",
 )
 """Modules that contribute subcommands, in the order ``flock --help`` lists them."""
 

@@ -127,7 +127,9 @@ async def test_a_deadline_without_default_records_a_timeout_error() -> None:
     assert (await flock.run_until_idle()).errors == []
     clock.advance(timedelta(minutes=2))
     summary = await flock.run_until_idle()
-    assert [(e.agent, e.kind, e.error_type) for e in summary.errors] == [("reviewer", "timeout", "TaskTimeout")]
+    assert [(e.agent, e.kind, e.error_type) for e in summary.errors] == [
+        ("reviewer", "timeout", "TaskTimeout")
+    ]
     assert summary.open_tasks == 0
     with pytest.raises(TaskClosed, match="expired"):
         await flock.tasks.answer(task.id, {"ok": True})
