@@ -76,3 +76,14 @@ def test_the_streaming_example_shows_the_text_as_it_arrives(tmp_path: Path) -> N
     assert out.index("[writer started]") < out.index("Logline about") < out.index("[writer finished]")
     assert "[published Review]" in out
     assert "streamed logline equals the published one: True" in out
+
+
+def test_the_human_approval_example_waits_for_the_manager_then_pays(tmp_path: Path) -> None:
+    done = _run("17_human_approval.py", tmp_path)
+    out = done.stdout
+    assert "process 1: 4 activations, 2 tasks open for the manager" in out
+    assert "a wrong answer is refused: approved: Input should be a valid boolean" in out
+    assert "answered the laptop; 1 task left open" in out
+    assert "three days later: 0 tasks open" in out
+    assert "manager: approved=False (no answer within two days)" in out
+    assert "payments: [('ada', 12.5), ('bob', 1800.0)]" in out

@@ -3,6 +3,9 @@ twice), tenants, scopes; the answer is routed downstream by the served flock."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -126,3 +129,55 @@ def test_task_scopes(serve):
         with served.client("key-operator") as operator:
             assert operator.get(absent).status_code == 404
             assert operator.post(absent, json={"payload": {"ok": True}}).status_code == 404
+
+
+def run_cli(*args: str, key: str | None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "FLOCK_API_KEY"}
+    if key is not None:
+        env["FLOCK_API_KEY"] = key
+    return subprocess.run(
+        [sys.executable, "-m", "flock", "tasks", *args],
+        env=env,
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_cli_answers_over_rest(serve):
+    served = serve(make_flock(), AUTH)
+    with served.client("key-a-reviewer") as a:
+        a.post("/artifacts", json={"type": "Draft", "payload": {"text": "v1"}})
+        [task] = wait_for(a, "/tasks", 1)
+    url = ("--url", served.url)
+    listed = run_cli("list", *url, key="key-a-reviewer")
+    assert listed.returncode == 0, listed.stderr
+    assert task["id"] in listed.stdout and "reviewer-a" in listed.stdout
+    assert run_cli("list", *url, key="key-b-reviewer").stdout.strip() == "no open tasks"
+    hidden = run_cli("show", task["id"], *url, key="key-b-reviewer")
+    assert hidden.returncode == 1 and "no task" in hidden.stderr
+    refused = run_cli("list", *url, key="wrong-key-123")
+    assert refused.returncode == 2 and "401" in refused.stderr
+    reader = run_cli("answer", task["id"], *url, "--json", '{"ok": true}', key="key-a-readonly")
+    assert reader.returncode == 2 and "403" in reader.stderr
+
+    wrong = run_cli("answer", task["id"], *url, "--json", '{"ok": "perhaps"}', key="key-a-reviewer")
+    assert wrong.returncode == 1 and "ok: Input should be a valid boolean" in wrong.stderr
+    done = run_cli(
+        "answer",
+        task["id"],
+        *url,
+        "--json",
+        '{"ok": true, "note": "cli"}',
+        "--key",
+        "key-a-reviewer",
+        key=None,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "published Approval" in done.stdout
+    again = run_cli("answer", task["id"], *url, "--json", '{"ok": true}', key="key-a-reviewer")
+    assert again.returncode == 1 and "answered already" in again.stderr
+    with served.client("key-a-reviewer") as a:
+        [done_art] = wait_for(a, "/artifacts", 1, type="Shipped")
+    assert done_art["payload"] == {"text": "cli", "approved": True}
