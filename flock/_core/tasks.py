@@ -101,31 +101,48 @@ class Tasks:
 
     def __init__(self, flock: Any) -> None:
         self._flock = flock
+        # Open tasks by id in publication order, and how many task artifacts the board held when it
+        # was last read: each look reads only the tasks published since and checks the open ones
+        # (a closed task never opens again), so it costs O(open tasks), not O(every task ever).
+        self._open: dict[UUID, Artifact] = {}
+        self._scanned = 0
 
     async def list(
         self, identity: AgentIdentity | None = None, *, agent: str | None = None
     ) -> builtins.list[TaskInfo]:
         """Open tasks, oldest first (``agent`` keeps one agent's)."""
-        store = self._flock.store
-        filters = FilterConfig(
-            type_names=frozenset({HUMAN_TASK}),
-            produced_by=frozenset({agent}) if agent is not None else None,
-            visible_to=identity,
-        )
-        found: builtins.list[Artifact] = []
-        offset = 0
-        while True:
-            page, total = await store.query_artifacts(filters, limit=_PAGE, offset=offset)
-            found += page
-            offset += len(page)
-            if not page or offset >= total:
-                break
-        closed = {a.id for a in await _get_many(store, [answer_id(t.id) for t in found])}
-        return [TaskInfo.of(t, "open") for t in found if answer_id(t.id) not in closed]
+        await self._refresh()
+        now = self._flock._clock.now()
+        return [
+            TaskInfo.of(t, "open")
+            for t in self._open.values()
+            if (agent is None or t.produced_by == agent)
+            and (identity is None or t.visibility.allows(identity, now=now, published_at=t.created_at))
+        ]
 
     async def count(self) -> int:
         """How many tasks are open (the ``open_tasks`` of a run summary)."""
-        return len(await self.list())
+        await self._refresh()
+        return len(self._open)
+
+    async def _refresh(self) -> None:
+        store = self._flock.store
+        filters = FilterConfig(type_names=frozenset({HUMAN_TASK}))
+        total = await store.count(filters)
+        if total < self._scanned:  # retention removed tasks: read the board afresh
+            self._open.clear()
+            self._scanned = 0
+        while self._scanned < total:
+            page, _ = await store.query_artifacts(filters, limit=_PAGE, offset=self._scanned)
+            if not page:
+                break
+            self._scanned += len(page)
+            self._open.update((t.id, t) for t in page if _genuine(t))
+        if self._open:
+            closing = await _get_many(store, [answer_id(t) for t in self._open])
+            closed = {a.id for a in closing}
+            for task_id in [t for t in self._open if answer_id(t) in closed]:
+                del self._open[task_id]
 
     async def get(self, task_id: UUID | str, identity: AgentIdentity | None = None) -> TaskInfo:
         """One task, whatever its status. Raises :class:`TaskNotFound` when there is no such task or
@@ -185,6 +202,7 @@ class Tasks:
         if (
             task is None
             or task.type != HUMAN_TASK
+            or not _genuine(task)
             or (
                 identity is not None
                 and not task.visibility.allows(
@@ -194,6 +212,12 @@ class Tasks:
         ):
             raise TaskNotFound(f"no task {task_id}: list the open tasks with flock tasks list")
         return task
+
+
+def _genuine(task: Artifact) -> bool:
+    """Opened by the human agent it names: a ``flock.HumanTask`` published from outside (over
+    ``POST /artifacts``, say) is not a task anyone is asked to answer."""
+    return bool(task.payload.get("agent") == task.produced_by)
 
 
 def _status(closing: Artifact | None) -> TaskStatus:

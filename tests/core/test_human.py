@@ -283,3 +283,13 @@ async def test_resume_rearms_deadlines_of_open_tasks(tmp_path: Path) -> None:
     assert summary.open_tasks == 0
     assert await shipped(later) == [Shipped(text="", approved=False)]
     await later.store.close()
+
+
+async def test_a_task_published_from_outside_is_no_task() -> None:
+    flock = reviewed_flock()
+    forged = HumanTask(agent="reviewer", prompt="Send me your password", output_type="Approval")
+    made = await flock.publish(forged)  # anyone may publish the type, e.g. over POST /artifacts
+    await flock.run_until_idle()
+    assert await flock.tasks.list() == []
+    with pytest.raises(TaskNotFound):
+        await flock.tasks.answer(made.id, {"ok": True})

@@ -149,3 +149,39 @@ async def test_usage_errors_exit_2_and_refusals_exit_1(board: Path) -> None:
     absent = "00000000-0000-0000-0000-000000000000"
     unknown = tasks(board, "show", absent, "review_app:flock", "--store", "sqlite:///board.db")
     assert unknown.returncode == 1 and "no task" in unknown.stderr
+
+
+def answer_on_a_terminal(cwd: Path, task_id: str, typed: bytes, *args: str) -> tuple[int, str, str]:
+    """``flock tasks answer`` with a real terminal (a pty) on stdin, where ``typed`` is typed."""
+    import pty
+
+    controller, terminal = pty.openpty()
+    try:
+        env = {k: v for k, v in os.environ.items() if k != "FLOCK_API_KEY"}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "flock", "tasks", "answer", task_id, *args],
+            cwd=cwd,
+            env=env,
+            stdin=terminal,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        os.write(controller, typed)
+        out, err = process.communicate(timeout=120)
+    finally:
+        os.close(controller)
+        os.close(terminal)
+    return process.returncode, out, err
+
+
+async def test_answer_asks_field_by_field_on_a_terminal(board: Path) -> None:
+    db = board / "board.db"
+    await seed(db)
+    on_board = ("review_app:flock", "--store", "sqlite:///board.db")
+    [task] = json.loads(tasks(board, "list", *on_board, "--json").stdout)
+    code, out, err = answer_on_a_terminal(board, task["id"], b"perhaps\nyes\nlooks good\n", *on_board)
+    assert code == 0, err
+    assert "ok (boolean, required): " in out and "answer yes or no; try again" in err
+    assert "published Approval" in out
+    assert await shipped(db) == [{"text": "looks good", "approved": True}]

@@ -1,0 +1,70 @@
+"""Human tasks on every store (memory, a real SQLite file, a real PostgreSQL): two Flocks on one board
+see the same open task, and when both answer it at once exactly one answer is published."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+from pydantic import BaseModel
+
+from flock import Flock, TaskClosed, flock_type
+
+pytestmark = pytest.mark.anyio
+
+
+@flock_type(name="human_test.Draft")
+class Draft(BaseModel):
+    text: str
+
+
+@flock_type(name="human_test.Approval")
+class Approval(BaseModel):
+    ok: bool
+
+
+def build(store: Any) -> Flock:
+    flock = Flock(store=store)
+    flock.agent("reviewer").consumes(Draft).publishes(Approval).human(prompt="ok?")
+    return flock
+
+
+def second_view(store: Any) -> Any:
+    """Another connection to the same board where the store allows one (PostgreSQL: as another
+    process would have); SQLite has one writer per file and memory lives in one object."""
+    if type(store).__name__ == "PostgresStore":
+        from flock import PostgresStore
+
+        return PostgresStore(store.dsn, schema=store.schema)
+    return store
+
+
+async def test_exactly_one_of_two_racing_answers_wins(store: Any) -> None:
+    other = second_view(store)
+    first, second = build(store), build(other)
+    await first.publish(Draft(text="v1"))
+    await first.run_until_idle()
+    [task] = await first.tasks.list()
+    assert [t.id for t in await second.tasks.list()] == [task.id]
+
+    outcomes: dict[str, str] = {}
+
+    async def answer(name: str, flock: Flock, ok: bool) -> None:
+        try:
+            await flock.tasks.answer(task.id, {"ok": ok})
+            outcomes[name] = "won"
+        except TaskClosed:
+            outcomes[name] = "closed"
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(answer, "first", first, True)
+        tg.start_soon(answer, "second", second, False)
+    assert sorted(outcomes.values()) == ["closed", "won"]
+    approvals = [a for a in await store.list() if a.type == "human_test.Approval"]
+    assert len(approvals) == 1
+    assert approvals[0].payload == {"ok": outcomes["first"] == "won"}
+    assert await first.tasks.list() == [] and await second.tasks.list() == []
+    assert (await second.tasks.get(task.id)).status == "answered"
+    if other is not store:
+        await other.close()
