@@ -73,7 +73,9 @@ def add_parser(subparsers: Any) -> None:
     answer = actions.add_parser("answer", help="answer a task")
     answer.add_argument("task_id", metavar="TASK_ID")
     common(answer)
-    answer.add_argument("--json", dest="payload", metavar="PAYLOAD", help="the answer, e.g. '{\"ok\": true}'")
+    answer.add_argument(
+        "--json", "--payload", dest="payload", metavar="PAYLOAD", help="the answer, e.g. '{\"ok\": true}'"
+    )
     answer.set_defaults(handler=run, action="answer")
     tasks.set_defaults(handler=lambda args: _help(tasks))
 
@@ -84,6 +86,8 @@ def _help(parser: argparse.ArgumentParser) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.action == "answer" and args.payload is None and (args.target or "").lstrip()[:1] in ("{", "["):
+        args.payload, args.target = args.target, None  # `flock tasks answer ID '{"ok": true}' --url ...`
     try:
         if bool(args.url) == bool(args.target):
             raise _Usage(

@@ -162,14 +162,13 @@ def test_the_cli_answers_over_rest(serve):
     reader = run_cli("answer", task["id"], *url, "--json", '{"ok": true}', key="key-a-readonly")
     assert reader.returncode == 2 and "403" in reader.stderr
 
-    wrong = run_cli("answer", task["id"], *url, "--json", '{"ok": "perhaps"}', key="key-a-reviewer")
+    wrong = run_cli("answer", task["id"], *url, "--payload", '{"ok": "perhaps"}', key="key-a-reviewer")
     assert wrong.returncode == 1 and "ok: Input should be a valid boolean" in wrong.stderr
-    done = run_cli(
+    done = run_cli(  # the payload may also come as the argument after the id
         "answer",
         task["id"],
-        *url,
-        "--json",
         '{"ok": true, "note": "cli"}',
+        *url,
         "--key",
         "key-a-reviewer",
         key=None,
@@ -181,3 +180,24 @@ def test_the_cli_answers_over_rest(serve):
     with served.client("key-a-reviewer") as a:
         [done_art] = wait_for(a, "/artifacts", 1, type="Shipped")
     assert done_art["payload"] == {"text": "cli", "approved": True}
+
+
+def test_a_served_flock_closes_tasks_at_their_deadline(serve):
+    flock = Flock()
+    flock.agent("reviewer").consumes(Draft).publishes(Approval).human(
+        prompt="quick!", timeout=0.5, default=Approval(ok=False, note="too late")
+    )
+    flock.agent("urgent").consumes(Draft).publishes(Approval).human(prompt="quicker!", timeout=0.2)
+    served = serve(flock, AUTH)
+    with served.client("key-operator") as operator:
+        operator.post("/artifacts", json={"type": "Draft", "payload": {"text": "v1"}})
+        [approval] = wait_for(operator, "/artifacts", 1, type="Approval")  # nobody answers: the default
+        assert approval["payload"] == {"ok": False, "note": "too late"} and "timeout" in approval["tags"]
+        [error] = wait_for(operator, "/artifacts", 1, type="flock.WorkflowError")
+        assert error["payload"]["kind"] == "timeout" and error["produced_by"] == "urgent"
+        assert operator.get("/tasks").json()["total"] == 0
+        tasks = operator.get("/artifacts", params={"type": "flock.HumanTask"}).json()["items"]
+        statuses = {operator.get(f"/tasks/{t['id']}").json()["status"] for t in tasks}
+        assert statuses == {"expired"}
+        late = operator.post(f"/tasks/{tasks[0]['id']}", json={"payload": {"ok": True}})
+        assert late.status_code == 409
