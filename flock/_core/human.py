@@ -20,6 +20,7 @@ list (``fan_out``)::
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Annotated, Any
@@ -31,7 +32,7 @@ from .artifact import Artifact, payload_of
 from .contract import check_group
 from .errors import ConfigurationError, OutputError, TaskAnswerInvalid
 from .outcomes import WorkflowError
-from .spec import AgentSpec, HumanSpec, OutputGroup
+from .spec import AgentSpec, HumanSpec, OutputDecl, OutputGroup
 from .types import flock_type, type_name
 from .visibility import Visibility, _Base, most_restrictive
 
@@ -150,8 +151,6 @@ def open_task(spec: AgentSpec, inputs: Sequence[Artifact], now: datetime) -> Hum
 
 def _group_of(task: HumanTask, types: Any) -> OutputGroup:
     """The output group a task's answer must fill, rebuilt from the task (declarations may be gone)."""
-    from .spec import OutputDecl
-
     decls = []
     for name, fan_out in task.outputs.items():
         model = types.resolve(name)
@@ -203,8 +202,6 @@ def parse_answer(task: HumanTask, payload: Any, types: Any, spec: AgentSpec | No
 
 
 def _error_list(exc: ValidationError) -> list[dict[str, Any]]:
-    import json
-
     try:
         text = exc.json(include_url=False)
     except ValueError:  # the input cannot be shown as JSON

@@ -13,6 +13,8 @@ from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
+import anyio
+
 from .._stores.store import FilterConfig
 from .artifact import Artifact
 from .errors import FlockClosedError, TaskClosed, TaskNotFound
@@ -106,6 +108,7 @@ class Tasks:
         # (a closed task never opens again), so it costs O(open tasks), not O(every task ever).
         self._open: dict[UUID, Artifact] = {}
         self._scanned = 0
+        self._reading: anyio.Lock | None = None  # one look at a time (REST requests run concurrently)
 
     async def list(
         self, identity: AgentIdentity | None = None, *, agent: str | None = None
@@ -126,6 +129,12 @@ class Tasks:
         return len(self._open)
 
     async def _refresh(self) -> None:
+        if self._reading is None:
+            self._reading = anyio.Lock()
+        async with self._reading:
+            await self._read_board()
+
+    async def _read_board(self) -> None:
         store = self._flock.store
         filters = FilterConfig(type_names=frozenset({HUMAN_TASK}))
         total = await store.count(filters)
