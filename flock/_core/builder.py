@@ -12,7 +12,6 @@ from pydantic import BaseModel
 from . import declaration as checks
 from .catalog import Catalog
 from .errors import ConfigurationError
-from .human import check_human, default_payload
 from .spec import (
     AgentSpec,
     BatchSpec,
@@ -246,7 +245,8 @@ class AgentBuilder:
         published as this agent's output. ``timeout`` (seconds or a timedelta) sets a deadline: an
         unanswered task then publishes ``default`` (an instance of the output type, a list of them
         for several types or fan-out, or an answer payload), or, without one, a
-        :class:`~flock.WorkflowError` of kind ``"timeout"``. Declare ``publishes(...)`` first::
+        :class:`~flock.WorkflowError` of kind ``"timeout"``. The agent takes one ``publishes(...)``
+        call and no engine::
 
             flock.agent("reviewer").consumes(Draft).publishes(Approval).human(
                 prompt="Approve this draft?", timeout=3600, default=Approval(ok=False)
@@ -265,17 +265,7 @@ class AgentBuilder:
                     f"agent {self._name!r}: human(timeout=...) takes positive seconds or a timedelta, "
                     f"got {timeout!r}"
                 )
-        spec = self.spec
-        if len(spec.output_groups) != 1:
-            raise ConfigurationError(
-                f"agent {self._name!r}: declare exactly one publishes(...) before .human(...): a human "
-                f"agent answers one form (it has {len(spec.output_groups)} output groups)"
-            )
-        if default is not None:
-            default = default_payload(spec.output_groups[0], default)
-        human = HumanSpec(prompt=prompt or (spec.description or ""), timeout=seconds, default=default)
-        check_human(spec, human)
-        return self._update(human=human)
+        return self._update(human=HumanSpec(prompt=prompt, timeout=seconds, default=default))
 
     def with_history(self, turns: int = 10) -> AgentBuilder:
         """Show the LLM engine this agent's earlier turns of the same workflow (correlation id).

@@ -177,6 +177,11 @@ class AgentGraph:
                     f"agent {name!r} runs a language model but publishes nothing, so its answers "
                     "are thrown away: add .publishes(SomeType)"
                 )
+            if spec.human is not None and not spec.output_groups:
+                found.append(
+                    f"agent {name!r} is a human agent that publishes nothing, so nobody could answer "
+                    "its tasks: add .publishes(SomeType)"
+                )
         if inputs is not None:
             given = set(_names(inputs))
             for t in self.inputs():

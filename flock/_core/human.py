@@ -77,20 +77,21 @@ def answer_id(task_id: UUID, position: int = 0) -> UUID:
 
 
 def check_human(spec: AgentSpec, human: HumanSpec) -> None:
-    """Declaration checks of ``.human(...)``: one output group, no engine, a valid default."""
-    if len(spec.output_groups) != 1:
+    """Declaration checks of ``.human(...)``, in whatever order the builder calls come: at most one
+    output group, no engine, a default that is a valid answer."""
+    if len(spec.output_groups) > 1:
         raise ConfigurationError(
-            f"agent {spec.name!r}: a human agent answers one form, so it needs exactly one publishes(...) "
-            f"call before .human(...) (it has {len(spec.output_groups)})"
+            f"agent {spec.name!r}: a human agent answers one form, so it takes one publishes(...) call "
+            f"(it has {len(spec.output_groups)})"
         )
     if spec.engines:
         raise ConfigurationError(
             f"agent {spec.name!r}: a human agent runs no engine; drop .calls()/.with_engines() or .human()"
         )
-    if human.default is not None:
-        model = answer_model(spec.output_groups[0])
+    if human.default is not None and spec.output_groups:
+        group = spec.output_groups[0]
         try:
-            model.model_validate(human.default)  # the payload form (see default_payload)
+            answer_model(group).model_validate(default_payload(group, human.default))
         except ValidationError as exc:
             raise ConfigurationError(
                 f"agent {spec.name!r}: human(default=...) is not a valid answer: {exc}"
@@ -135,17 +136,21 @@ def answer_model(group: OutputGroup) -> type[BaseModel]:
 def open_task(spec: AgentSpec, inputs: Sequence[Artifact], now: datetime) -> HumanTask:
     """The task a human agent's activation on ``inputs`` opens."""
     assert spec.human is not None
+    if not spec.output_groups:
+        raise ConfigurationError(
+            f"agent {spec.name!r} is a human agent that publishes nothing: add .publishes(SomeType)"
+        )
     group = spec.output_groups[0]
     human = spec.human
     return HumanTask(
         agent=spec.name,
-        prompt=human.prompt,
+        prompt=human.prompt or spec.description or "",
         inputs=[TaskInput(id=str(a.id), type=a.type, payload=a.payload) for a in inputs],
         output_type=group.outputs[0].type_name if len(group.outputs) == 1 else None,
         outputs={d.type_name: list(d.fan_out) if d.fan_out else None for d in group.outputs},
         output_schema=answer_model(group).model_json_schema(by_alias=True),
         deadline=now + timedelta(seconds=human.timeout) if human.timeout is not None else None,
-        default=human.default,
+        default=default_payload(group, human.default) if human.default is not None else None,
     )
 
 

@@ -217,8 +217,10 @@ class OutputGroup:
 class HumanSpec:
     """A human answers for the agent (``AgentBuilder.human(...)``): each activation opens a task.
 
-    ``timeout`` is in seconds (``None``: no deadline); ``default`` is the answer payload published
-    when the deadline passes (``None``: a ``WorkflowError`` of kind ``"timeout"`` instead).
+    ``prompt`` is shown with each task (empty: the agent's description); ``timeout`` is in seconds
+    (``None``: no deadline); ``default`` is the answer published when the deadline passes (a model
+    instance, a list of them, or an answer payload; ``None``: a ``WorkflowError`` of kind
+    ``"timeout"`` instead).
     """
 
     prompt: str

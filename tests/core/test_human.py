@@ -220,8 +220,8 @@ async def test_several_types_and_fan_out_answer_with_an_object_keyed_by_type() -
 
 async def test_declaration_mistakes_are_refused() -> None:
     flock = Flock()
-    with pytest.raises(ConfigurationError, match="publishes"):
-        flock.agent("a").consumes(Draft).human(prompt="?")
+    with pytest.raises(ConfigurationError, match="one publishes"):
+        flock.agent("a").consumes(Draft).human(prompt="?").publishes(Approval).publishes(Note)
     with pytest.raises(ConfigurationError, match="timeout"):
         flock.agent("b").consumes(Draft).publishes(Approval).human(prompt="?", timeout=0)
     with pytest.raises(ConfigurationError, match="default"):
@@ -293,3 +293,21 @@ async def test_a_task_published_from_outside_is_no_task() -> None:
     assert await flock.tasks.list() == []
     with pytest.raises(TaskNotFound):
         await flock.tasks.answer(made.id, {"ok": True})
+
+
+async def test_human_may_come_before_publishes_and_a_missing_one_is_reported() -> None:
+    flock = Flock()
+    flock.agent("reviewer").description("Check the draft").consumes(Draft).human(
+        timeout=60, default=Approval(ok=False)
+    ).publishes(Approval)
+    flock.agent("mute").consumes(Note).human(prompt="?")
+    assert any("'mute' is a human agent that publishes nothing" in p for p in flock.graph().problems())
+    with pytest.raises(ConfigurationError, match="default"):
+        Flock().agent("wrong").consumes(Draft).human(default=Note(text="x")).publishes(Approval)
+    await flock.publish(Draft(text="v1"))
+    await flock.publish(Note(text="n"))
+    summary = await flock.run_until_idle()
+    [task] = await flock.tasks.list()
+    assert task.prompt == "Check the draft"  # the description, when no prompt is given
+    assert task.artifact.as_model(HumanTask).default == {"ok": False, "note": ""}
+    assert [(e.agent, e.kind) for e in summary.errors] == [("mute", "agent_error")]

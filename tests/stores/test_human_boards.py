@@ -3,6 +3,10 @@ see the same open task, and when both answer it at once exactly one answer is pu
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -68,3 +72,59 @@ async def test_exactly_one_of_two_racing_answers_wins(store: Any) -> None:
     assert (await second.tasks.get(task.id)).status == "answered"
     if other is not store:
         await other.close()
+
+
+APP = """
+from pydantic import BaseModel
+from flock import Flock, flock_type
+
+
+@flock_type(name="human_test.Draft")
+class Draft(BaseModel):
+    text: str
+
+
+@flock_type(name="human_test.Approval")
+class Approval(BaseModel):
+    ok: bool
+
+
+flock = Flock()
+flock.agent("reviewer").consumes(Draft).publishes(Approval).human(prompt="ok?")
+"""
+
+
+def cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "flock", "tasks", *args],
+        cwd=cwd,
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+async def test_flock_tasks_answers_on_a_postgres_board(postgres_dsn: str, tmp_path: Path) -> None:
+    pytest.importorskip("psycopg", reason="psycopg is not installed: pip install 'flock[postgres]'")
+    from flock import PostgresStore
+
+    (tmp_path / "pg_review.py").write_text(APP)
+    seeding = build(PostgresStore(postgres_dsn))
+    await seeding.publish(Draft(text="v1"))
+    await seeding.run_until_idle()
+    [task] = await seeding.tasks.list()
+
+    on_board = ("pg_review:flock", "--store", postgres_dsn)
+    listed = cli(tmp_path, "list", *on_board, "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [t["id"] for t in json.loads(listed.stdout)] == [str(task.id)]
+    done = cli(tmp_path, "answer", str(task.id), *on_board, "--json", '{"ok": true}')
+    assert done.returncode == 0, done.stderr
+    assert await seeding.tasks.list() == []  # the other process's answer is on the shared board
+    again = cli(tmp_path, "answer", str(task.id), *on_board, "--json", '{"ok": false}')
+    assert again.returncode == 1 and "answered already" in again.stderr
+    approvals = [a for a in await seeding.store.list() if a.type == "human_test.Approval"]
+    assert [a.payload for a in approvals] == [{"ok": True}]
+    await seeding.shutdown()
+    await seeding.store.close()
