@@ -85,6 +85,7 @@ from ._core.visibility import (
 from ._engine.structured import StructuredOutputsRefused
 from ._live.events import ActivationEvent, ArtifactEvent, EventStream, TokenEvent, VariableEvent
 from ._live.variables import Var, Variables
+from ._mcp.servers import MCPError, MCPServer
 from ._providers.breaker import CircuitBreaker
 from ._providers.budget import Budget, ModelUsage
 from ._providers.ratelimit import RateLimit
@@ -165,6 +166,8 @@ __all__ = [
     "Latency",
     "LineageContext",
     "LoopGuardTripped",
+    "MCPError",
+    "MCPServer",
     "ManualClock",
     "ModelUsage",
     "NoContext",

@@ -28,6 +28,7 @@ COMMANDS: tuple[str, ...] = (
     "flock._cli.cli_serve",
     "flock._cli.cli_worker",
     "flock._cli.cli_tasks",
+    "flock._cli.cli_mcp",
 )
 """Modules that contribute subcommands, in the order ``flock --help`` lists them."""
 

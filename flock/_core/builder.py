@@ -323,6 +323,26 @@ class AgentBuilder:
             raise ConfigurationError(f"agent {self._name!r}: with_tools() takes a list of functions")
         return self._update(tools=(*self.spec.tools, *tools))
 
+    def with_mcp(self, server: Any, allow: str | Iterable[str] | None = None) -> AgentBuilder:
+        """Give the agent the tools of an MCP server (needs ``pip install 'flock[mcp]'``).
+
+        ``server`` is a command that speaks MCP on stdin/stdout (a string, split like a shell
+        would, or a list), an ``http(s)://`` URL of a streamable HTTP endpoint, or an
+        :class:`~flock.MCPServer` (for ``env=``, ``headers=``, ``timeout=``). ``allow`` names the
+        tools the agent gets (the others stay hidden); a name the server does not offer is a
+        :class:`ConfigurationError` when the tools are first listed. Call it again to add servers.
+
+        The Flock connects when an activation first needs the tools, shares one session per
+        server among its agents, and closes it in ``shutdown()``. See docs/mcp.md::
+
+            flock.agent("clerk").consumes(Question).publishes(Answer).with_mcp(
+                "python tools_server.py", allow=["lookup"]
+            )
+        """
+        from .._mcp.servers import MCPTools
+
+        return self._update(toolsets=(*self.spec.toolsets, MCPTools.of(server, allow, self._name)))
+
     def with_utilities(self, *components: Any) -> AgentBuilder:
         """Attach :class:`~flock.AgentComponent` hooks."""
         for c in components:

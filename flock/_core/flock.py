@@ -514,14 +514,15 @@ class Flock:
     # ----------------------------------------------------------------- lifecycle
     async def shutdown(self) -> None:
         """Stop timers, end a run in progress (its running activations go back to the queue, and
-        that ``run_until_idle`` raises :class:`FlockClosedError`), refuse further publishes and wait
-        until the store has every write on disk. Returns only when nothing runs any more. Safe to
-        call twice."""
+        that ``run_until_idle`` raises :class:`FlockClosedError`), refuse further publishes, wait
+        until the store has every write on disk, and close the MCP servers' sessions. Returns only when
+        nothing runs any more. Safe to call twice."""
         if self._orchestrator.closed:
             return
         await self._orchestrator.close()
         for comp in self._components:
             await comp.on_shutdown(self)
+        await self.settings.aclose()  # sessions engines hold open (MCP servers)
 
     async def __aenter__(self) -> Flock:
         return self

@@ -48,9 +48,32 @@ class Runner:
         self.running = False
         self._work = anyio.Event()
         self._waker = _Waker(self)
+        self._started = 0  # runs begun
+        self._finished = 0  # runs ended
+        self._ran = anyio.Event()  # set (and replaced) whenever a run ends
 
     def wake(self) -> None:
         self._work.set()
+
+    async def settled(self, timeout: float) -> bool:
+        """Wait until a run that began after this call has ended: what was published before the call
+        has then been processed (and what that published, and so on). ``False`` when ``timeout``
+        seconds pass first or the runner stops."""
+        target = self._started + 1
+        self.wake()
+        with anyio.move_on_after(timeout):
+            while self._finished < target:
+                ran = self._ran
+                if not self.running:
+                    return False
+                await ran.wait()
+            return True
+        return False
+
+    def _ended_run(self) -> None:
+        self._finished = self._started
+        ran, self._ran = self._ran, anyio.Event()
+        ran.set()
 
     async def run(self) -> None:
         """Loop until the flock shuts down or the surrounding scope is cancelled."""
@@ -62,6 +85,7 @@ class Runner:
         try:
             while not orch.closed:
                 self._work = anyio.Event()
+                self._started += 1
                 try:
                     await flock.run_until_idle()
                     self.halted = None
@@ -72,6 +96,7 @@ class Runner:
                     log.error("the served flock halted: %s: %s", type(exc).__name__, exc)
                     self.halted = exc
                 self.runs += 1
+                self._ended_run()
                 deadline = orch.timers.next_deadline()
                 if self.halted is not None:
                     deadline = min(deadline, flock._clock.monotonic() + backoff)
@@ -80,5 +105,6 @@ class Runner:
                     await flock._clock.wait(self._work, deadline, idle=True)
         finally:
             self.running = False
+            self._ran.set()  # nobody waits for a run that will not come
             if self._waker in orch.components:
                 orch.components.remove(self._waker)

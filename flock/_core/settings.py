@@ -56,6 +56,14 @@ class ModelSettings:
     latency: LatencyStats = field(default_factory=LatencyStats)
     concurrency: int = 0
 
+    async def aclose(self) -> None:
+        """Close what engines keep open in ``shared`` (values with an async ``aclose()``, such as the
+        Flock's MCP sessions). ``Flock.shutdown()`` calls it."""
+        for value in list(self.shared.values()):
+            close = getattr(value, "aclose", None)
+            if callable(close):
+                await close()
+
     def take_usage(self) -> dict[str, Any]:
         usage, self.usage = self.usage, {}
         return usage

@@ -239,6 +239,7 @@ class AgentSpec:
     engines: tuple[Any, ...] = ()
     utilities: tuple[Any, ...] = ()
     tools: tuple[Callable[..., Any], ...] = ()
+    toolsets: tuple[Any, ...] = ()  # tools listed at run time, e.g. an MCP server's (.with_mcp)
     context_provider: Any = None
     max_concurrency: int = 32  # see docs/concepts.md, Concurrency: measured with bench_concurrency.py
     prevent_self_trigger: bool = True

@@ -9,14 +9,12 @@ problems (``max_reasks`` times) before giving up with a :class:`~flock.ContractV
 from __future__ import annotations
 
 import functools
-import inspect
 import logging
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from typing import Any
 
-import anyio
 import dspy
 from dspy.utils.exceptions import AdapterParseError
 from dspy.utils.usage_tracker import UsageTracker
@@ -24,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from .._core.components import Context, EngineComponent, EvalInputs, EvalResult
 from .._core.contract import contract_errors
-from .._core.errors import ConfigurationError, ContractViolation, ToolTimeout
+from .._core.errors import ConfigurationError, ContractViolation
 from .._core.spec import AgentSpec, OutputGroup
 from .._core.types import type_name
 from .._live.variables import Var
@@ -38,7 +36,7 @@ from . import prompt_versions as _prompt_versions
 from . import streaming as _streaming
 from .adapters import own_adapter
 from .call_metrics import call_sink
-from .engine_tracing import ModelCalls, TracedModels, capture_content, reask_span, tool_span, tracing_on
+from .engine_tracing import ModelCalls, TracedModels, capture_content, reask_span, tracing_on
 from .engine_vars import CHECKS, Resolver, named_adapter, plain_copy, record_bound, take_vars
 from .lm_factory import make_lm, size_pool
 from .model_names import check_model_name
@@ -55,6 +53,7 @@ from .signature import (
     shape_from_subscription,
 )
 from .structured import StructuredCall, adapt, check_mode, form_memory, record_form
+from .tools import ToolDef, abortable, resolve_toolsets, tool_list
 
 logger = logging.getLogger("flock")
 
@@ -293,6 +292,9 @@ class DSPyEngine(EngineComponent):
         shapes = self._shapes(agent, ctx, models)
         sig = self.signature(agent, output_group, shapes, has_context=bool(ctx.artifacts))
         kind = self._program_kind(agent)
+        defs: tuple[ToolDef, ...] = ()
+        if kind == "react" and agent.toolsets:  # e.g. an MCP server's tools: listed (connected) now
+            defs = await resolve_toolsets(agent, flock_settings.shared if flock_settings else self._own_state)
         turns = _history.turns_of(agent)
         if turns:  # .with_history(): earlier turns of this workflow, read from the context
             sig = self._history_sigs.get(id(sig)) or self._history_sigs.setdefault(
@@ -351,12 +353,12 @@ class DSPyEngine(EngineComponent):
         feedback: str | None = None
         answered: tuple[str | None, list[str]] = (None, [])  # what the re-ask shows back
         while True:
-            program = self._program(agent, sig, kind, feedback is not None, output_group)
+            program = self._program(agent, sig, kind, feedback is not None, output_group, defs)
             call_values = values if feedback is None else {**values, FEEDBACK_FIELD: feedback}
             token = set_tools(tuple(getattr(program, "tools", {}).values())) if offline else None
             try:
                 span = reask_span(agent.name, reasks, attempts[-1]) if attempts else nullcontext()
-                with span, calls, dspy.context(**settings):
+                with span, calls, dspy.context(**settings), abortable():
                     if ctx.streaming and kind in _streaming.STREAMED_PROGRAMS:
                         fields = [f.name for f in sig.outputs]
                         emit = functools.partial(_streamed, ctx, reasks)
@@ -510,13 +512,19 @@ class DSPyEngine(EngineComponent):
 
     def _program_kind(self, agent: AgentSpec) -> str:
         if self.program == "auto":
-            return "react" if agent.tools else "predict"
+            return "react" if agent.tools or agent.toolsets else "predict"
         return self.program
 
     def _program(
-        self, agent: AgentSpec, sig: AgentSignature, kind: str, reask: bool, group: OutputGroup
+        self,
+        agent: AgentSpec,
+        sig: AgentSignature,
+        kind: str,
+        reask: bool,
+        group: OutputGroup,
+        defs: tuple[ToolDef, ...] = (),
     ) -> dspy.Module:
-        key = (id(sig), kind, reask, agent.tools if kind == "react" else ())
+        key = (id(sig), kind, reask, (agent.tools, defs) if kind == "react" else ())
         program = self._programs.get(key)
         if program is None:
             reward = None
@@ -525,7 +533,7 @@ class DSPyEngine(EngineComponent):
             program = _programs.build(
                 kind,
                 (sig.with_feedback() if reask else sig).to_dspy(),
-                tools=[_tool(t, self.tool_timeout) for t in agent.tools] if kind == "react" else [],
+                tools=tool_list(agent.tools, defs, self.tool_timeout) if kind == "react" else [],
                 max_iters=self.max_tool_calls,
                 registered=self.programs,
                 reward=reward,
@@ -696,33 +704,3 @@ def _parse_message(exc: AdapterParseError) -> str:
 
 def _name(lm: Any) -> str:
     return str(getattr(lm, "model", None) or type(lm).__name__)
-
-
-def _tool(func: Callable[..., Any], timeout: float | None = None) -> Any:
-    """A ``dspy.Tool`` for ``func``, traced and bounded by ``timeout``; sync functions run in a worker
-    thread (the loop stays free), abandoned when the call is cancelled (a tool that never returns
-    cannot hold up the run's deadline)."""
-    if isinstance(func, dspy.Tool):
-        return func
-    name = getattr(func, "__name__", "tool")
-    is_async = inspect.iscoroutinefunction(func)
-
-    async def call(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if is_async:
-            return await func(*args, **kwargs)
-        work = functools.partial(func, *args, **kwargs)
-        return await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
-
-    @functools.wraps(func)
-    async def run(*args: Any, **kwargs: Any) -> Any:
-        with tool_span(name, kwargs):
-            if timeout is None:
-                return await call(args, kwargs)
-            with anyio.move_on_after(timeout):
-                return await call(args, kwargs)
-            raise ToolTimeout(
-                f"tool {name!r} did not return within {timeout} s (DSPyEngine(tool_timeout=...)); "
-                "answer without it or try another tool"
-            )
-
-    return dspy.Tool(run, name=name, desc=inspect.getdoc(func))
