@@ -56,7 +56,9 @@ def run(args: argparse.Namespace) -> int:
     except _LoadError as exc:
         print(f"flock mcp: {exc}", file=sys.stderr)
         return 2
-    principal = LOCAL if args.tenant is None else Principal(tenant=args.tenant, scopes=frozenset({"publish", "read"}))
+    principal = LOCAL
+    if args.tenant is not None:
+        principal = Principal(tenant=args.tenant, scopes=frozenset({"publish", "read"}))
 
     async def main() -> None:
         try:

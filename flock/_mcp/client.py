@@ -336,10 +336,10 @@ def _start_error(server: MCPServer, exc: BaseException | None) -> MCPError:
                 "its error (its stderr goes to this process's stderr)"
             )
         return MCPError(f"MCP server {label!r} could not be started: {reason}; {hint}", server=label)
-    if isinstance(leaf, httpx2.HTTPStatusError) and leaf.response.status_code in (401, 403):
-        hint = "the server refused the credentials: check headers= (e.g. Authorization)"
-    else:
-        hint = "check that it is running and that the URL is its MCP endpoint (often ending in /mcp)"
+    hint = (
+        "check that it is running, that the URL is its MCP endpoint (often ending in /mcp) and that "
+        "headers= carry the credentials it wants"
+    )
     return MCPError(f"MCP server {label!r} could not be reached: {reason}; {hint}", server=label)
 
 

@@ -23,3 +23,5 @@ def triage(ticket: Ticket) -> Triaged:
 
 flock = Flock()
 flock.agent("triage").description("Marks urgent tickets.").consumes(Ticket).publishes(Triaged).calls(triage)
+# Tenant "a"'s own triage: a tenant's artifacts are seen by the tenant's agents only.
+flock.agent("triage_a").tenant("a").consumes(Ticket).publishes(Triaged).calls(triage)
