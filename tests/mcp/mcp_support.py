@@ -59,14 +59,14 @@ class ReactScript:
 
     def observations(self) -> list[str]:
         """The observations of the longest trajectory seen."""
-        return _observations(max(self.seen, key=len, default=""))
+        return observations_of(max(self.seen, key=len, default=""))
 
     def first_observations(self) -> set[str]:
         """The first observation of every trajectory that has one (one per activation)."""
-        return {found[0] for found in map(_observations, self.seen) if found}
+        return {found[0] for found in map(observations_of, self.seen) if found}
 
 
-def _observations(trajectory: str) -> list[str]:
+def observations_of(trajectory: str) -> list[str]:
     pattern = r"\[\[ ## observation_\d+ ## \]\]\n(.*?)(?=\n\n\[\[ ## |\Z)"
     return [m.strip() for m in re.findall(pattern, trajectory, re.S)]
 

@@ -1,11 +1,12 @@
 """A small real MCP server for the tests, written with the official SDK.
 
-    python mcp_tool_server.py                       # stdio
+    python mcp_tool_server.py                          # stdio
     python mcp_tool_server.py --http PORT [--token T]  # streamable HTTP on 127.0.0.1:PORT/mcp
 
 Tools: ``add``, ``weather`` (deterministic text), ``refuse`` (always a tool error), ``crash`` (the
-process exits mid-call), ``greeting`` (reads ``MCP_TEST_GREETING`` from its environment), ``pid``
-and ``nap`` (sleeps). With ``--token`` every HTTP request needs ``Authorization: Bearer T``.
+process exits mid-call), ``greeting`` (reads ``MCP_TEST_GREETING`` from its environment), ``pid``,
+``nap`` (sleeps) and ``overlap`` (counts calls in flight at once). With ``--token`` every HTTP
+request needs ``Authorization: Bearer T``.
 """
 
 from __future__ import annotations
@@ -61,6 +62,21 @@ async def nap(seconds: float) -> str:
     """Sleep, then answer."""
     await anyio.sleep(seconds)
     return f"slept {seconds}"
+
+
+_in_flight = [0, 0]  # now, most at once
+
+
+@app.tool()
+async def overlap(seconds: float) -> int:
+    """Sleep; answer how many calls of this tool were in flight at once, at most, so far."""
+    _in_flight[0] += 1
+    _in_flight[1] = max(_in_flight)
+    try:
+        await anyio.sleep(seconds)
+    finally:
+        _in_flight[0] -= 1
+    return _in_flight[1]
 
 
 def _guarded(inner, token: str):  # type: ignore[no-untyped-def]

@@ -8,7 +8,7 @@ from typing import Any
 
 import anyio
 import pytest
-from mcp_support import TOKEN, TOOL_SERVER, Answer, Pair, Question, ReactScript, Total, alive
+from mcp_support import TOKEN, TOOL_SERVER, Answer, Pair, Question, ReactScript, Total, alive, observations_of
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
@@ -178,6 +178,19 @@ async def test_one_session_per_server_is_shared_and_shutdown_ends_the_process() 
     assert alive(pid)
     await flock.shutdown()
     assert not alive(pid)
+
+
+async def test_concurrent_activations_send_their_calls_on_the_one_session_side_by_side() -> None:
+    script = ReactScript(("overlap", {"seconds": 1.0}), ("pid", {}))
+    async with Flock() as flock:
+        clerk(flock, script)
+        for city in ("a", "b", "c", "d"):
+            await flock.publish(Question(city=city))
+        summary = await flock.run_until_idle()
+    assert summary.errors == []
+    assert max(int(o) for o in script.first_observations()) >= 2  # calls overlapped in the server
+    pids = {found[1] for found in map(observations_of, script.seen) if len(found) > 1}
+    assert len(pids) == 1  # four activations, one server process
 
 
 def test_the_server_process_ends_with_the_event_loop_even_without_shutdown() -> None:
