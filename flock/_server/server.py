@@ -21,16 +21,21 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from .._core.errors import ConfigurationError
 from .._core.serving import Runner
 from .auth import PRINCIPAL, ApiKeys, Principal
+from .login import LOGIN_ROUTES, login_page, wants_html
+from .sessions import Sessions, forgery_safe, session_token
 
 log = logging.getLogger("flock")
 
 
 class _Deny:
-    """ASGI layer: every HTTP request needs a known bearer key, or it ends here with a 401."""
+    """ASGI layer: every HTTP request needs a known bearer key or a live session cookie (see
+    :mod:`flock._server.sessions`), or it ends here with a 401 — a small login page for a browser
+    asking for ``/``. ``POST /login`` and ``POST /logout`` pass through: they check keys themselves."""
 
-    def __init__(self, app: ASGIApp, keys: ApiKeys) -> None:
+    def __init__(self, app: ASGIApp, keys: ApiKeys, sessions: Sessions) -> None:
         self.app = app
         self.keys = keys
+        self.sessions = sessions
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # lifespan; websockets are not served
@@ -39,34 +44,55 @@ class _Deny:
                 return
             await self.app(scope, receive, send)
             return
+        headers = scope["headers"]
         key = None
-        for name, value in scope["headers"]:
+        for name, value in headers:
             if name == b"authorization":
                 scheme, _, token = value.decode("latin-1").partition(" ")
                 if scheme.lower() == "bearer":
                     key = token.strip()
                 break
         principal = self.keys.authenticate(key)
+        by_cookie = False
+        if principal is None and key is None:
+            principal = self.sessions.principal(session_token(headers))
+            by_cookie = principal is not None
+        method, path = scope["method"], scope["path"]
+        if (method, path) in LOGIN_ROUTES:
+            await self.app(scope, receive, send)
+            return
         if principal is None:
+            if method in ("GET", "HEAD") and path == "/" and wants_html(headers):
+                await _send(send, 401, login_page().encode(), b"text/html; charset=utf-8")
+                return
             reason = "a wrong API key" if key else "no API key"
             body = json.dumps(
                 {"detail": f"{reason}: send the header 'Authorization: Bearer <key>' with a known key"}
             ).encode()
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 401,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"www-authenticate", b'Bearer realm="flock"'),
-                        (b"content-length", str(len(body)).encode()),
-                    ],
-                }
+            await _send(
+                send, 401, body, b"application/json", [(b"www-authenticate", b'Bearer realm="flock"')]
             )
-            await send({"type": "http.response.body", "body": body})
+            return
+        if by_cookie and not forgery_safe(method, headers):
+            body = json.dumps(
+                {
+                    "detail": "a request authenticated by the session cookie that changes state must be "
+                    "JSON (Content-Type: application/json) or carry the X-Flock-Request header"
+                }
+            ).encode()
+            await _send(send, 403, body, b"application/json")
             return
         scope[PRINCIPAL] = principal
         await self.app(scope, receive, send)
+
+
+async def _send(
+    send: Send, status: int, body: bytes, content_type: bytes, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode()), *(extra or [])]
+    headers.append((b"cache-control", b"no-store"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def resolve_auth(auth: ApiKeys | None) -> ApiKeys:
@@ -86,6 +112,7 @@ def create_app(
 ) -> FastAPI:
     """The ASGI application serving ``flock``. ``runner`` reports readiness; ``traces`` is the trace
     store file (default: the one :func:`flock.tracing.enable_tracing` writes, if tracing is on)."""
+    from .dashboard import router as dashboard
     from .server_routes import router
     from .task_routes import router as task_router
 
@@ -101,10 +128,13 @@ def create_app(
     app.state.runner = runner
     app.state.traces = traces
     app.state.streams = set()  # open event streams
+    app.state.keys = keys
+    app.state.sessions = Sessions()
     app.include_router(router)
     app.include_router(task_router)
+    app.include_router(dashboard)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
-    app.add_middleware(_Deny, keys=keys)
+    app.add_middleware(_Deny, keys=keys, sessions=app.state.sessions)
     return app
 
 
@@ -154,7 +184,6 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     }
     app.state.openapi_cache = (names, doc)
     return doc
-
 
 
 async def serve(
