@@ -1,6 +1,7 @@
 """A self-contained HTML page for one trace: summary cards, the agent/artifact flow graph (SVG) and a
 waterfall timeline of every span. Inline CSS, SVG and a little JavaScript (details panel, collapsing);
-nothing is fetched from the network, and the page reads fine with scripts off."""
+nothing is fetched from the network, and the page reads fine with scripts off (the style sheet and
+script are in :mod:`flock._tracing.trace_assets`)."""
 
 from __future__ import annotations
 
@@ -9,129 +10,19 @@ from html import escape
 from typing import Any
 
 from .latency import percentiles
+from .trace_assets import CSS, JS
 from .trace_graph import NODE_H, NODE_W, FlowGraph, Node, build_graph, edge_path
 from .trace_query import SpanRecord, Trace
 from .trace_view import fmt_count, fmt_duration, fmt_time, span_details
 
 MAX_ROWS = 5000  # beyond this a browser struggles; the CLI tree has everything
 
-_CSS = """
-:root{--run:#64748b;--publish:#10b981;--activate:#3b82f6;--evaluate:#8b5cf6;--model:#f59e0b;
---tool:#ec4899;--reask:#f97316;--other:#94a3b8;--error:#dc2626;--line:#e2e8f0;--ink:#0f172a;
---mute:#64748b}
-*{box-sizing:border-box}body{margin:0;
-font:13px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;
-color:var(--ink);background:#f8fafc}header{padding:18px 24px 8px}h1{font-size:20px;margin:0 0 4px}
-h2{font-size:14px;margin:0 0 8px;text-transform:uppercase;letter-spacing:.05em;color:var(--mute)}
-.meta{color:var(--mute);font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px}
-.cards{display:flex;flex-wrap:wrap;gap:10px;margin-top:12px}.card{background:#fff;
-border:1px solid var(--line);
-border-radius:8px;padding:8px 14px;min-width:110px}.card b{display:block;font-size:18px}
-.card span{color:var(--mute)}
-.card.bad{border-color:var(--error)}.card.bad b{color:var(--error)}
-section{background:#fff;border:1px solid var(--line);border-radius:8px;margin:12px 24px;
-padding:14px 16px}
-#flow{overflow-x:auto}#flow svg{max-width:100%;height:auto}
-.node rect{stroke-width:1.5}.node.agent rect{fill:#eff6ff;
-stroke:var(--activate)}
-.node.type rect{fill:#ecfdf5;stroke:var(--publish)}.node.source rect{fill:#f1f5f9;stroke:var(--run);
-stroke-dasharray:4 3}.node.failed rect{stroke:var(--error);stroke-width:2.5}
-.node text{font-size:12px}
-.node .title{font-weight:600}.node .sub{fill:var(--mute);font-size:10.5px}
-.node.failed .sub{fill:var(--error)}
-.edge{fill:none;stroke:#94a3b8;stroke-width:1.5}.edge.back{stroke-dasharray:5 4}
-.elabel{font-size:11px;fill:var(--mute)}
-.legend{display:flex;gap:14px;flex-wrap:wrap;color:var(--mute);margin-bottom:8px}
-.legend i{display:inline-block;
-width:10px;height:10px;border-radius:2px;margin-right:4px;vertical-align:-1px}
-.wf{display:grid;grid-template-columns:minmax(260px,38%) 1fr;font-size:12px}.axis{position:relative;
-height:18px;
-border-bottom:1px solid var(--line);color:var(--mute)}.axis span{position:absolute;
-transform:translateX(-50%);
-white-space:nowrap}.axis span:first-child{transform:none}.row{display:contents;cursor:pointer}
-.row>div{padding:2px 0;border-bottom:1px solid #f1f5f9;min-height:22px}
-.row:hover>div{background:#f8fafc}
-.row.sel>div{background:#eef2ff}.label{white-space:nowrap;overflow:hidden;text-overflow:ellipsis;
-padding-left:calc(var(--d)*14px + 4px)!important}.tog{display:inline-block;width:12px;
-color:var(--mute)}
-.label .info{color:var(--mute);margin-left:6px}.row.err .name{color:var(--error);font-weight:600}
-.track{position:relative}.bar{position:absolute;top:5px;height:12px;min-width:2px;border-radius:2px}
-.dur{position:absolute;top:3px;font-size:11px;color:var(--mute);white-space:nowrap;padding-left:4px}
-.hidden{display:none!important}#details{font-family:ui-monospace,Menlo,Consolas,monospace;
-font-size:12px;
-white-space:pre-wrap;word-break:break-word}#details table{border-collapse:collapse}
-#details td{padding:1px 10px 1px 0;
-vertical-align:top}#details td:first-child{color:var(--mute)}
-"""
-
-_JS = """
-(function () {
-  var data = JSON.parse(document.getElementById("trace-data").textContent);
-  var rows = Array.prototype.slice.call(document.querySelectorAll(".wf .row"));
-  var panel = document.getElementById("details");
-  var entities = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"};
-  function esc(s) {
-    return String(s).replace(/[&<>"]/g, function (c) { return entities[c]; });
-  }
-  function table(obj) {
-    var keys = Object.keys(obj || {});
-    if (!keys.length) return "<i>none</i>";
-    return "<table>" + keys.map(function (k) {
-      var v = obj[k];
-      return "<tr><td>" + esc(k) + "</td><td>" + esc(typeof v === "string" ? v : JSON.stringify(v)) +
-        "</td></tr>";
-    }).join("") + "</table>";
-  }
-  function show(id) {
-    var s = data.spans[id];
-    if (!s) return;
-    rows.forEach(function (r) { r.classList.toggle("sel", r.dataset.id === id); });
-    var h = "<b>" + esc(s.name) + "</b>\\nspan " + esc(id) + " · " + esc(s.status) +
-      (s.message ? ": " + esc(s.message) : "") + " · " + esc(s.duration) +
-      "\\n\\n<b>attributes</b>" + table(s.attributes);
-    s.events.forEach(function (e) { h += "\\n<b>event " + esc(e.name) + "</b>" + table(e.attributes); });
-    if (s.links.length) {
-      h += "\\n<b>links</b>\\n" + s.links.map(function (l) { return esc(l.span_id); }).join(", ");
-    }
-    panel.innerHTML = h;
-  }
-  function toggle(row) {
-    var depth = +row.dataset.depth, closed = row.classList.toggle("closed");
-    row.querySelector(".tog").textContent = closed ? "▸" : "▾";
-    for (var i = rows.indexOf(row) + 1; i < rows.length && +rows[i].dataset.depth > depth; i++) {
-      rows[i].classList.toggle("hidden", closed);
-      rows[i].classList.remove("closed");
-      var t = rows[i].querySelector(".tog");
-      if (t.textContent) t.textContent = "▾";
-    }
-  }
-  rows.forEach(function (row) {
-    row.addEventListener("click", function (ev) {
-      if (ev.target.classList.contains("tog") && ev.target.textContent) toggle(row);
-      else show(row.dataset.id);
-    });
-  });
-  document.querySelectorAll("#flow .node").forEach(function (node) {
-    node.addEventListener("click", function () {
-      var agent = node.dataset.agent, first = null;
-      if (!agent) return;
-      rows.forEach(function (r) {
-        var hit = r.dataset.agent === agent;
-        r.classList.toggle("sel", hit);
-        if (hit && !first) first = r;
-      });
-      if (first) { first.scrollIntoView({block: "center"}); show(first.dataset.id); }
-    });
-  });
-  // file.html#span=<span id> opens with that span selected (a link to a span, e.g. in a bug report)
-  var wanted = /^#span=([0-9a-f]+)$/.exec(location.hash);
-  if (wanted && data.spans[wanted[1]]) {
-    show(wanted[1]);
-    rows.filter(function (r) { return r.dataset.id === wanted[1]; })[0].scrollIntoView({block: "center"});
-  }
-  document.documentElement.setAttribute("data-ready", "true");
-})();
-"""
+_FILTERS = (
+    '<div class="filters"><label>agent <select id="filter-agent"><option value="">all agents</option>'
+    '</select></label><label><input type="checkbox" id="filter-errors"> errors only</label>'
+    '<input type="search" id="filter-search" placeholder="search names, attributes, payloads"'
+    ' aria-label="search spans"><span id="match-count"></span></div>'
+)
 
 
 def render_html(trace: Trace) -> str:
@@ -143,7 +34,7 @@ def render_html(trace: Trace) -> str:
         [
             '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
             '<meta name="viewport" content="width=device-width,initial-scale=1">',
-            f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>",
+            f"<title>{escape(title)}</title><style>{CSS}</style></head><body>",
             _header(trace),
             _latency(trace),
             '<section id="flow"><h2>Agent and artifact flow</h2>',
@@ -151,12 +42,13 @@ def render_html(trace: Trace) -> str:
             "</section>",
             '<section id="timeline"><h2>Timeline</h2>',
             _legend(),
+            _FILTERS,
             _waterfall(trace, rows),
             "</section>",
             '<section id="span-details"><h2>Span details</h2>',
             '<div id="details">Click a span in the timeline.</div></section>',
             f'<script type="application/json" id="trace-data">{_data(trace, rows)}</script>',
-            f"<script>{_JS}</script></body></html>",
+            f"<script>{JS}</script></body></html>",
         ]
     )
 

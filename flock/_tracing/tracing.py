@@ -11,6 +11,7 @@ completed its subscription (other inputs are links), so a whole multi-agent run 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
@@ -148,16 +149,28 @@ class _CurrentSpan:
             span.end()
 
 
+MAX_PAYLOAD_CHARS = 32_000  # a span attribute, not a copy of the board: long payloads are cut
+
+
+def _capture_on() -> bool:
+    from ..tracing import capture_content_enabled  # the public switch; flock.tracing imports this module
+
+    return capture_content_enabled()
+
+
 def _publish_span(index: SpanIndex, artifact: Artifact) -> _CurrentSpan:
-    span = tracer().start_span(
-        f"flock.publish {artifact.type}",
-        attributes={
-            "flock.artifact.id": str(artifact.id),
-            "flock.artifact.type": artifact.type,
-            "flock.correlation_id": artifact.correlation_id,
-            "flock.produced_by": artifact.produced_by,
-        },
-    )
+    attributes: dict[str, Any] = {
+        "flock.artifact.id": str(artifact.id),
+        "flock.artifact.type": artifact.type,
+        "flock.correlation_id": artifact.correlation_id,
+        "flock.produced_by": artifact.produced_by,
+    }
+    if _capture_on():  # content capture (prompts, completions) also records what was published
+        payload = json.dumps(artifact.payload, default=str, ensure_ascii=False)
+        if len(payload) > MAX_PAYLOAD_CHARS:
+            payload = payload[:MAX_PAYLOAD_CHARS] + "…(cut)"
+        attributes["flock.artifact.payload"] = payload
+    span = tracer().start_span(f"flock.publish {artifact.type}", attributes=attributes)
     index.remember(artifact.id, span)
     return _CurrentSpan(span)
 

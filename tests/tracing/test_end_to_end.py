@@ -5,6 +5,7 @@ The run happens in a subprocess because enable_tracing() installs the process-wi
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -116,6 +117,8 @@ def test_the_run_is_one_trace_with_causal_tree(studio: Path) -> None:
     assert censor.is_error
     [producer] = [s for s in trace.spans if s.name == "flock.activate producer"]
     assert len(producer.links) == 1  # the AND gate's other input
+    # content capture is off: publish spans name the artifact, they do not copy its payload
+    assert not any("flock.artifact.payload" in s.attributes for s in trace.spans)
 
 
 def test_cli_and_browser_show_the_run(
@@ -187,3 +190,8 @@ def test_captured_prompts_reach_the_store_without_keys(tmp_path: Path) -> None:
     assert "the deploy key is [REDACTED] keep it safe" in chat.attributes["gen_ai.input.messages"]
     assert "gen_ai.output.messages" in chat.attributes
     assert chat.attributes["gen_ai.response.finish_reasons"] == ["stop"]
+    # with content capture on, a publish span carries the artifact's payload (scrubbed like the rest)
+    [note] = [s for s in trace.spans if s.name == "flock.publish Note"]
+    assert json.loads(note.attributes["flock.artifact.payload"]) == {
+        "text": "the deploy key is [REDACTED] keep it safe"
+    }

@@ -112,9 +112,9 @@ def test_a_span_link_opens_its_details(recorded: tuple[Path, str], tmp_path: Pat
     dom.feed(result.stdout)
     [details] = [e for e in dom.elements if e[1].get("id") == "details"]
     text = "".join(details[2])
-    assert text.startswith(f"flock.evaluate worker\nspan {failed.span_id} · ERROR")
+    assert text.startswith(f"flock.evaluate workerspan {failed.span_id} · ERROR")
     assert "flock.engine" in text and "DSPyEngine" in text  # the attribute table
-    assert "event exception" in text and "[REDACTED]" in text  # the exception event, scrubbed
+    assert "Event exception" in text and "[REDACTED]" in text  # the exception event, scrubbed
     [selected] = [e for e in dom.elements if "sel" in e[1].get("class", "").split()]
     assert selected[1]["data-id"] == failed.span_id
 
