@@ -188,20 +188,19 @@ class Page:
         return answer.get("result", {}).get("value")
 
     def wait_for(self, expression: str, timeout: float = 30.0) -> Any:
-        """Evaluate ``expression`` until it is truthy; its value (a bound, not a speed assertion)."""
+        """Evaluate ``expression`` until it is truthy; its value (a bound, not a speed assertion).
+        Errors while a page loads (no context yet, a script not yet defined) count as false."""
         deadline = time.monotonic() + timeout
+        last: BrowserError | None = None
         while True:
             try:
                 value = self.evaluate(expression)
-            except BrowserError as exc:  # a page mid-navigation has no context for a moment
-                if "threw" in str(exc):
-                    value = None
-                else:
-                    raise
+            except BrowserError as exc:
+                value, last = None, exc
             if value:
                 return value
             if time.monotonic() > deadline:
-                raise BrowserError(f"still false after {timeout}s: {expression}")
+                raise BrowserError(f"still false after {timeout}s: {expression} (last error: {last})")
             time.sleep(0.1)
 
     def screenshot(self, path: Path) -> None:

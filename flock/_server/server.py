@@ -8,6 +8,7 @@ its tenant. The routes live in :mod:`flock._server.server_routes`.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 from typing import Any
@@ -117,7 +118,13 @@ def create_app(
     from .task_routes import router as task_router
 
     keys = resolve_auth(auth)
+    extra: dict[str, Any] = {}
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters:
+        # recent FastAPI versions trace every request on the global provider: with enable_tracing() each
+        # health probe and dashboard fetch would become a "run" in Flock's trace store
+        extra["telemetry"] = {"tracing": False}
     app = FastAPI(
+        **extra,
         title="Flock",
         summary="A typed blackboard of agents: publish artifacts, query the board, follow events.",
         version="1",

@@ -131,7 +131,8 @@
       });
       tallest = Math.max(tallest, layer.length);
     });
-    var width = 32 + g.layers.length * (W + GAPX) - GAPX, height = 60 + tallest * (H + GAPY);
+    var back = g.edges.some(function (e) { return e.back; }) ? 34 : 0;
+    var width = 32 + g.layers.length * (W + GAPX) - GAPX, height = 12 + tallest * (H + GAPY) + back;
     var root = svg("svg", {width: width, height: height, viewBox: "0 0 " + width + " " + height,
       role: "img", "aria-label": "agent and artifact flow"});
     var defs = svg("defs");
@@ -340,6 +341,7 @@
       refreshCounts();
       drawRuns();
       scheduleTasks();
+      if (event.state !== "started") scheduleTraces();
     }
   }
   function follow() {
@@ -353,6 +355,11 @@
   }
 
   // ------------------------------------------------------------------ traces
+  var tracesTimer = null;
+  function scheduleTraces() {  // spans reach the store in batches: look a little after a run ends
+    if (tracesTimer || !can("admin")) return;
+    tracesTimer = setTimeout(function () { tracesTimer = null; loadTraces(); }, 2000);
+  }
   function loadTraces() {
     var box = $("traces");
     if (!can("admin")) { note(box, "Traces span every tenant: they need a key with the admin scope."); return; }
@@ -389,6 +396,7 @@
     $("type-filter").addEventListener("change", function () { chooseType(this.value); });
     $("run-filter").addEventListener("click", function () { chooseRun(""); });
     $("older").addEventListener("click", loadOlder);
+    $("traces-refresh").addEventListener("click", loadTraces);
     api("/me").then(function (res) {
       state.me = res.body;
       var me = state.me || {};

@@ -1,0 +1,80 @@
+"""examples/18_dashboard.py serves a traced help desk; its dashboard shows the board and the traces
+in real headless Chromium, and Ctrl-C stops it cleanly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cdp import CHROMIUM, Browser
+from server_support import free_port, wait_until_up
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "18_dashboard.py"
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="Debian's `chromium` is not installed (apt-get install -y chromium)"
+)
+def test_the_dashboard_example_serves_a_board_to_watch(tmp_path: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PYTEST"))}
+    server = subprocess.Popen(
+        [sys.executable, str(EXAMPLE), "--port", str(port), "--seed", "3"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(url, "ops-demo-key", timeout=60)
+        with Browser(tmp_path) as browser:
+            page = browser.page()
+            page.navigate(f"{url}/")
+            page.evaluate("document.getElementById('key').value = 'ops-demo-key'")
+            page.evaluate("document.getElementById('login').submit()")
+            page.wait_for("document.documentElement.dataset.ready === 'true'")
+            nodes = page.evaluate(
+                "Array.from(document.querySelectorAll('#graph .node')).map(n => n.dataset.key)"
+            )
+            assert set(nodes) == {"type:Ticket", "agent:triage", "type:Triaged", "agent:writer", "type:Reply"}
+            # the three seeded tickets went through triage and the writer: three runs of three artifacts
+            page.evaluate(
+                "document.querySelector('#graph [data-key=\"type:Reply\"]').dispatchEvent(new Event('click'))"
+            )
+            page.wait_for(
+                "document.querySelectorAll('#artifacts .artifact[data-type=\"Reply\"]').length === 3"
+            )
+            runs = page.evaluate(
+                "Array.from(document.querySelectorAll('#runs tr.run td:nth-child(3)'))"
+                ".map(t => t.textContent)"
+            )
+            assert runs == ["3", "3", "3"]
+            # the operator sees the traced runs (spans reach the store in batches: refresh until they do)
+            page.wait_for(
+                "!!document.querySelector('#traces a')"
+                " || (document.getElementById('traces-refresh').click(), false)",
+                timeout=60,
+            )
+            page.evaluate("document.querySelector('#traces a').click()")
+            page.wait_for(
+                "(() => { var f = document.getElementById('trace-frame'); return f.contentDocument"
+                " && f.contentDocument.documentElement.dataset.ready === 'true'"
+                " && f.contentDocument.querySelector('.wf .row .name').textContent; })()"
+            )
+            names = page.evaluate(
+                "Array.from(document.getElementById('trace-frame').contentDocument"
+                ".querySelectorAll('.wf .row .name')).map(e => e.textContent)"
+            )
+            assert names[0] == "flock.publish Ticket" and "flock.activate writer" in names
+            assert not any(name.startswith(("GET ", "POST ")) for name in names)  # no HTTP request spans
+    finally:
+        server.send_signal(signal.SIGINT)
+        out, err = server.communicate(timeout=60)
+    assert server.returncode == 0, err
+    assert out.startswith(f"dashboard: {url}/  (keys: acme-demo-key, ops-demo-key)")
