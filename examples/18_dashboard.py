@@ -10,7 +10,8 @@ also sees the traces. Publish a ticket from another terminal and watch it flow t
       -H 'Content-Type: application/json' -d '{"type": "Ticket", "payload": {"title": "VPN down"}}'
 
 A triage function routes each ticket; a writer on the built-in offline model drafts a reply, so the
-trace page has model calls (content capture is on: prompts, answers and payloads are recorded).
+trace page has model calls (content capture is on: prompts, answers and payloads are recorded); a
+supervisor (a human agent) approves each reply: answer its task in the dashboard's form.
 Options: ``--port N``, ``--seconds S`` (stop after S seconds), ``--seed N`` (tickets published at
 the start, default 3).
 """
@@ -47,6 +48,12 @@ class Reply(BaseModel):
     text: str
 
 
+@flock_type
+class Approval(BaseModel):
+    send: bool
+    note: str = Field(default="", max_length=200, description="for the customer, if any")
+
+
 def triage(ticket: Ticket) -> Triaged:
     team = "network" if "vpn" in ticket.title.lower() else "desk"
     return Triaged(title=ticket.title, team=team, urgent=ticket.priority <= 2)
@@ -58,6 +65,9 @@ def build() -> Flock:
     flock.agent("writer").tenant("acme").description("Draft a friendly reply to the customer.").consumes(
         Triaged
     ).publishes(Reply)
+    flock.agent("supervisor").tenant("acme").consumes(Reply).publishes(Approval).human(
+        prompt="Send this reply to the customer?"
+    )
     return flock
 
 

@@ -79,7 +79,8 @@ def main() -> None:
                     headers={"Authorization": "Bearer acme-demo-key"},
                     json={"type": "Ticket", "payload": {"title": "VPN down again", "priority": 1}},
                 )
-                page.wait_for("document.querySelectorAll('#artifacts .artifact').length >= 15")
+                page.wait_for("document.querySelectorAll('#artifacts .artifact').length >= 20")
+                page.wait_for("document.querySelectorAll('#tasks form.task-form').length >= 5")
                 time.sleep(1)  # the highlight of the last update fades
                 page.screenshot(args.out / "dashboard.png")
                 page.evaluate("document.querySelector('#traces a').click()")
@@ -88,12 +89,12 @@ def main() -> None:
                     " return f.contentDocument"
                     " && f.contentDocument.documentElement.dataset.ready === 'true'; })()"
                 )
-                page.evaluate("document.getElementById('traces-panel').scrollIntoView()")
                 page.evaluate(
                     "(() => { var d = document.getElementById('trace-frame').contentDocument;"
                     " Array.from(d.querySelectorAll('.wf .row')).find(r => r.textContent.includes('chat'))"
-                    ".querySelector('.name').click(); })()"
+                    ".querySelector('.name').click(); d.getElementById('timeline').scrollIntoView(); })()"
                 )
+                page.evaluate("document.getElementById('trace-frame').scrollIntoView()")
                 page.screenshot(args.out / "dashboard-trace.png")
         finally:
             server.send_signal(signal.SIGINT)

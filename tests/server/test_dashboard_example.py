@@ -42,19 +42,31 @@ def test_the_dashboard_example_serves_a_board_to_watch(tmp_path: Path) -> None:
             nodes = page.evaluate(
                 "Array.from(document.querySelectorAll('#graph .node')).map(n => n.dataset.key)"
             )
-            assert set(nodes) == {"type:Ticket", "agent:triage", "type:Triaged", "agent:writer", "type:Reply"}
-            # the three seeded tickets went through triage and the writer: three runs of three artifacts
+            assert set(nodes) == {
+                "type:Ticket",
+                "agent:triage",
+                "type:Triaged",
+                "agent:writer",
+                "type:Reply",
+                "agent:supervisor",
+                "type:Approval",
+            }
+            # the three seeded tickets went through triage and the writer, and wait for the supervisor
             page.evaluate(
                 "document.querySelector('#graph [data-key=\"type:Reply\"]').dispatchEvent(new Event('click'))"
             )
             page.wait_for(
                 "document.querySelectorAll('#artifacts .artifact[data-type=\"Reply\"]').length === 3"
             )
-            runs = page.evaluate(
+            page.wait_for(  # Ticket, Triaged, Reply and the supervisor's task in each run
                 "Array.from(document.querySelectorAll('#runs tr.run td:nth-child(3)'))"
-                ".map(t => t.textContent)"
+                ".map(t => t.textContent).join() === '4,4,4'"
             )
-            assert runs == ["3", "3", "3"]
+            page.wait_for("document.querySelectorAll('#tasks form.task-form').length === 3")
+            page.wait_for(  # each run waits for the supervisor
+                "Array.from(document.querySelectorAll('#runs tr.run .pill'))"
+                ".map(p => p.textContent).join() === 'waiting,waiting,waiting'"
+            )
             # the operator sees the traced runs (spans reach the store in batches: refresh until they do)
             page.wait_for(
                 "!!document.querySelector('#traces a')"

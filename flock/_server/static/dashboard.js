@@ -222,7 +222,8 @@
       return;
     }
     runs.slice(0, 30).forEach(function (r) {
-      var status = r.running > 0 ? "running" : r.failed ? "failed" : "done";
+      var waiting = window.FlockTasks.waiting[r.id];
+      var status = r.running > 0 ? "running" : waiting ? "waiting" : r.failed ? "failed" : "done";
       var row = el("tr", {cls: "run" + (state.run === r.id ? " sel" : ""), "data-run": r.id}, [
         el("td", {cls: "mono", title: r.id, text: short(r.id)}),
         el("td", {}, [el("span", {cls: "pill " + status, text: status})]),
@@ -329,6 +330,7 @@
         drawTotal();
       }
       refreshCounts();
+      scheduleTasks();  // a new task is a flock.HumanTask artifact; an answer publishes too
     } else if (event.kind === "activation") {
       var s = state.agentStats[event.agent] = state.agentStats[event.agent] || {running: 0, done: 0, failed: 0};
       var r = runOf(event.correlation_id);
@@ -404,7 +406,7 @@
       $("logout").classList.toggle("hidden", !me.session);
       if (!can("read")) {
         ["graph", "artifacts"].forEach(function (id) { note($(id), "This key lacks the read scope."); });
-        note($("tasks"), "This key lacks the read scope.");
+        if (can("answer")) loadTasks(); else note($("tasks"), "This key lacks the read scope.");
         loadTraces();
         return null;
       }
@@ -449,6 +451,7 @@
     tasksTimer = setTimeout(function () { tasksTimer = null; loadTasks(); }, 300);
   }
   function loadTasks() { return window.FlockTasks.load(api, el, note, can, pretty); }
+  window.FlockTasks.changed = drawRuns;  // a run with an open task waits for a person
 
   window.FlockDashboard = {state: state};
   document.addEventListener("DOMContentLoaded", start);

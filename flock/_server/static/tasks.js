@@ -73,7 +73,8 @@
     var fields = Object.keys(props).map(function (n) { return field(n, props[n], required.indexOf(n) >= 0, schema, el); });
     var general = el("div", {cls: "ferror general"});
     var submit = el("button", {type: "submit", text: "Answer"});
-    var node = el("form", {cls: "task-form", "data-task": task.id},
+    // novalidate: the server checks the answer against the output type; its errors show at the fields
+    var node = el("form", {cls: "task-form", "data-task": task.id, novalidate: "novalidate"},
       fields.map(function (f) { return f.row; }).concat([general, submit]));
     if (!allowed) {
       fields.forEach(function (f) { f.input.disabled = true; });
@@ -95,8 +96,9 @@
         submit.disabled = false;
         if (res.status === 201 || res.status === 200) {
           delete openForms[task.id];
-          node.parentNode.replaceChild(el("p", {cls: "answered", text: "Answered: published " +
-            ((res.body && res.body.type) || "") + " " + ((res.body && String(res.body.id).slice(0, 8)) || "")}), node);
+          var made = (res.body && res.body.items) || (res.body ? [res.body] : []);
+          var names = made.map(function (a) { return a.type + " " + String(a.id).slice(0, 8); }).join(", ");
+          node.parentNode.replaceChild(el("p", {cls: "answered", text: "Answered: published " + names}), node);
           setTimeout(reload, 800);
           return;
         }
@@ -142,6 +144,10 @@
       if (res.status !== 200) { note(box, "Could not load tasks: HTTP " + res.status, "error"); return; }
       var items = res.body.items || [];
       count.textContent = items.length ? String(items.length) : "";
+      var waiting = {};
+      items.forEach(function (t) { waiting[t.correlation_id] = 1; });
+      window.FlockTasks.waiting = waiting;
+      if (window.FlockTasks.changed) window.FlockTasks.changed();
       var keep = {};
       items.forEach(function (t) { keep[t.id] = 1; });
       Object.keys(openForms).forEach(function (id) { if (!keep[id]) delete openForms[id]; });
@@ -151,5 +157,5 @@
     });
   }
 
-  window.FlockTasks = {load: load};
+  window.FlockTasks = {load: load, waiting: {}, changed: null};
 })();
