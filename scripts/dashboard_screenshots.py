@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/dashboard_screenshots.py [--out docs/img]
 
-Serves examples/18_dashboard.py on a free port (in a temporary directory, so its trace store is
+Serves examples/19_dashboard.py on a free port (in a temporary directory, so its trace store is
 fresh), logs in as the demo operator, publishes a ticket while the page is open and saves
 ``dashboard-login.png``, ``dashboard.png`` and ``dashboard-trace.png``. Needs Debian's ``chromium``;
 the browser is driven by the DevTools-protocol client of the tests (tests/cdp.py).
@@ -60,7 +60,7 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as work:
         server = subprocess.Popen(
-            [sys.executable, str(ROOT / "examples" / "18_dashboard.py"), "--port", str(port), "--seed", "4"],
+            [sys.executable, str(ROOT / "examples" / "19_dashboard.py"), "--port", str(port), "--seed", "4"],
             cwd=work,
             env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"},
         )

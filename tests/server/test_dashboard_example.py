@@ -1,4 +1,4 @@
-"""examples/18_dashboard.py serves a traced help desk; its dashboard shows the board and the traces
+"""examples/19_dashboard.py serves a traced help desk; its dashboard shows the board and the traces
 in real headless Chromium, and Ctrl-C stops it cleanly."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 from cdp import CHROMIUM, Browser
 from server_support import free_port, wait_until_up
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "18_dashboard.py"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "19_dashboard.py"
 
 
 @pytest.mark.skipif(

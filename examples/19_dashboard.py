@@ -1,6 +1,6 @@
 """The live dashboard: a help desk served with tracing on, to watch in a browser.
 
-    .venv/bin/python examples/18_dashboard.py              # serves http://127.0.0.1:8000/ until Ctrl-C
+    .venv/bin/python examples/19_dashboard.py              # serves http://127.0.0.1:8000/ until Ctrl-C
 
 Open http://127.0.0.1:8000/ and log in with one of the demo keys it prints (never use such keys
 outside a demo): ``acme-demo-key`` sees tenant acme's board, ``ops-demo-key`` is an operator that
