@@ -394,7 +394,7 @@ class Flock:
         summary = self._take_summary()
         if any(spec.human for spec in self._catalog.specs.values()):
             summary.open_tasks = await self.tasks.count()
-        warn_unreachable(self, summary)  # logs once per agent that nothing published can wake
+        await warn_unreachable(self, summary)  # logs once per agent that nothing published can wake
         if raise_on_error and summary.errors:
             raise WorkflowFailed(
                 f"{len(summary.errors)} activation(s) failed: "

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .._stores.store import FilterConfig
 from .spec import AgentSpec
 
 if TYPE_CHECKING:
@@ -22,6 +23,7 @@ log = logging.getLogger("flock")
 WORKFLOW_ERROR = "flock.WorkflowError"  # published by the flock itself when an activation fails
 _WARNED = "flock.graph.warned"  # key in ModelSettings.shared: agents already warned about
 _SEEN = "flock.graph.seen_types"  # ... and every type name published so far
+_BOARD = "flock.graph.board_read"  # the types already on a durable board were read
 _LAST = "flock.graph.last_check"  # (agents, number of seen types) at the last check
 
 
@@ -217,7 +219,7 @@ def _id(prefix: str, name: str) -> str:
     return f"{prefix}_{re.sub(r'[^0-9A-Za-z_]', '_', name)}"
 
 
-def warn_unreachable(flock: Any, summary: RunSummary) -> None:
+async def warn_unreachable(flock: Any, summary: RunSummary) -> None:
     """After a run: log once per agent that it cannot run from anything published so far."""
     if not flock.agents:
         return
@@ -225,6 +227,13 @@ def warn_unreachable(flock: Any, summary: RunSummary) -> None:
     seen: set[str] = shared.setdefault(_SEEN, set())
     warned: set[str] = shared.setdefault(_WARNED, set())
     seen.update(summary.artifacts_by_type)
+    if not shared.get(_BOARD) and getattr(flock.store, "durable", True):
+        # A durable board holds what earlier processes published (a resumed board, a task answered
+        # from another process): that counts as published too. Read once per Flock.
+        shared[_BOARD] = True
+        for name in {t for spec in flock.agents for t in spec.consumed_type_names} - seen:
+            if await flock.store.count(FilterConfig(type_names=frozenset({name}))):
+                seen.add(name)
     state = (tuple(s.name for s in flock.agents), len(seen))
     if not seen or shared.get(_LAST) == state:
         return  # nothing published yet to judge by, or nothing changed since the last look
