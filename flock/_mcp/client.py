@@ -369,7 +369,8 @@ def render(result: Any) -> str:
         if kind == "text":
             parts.append(block.text)
         elif kind in ("image", "audio"):
-            size = len(block.data or "") * 3 // 4
+            data = block.data or ""
+            size = len(data) * 3 // 4 - data[-2:].count("=")  # base64
             parts.append(f"[{kind} {block.mime_type}, about {size:,} bytes]")
         elif kind == "resource_link":
             parts.append(f"[resource {block.uri}" + (f": {block.name}" if block.name else "") + "]")

@@ -38,3 +38,15 @@ def http_tool_server() -> Iterator[str]:
         yield f"http://127.0.0.1:{port}/mcp"
     finally:
         stop(process)
+
+
+@pytest.fixture
+def doomed_http_tool_server() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A tool server over HTTP (no token) of the test's own, which the test may stop."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, TOOL_SERVER, "--http", str(port)], cwd=HERE)
+    try:
+        wait_for_port(port, process)
+        yield f"http://127.0.0.1:{port}/mcp", process
+    finally:
+        stop(process)

@@ -5,8 +5,8 @@
 
 Tools: ``add``, ``weather`` (deterministic text), ``refuse`` (always a tool error), ``crash`` (the
 process exits mid-call), ``greeting`` (reads ``MCP_TEST_GREETING`` from its environment), ``pid``,
-``nap`` (sleeps) and ``overlap`` (counts calls in flight at once). With ``--token`` every HTTP
-request needs ``Authorization: Bearer T``.
+``nap`` (sleeps), ``overlap`` (counts calls in flight at once) and ``chart`` (an image). With
+``--token`` every HTTP request needs ``Authorization: Bearer T``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import argparse
 import os
 
 import anyio
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Image, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
 app = MCPServer("test-tools", log_level="WARNING")
@@ -62,6 +62,12 @@ async def nap(seconds: float) -> str:
     """Sleep, then answer."""
     await anyio.sleep(seconds)
     return f"slept {seconds}"
+
+
+@app.tool()
+def chart(points: int) -> Image:
+    """A (fake) PNG chart of so many points."""
+    return Image(data=b"\x89PNG" + bytes(points), format="png")
 
 
 _in_flight = [0, 0]  # now, most at once

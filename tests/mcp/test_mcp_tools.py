@@ -3,12 +3,24 @@ server process (``mcp_tool_server.py``) started over stdio by the Flock, or serv
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from typing import Any
 
 import anyio
 import pytest
-from mcp_support import TOKEN, TOOL_SERVER, Answer, Pair, Question, ReactScript, Total, alive, observations_of
+from mcp_support import (
+    TOKEN,
+    TOOL_SERVER,
+    Answer,
+    Pair,
+    Question,
+    ReactScript,
+    Total,
+    alive,
+    observations_of,
+    stop,
+)
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
@@ -122,6 +134,26 @@ async def test_a_tool_error_is_the_tools_answer_not_a_crash(spans: InMemorySpanE
     assert failed.status.status_code == StatusCode.ERROR
 
 
+async def test_a_slow_call_hits_the_tool_timeout_and_the_session_stays_usable() -> None:
+    script = ReactScript(("nap", {"seconds": 30}), ("add", {"a": 20, "b": 22}))
+    async with Flock() as flock:
+        flock.agent("clerk").consumes(Question).publishes(Answer).with_mcp(COMMAND).with_engines(
+            DSPyEngine(script.model(), tool_timeout=0.5)
+        )
+        await flock.invoke("clerk", Question(city="x"))
+    timed_out, added = script.observations()[:2]
+    assert "did not return within 0.5 s" in timed_out
+    assert added == "42"
+
+
+async def test_content_that_is_not_text_is_described() -> None:
+    script = ReactScript(("chart", {"points": 96}))
+    async with Flock() as flock:
+        clerk(flock, script)
+        await flock.invoke("clerk", Question(city="x"))
+    assert script.observations()[0] == "[image image/png, about 100 bytes]"
+
+
 async def test_a_server_that_cannot_start_fails_the_activation_and_the_run_goes_on() -> None:
     async with Flock() as flock:
         clerk(
@@ -225,6 +257,30 @@ async def test_env_reaches_the_server_and_secrets_stay_out_of_messages() -> None
     assert secret not in str(raised.value)
 
 
+async def test_exported_spans_and_logs_carry_no_env_or_header_values(
+    spans: InMemorySpanExporter, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import logging
+
+    from flock._tracing.redact import Redactor
+
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")  # prompts on spans
+    secret = "mcp-env-credential-4d8b2f"
+    server = MCPServer(command=sys.executable, args=[TOOL_SERVER], env={"MCP_TEST_GREETING": secret})
+    script = ReactScript(("greeting", {}), ("refuse", {"reason": secret}))
+    with caplog.at_level(logging.DEBUG, logger="flock"):
+        async with Flock() as flock:
+            clerk(flock, script, server=server)
+            await flock.invoke("clerk", Question(city="x"))
+    assert "refused: [REDACTED]" in script.observations()[1]  # a tool's error never echoes it back
+    finished = spans.get_finished_spans()
+    raw = repr([dict(s.attributes or {}) for s in finished])
+    assert secret in raw  # the tool's answer was in a captured prompt...
+    exported = repr([Redactor().attributes(dict(s.attributes or {})) for s in finished])
+    assert secret not in exported  # ...and is cut out of what the exporters write
+    assert secret not in caplog.text
+
+
 def flock_agent_spec(server: MCPServer) -> Any:
     flock = Flock()
     return flock.agent("x").consumes(Question).publishes(Answer).with_mcp(server).spec
@@ -242,6 +298,20 @@ async def test_a_streamable_http_server_with_headers(http_tool_server: str) -> N
         with pytest.raises(MCPError, match="could not be reached") as raised:
             await flock.invoke("clerk", Question(city="x"))
     assert TOKEN not in str(raised.value)
+
+
+async def test_an_http_server_that_went_away_fails_the_activation(
+    doomed_http_tool_server: tuple[str, subprocess.Popen[bytes]],
+) -> None:
+    url, process = doomed_http_tool_server
+    async with Flock() as flock:
+        clerk(flock, ReactScript(("add", {"a": 1, "b": 1})), server=url)
+        assert (await flock.invoke("clerk", Question(city="x")))[0].type == "Answer"
+        stop(process)
+        with pytest.raises(MCPError, match="went away during a call of its tool 'add'"):
+            await flock.invoke("clerk", Question(city="y"))
+        with pytest.raises(MCPError, match="could not be reached"):  # the next one tries again
+            await flock.invoke("clerk", Question(city="z"))
 
 
 def test_servers_are_checked_when_declared() -> None:
