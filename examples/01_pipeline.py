@@ -72,9 +72,9 @@ def build(flock: Flock) -> None:
     flock.agent("writer").description("Turn a movie idea into a pitch.").consumes(
         Idea, where=lambda idea: idea.genre != "horror"
     ).publishes(Pitch)
-    flock.agent("critic").description("Review the pitch as two different critics.").consumes(
-        Pitch
-    ).publishes(Review, fan_out=2)
+    flock.agent("critic").description("Review the pitch as two different critics.").consumes(Pitch).publishes(
+        Review, fan_out=2
+    )
     flock.agent("marketer").description("Market the pitch.").consumes(Pitch).publishes(Tagline, Poster)
     flock.agent("producer").consumes(Pitch, Tagline).publishes(Greenlight).calls(greenlight)
 

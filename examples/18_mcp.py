@@ -65,7 +65,7 @@ async def serve_the_flock() -> None:
         print(f"   published Trip {answer['artifact']['payload']}; downstream: {made}")
         bad = await client.call_tool("publish", {"type": "Trip", "payload": {"city": "", "days": 90}})
         print(f"   an invalid Trip is a tool error: {bad.content[0].text}")
-        board = await client.call_tool("query_artifacts", {"type": "PackingList"})
+        board = await client.call_tool("query", {"type": "PackingList"})
         print(
             f"   the served board holds {json.dumps((board.structured_content or {})['total'])} PackingList"
         )

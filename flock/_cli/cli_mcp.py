@@ -21,7 +21,7 @@ def add_parser(subparsers: Any) -> None:
         "mcp",
         help="serve a flock as an MCP server (stdio, or --http; needs flock[mcp])",
         description="Import MODULE, take its Flock (MODULE:ATTR, default attribute 'flock') and serve it as "
-        "an MCP server with the tools publish, query_artifacts, invoke_agent, list_agents and list_types. "
+        "an MCP server with the tools publish, query, invoke, list_agents and list_types. "
         "Over stdio by default; --http serves streamable HTTP at /mcp with API keys from FLOCK_API_KEYS.",
     )
     parser.add_argument("target", metavar="MODULE[:ATTR]", help="e.g. app:flock")

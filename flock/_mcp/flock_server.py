@@ -6,14 +6,14 @@ Tools (each answers JSON, as text and as structured content):
                      problems come back as a tool error with Pydantic's messages), optionally in
                      ``correlation_id``'s workflow; with ``wait`` (default) the flock processes it
                      first and the answer lists what the agents published downstream of it.
-``query_artifacts``  the board, oldest first, filtered by ``type``/``correlation_id``/``produced_by``.
-``invoke_agent``     run one agent directly on an input and return its outputs (not published).
+``query``            the board, oldest first, filtered by ``type``/``correlation_id``/``produced_by``.
+``invoke``           run one agent directly on an input and return its outputs (not published).
 ``list_agents``      the agents: what they consume and publish.
 ``list_types``       every registered artifact type with its JSON schema.
 
 Who calls is a :class:`~flock.Principal`: over HTTP the one its API key maps to (deny by default,
 like the REST server); over stdio the local user who started the process. Its tenant is applied to
-what it publishes (``TenantVisibility``) and to what it reads; ``publish`` and ``invoke_agent`` need
+what it publishes (``TenantVisibility``) and to what it reads; ``publish`` and ``invoke`` need
 the ``publish`` scope, the others ``read``.
 """
 
@@ -55,7 +55,7 @@ _TOOLS: dict[str, tuple[str, str, dict[str, Any]]] = {
             "required": ["type", "payload"],
         },
     ),
-    "query_artifacts": (
+    "query": (
         "read",
         "Artifacts on the board that you may see, oldest first: {items, total}.",
         {
@@ -69,7 +69,7 @@ _TOOLS: dict[str, tuple[str, str, dict[str, Any]]] = {
             },
         },
     ),
-    "invoke_agent": (
+    "invoke": (
         "publish",
         "Run one agent directly on an input (`type` and `payload`, not put on the board) and return "
         "its outputs (not published).",
@@ -140,7 +140,7 @@ class FlockTools:
             answer["downstream"] = [_json(a) for a in await self._downstream(artifact, principal)]
         return answer
 
-    async def _query_artifacts(self, args: dict[str, Any], principal: Principal) -> dict[str, Any]:
+    async def _query(self, args: dict[str, Any], principal: Principal) -> dict[str, Any]:
         limit = args.get("limit", 20)
         offset = args.get("offset", 0)
         if not isinstance(limit, int) or not 1 <= limit <= 200:
@@ -157,7 +157,7 @@ class FlockTools:
         items, total = await self.flock.store.query_artifacts(filters, limit=limit, offset=offset)
         return {"items": [_json(a) for a in items], "total": total}
 
-    async def _invoke_agent(self, args: dict[str, Any], principal: Principal) -> dict[str, Any]:
+    async def _invoke(self, args: dict[str, Any], principal: Principal) -> dict[str, Any]:
         agent = _text(args, "agent")
         spec = next((s for s in self._agents(principal) if s.name == agent), None)
         if spec is None:
@@ -274,7 +274,7 @@ def build_server(flock: Any, settled: Callable[[float], Any], local: Principal |
             return _error(str(exc))
         except TimeoutError as exc:
             return _error(str(exc) or "timed out")
-        except Exception as exc:  # an agent's failure during invoke_agent: the caller reads it
+        except Exception as exc:  # an agent's failure during invoke: the caller reads it
             from .._core.errors import FlockError
 
             if not isinstance(exc, FlockError):

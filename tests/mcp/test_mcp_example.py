@@ -21,9 +21,7 @@ def test_the_mcp_example_uses_a_servers_tool_and_serves_the_flock(tmp_path: Path
     assert "1. packer -> PackingList (1 published, 0 errors)" in done.stdout
     assert "weather server: forecast(" in done.stderr  # the agent's ReAct loop called the MCP tool
     assert "alerts(" not in done.stderr  # allow=["forecast"] hid the other tool
-    assert (
-        "2. flock mcp offers: publish, query_artifacts, invoke_agent, list_agents, list_types" in done.stdout
-    )
+    assert "2. flock mcp offers: publish, query, invoke, list_agents, list_types" in done.stdout
     assert "downstream: ['packer -> PackingList']" in done.stdout
     assert (
         "an invalid Trip is a tool error: invalid Trip payload: city: String should have at least 1"

@@ -42,7 +42,7 @@ async def call(client: Client, tool: str, **arguments: Any) -> Any:
 async def test_stdio_publish_runs_the_flock_and_returns_what_came_downstream() -> None:
     async with Client(stdio()) as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
-        assert set(tools) == {"publish", "query_artifacts", "invoke_agent", "list_agents", "list_types"}
+        assert set(tools) == {"publish", "query", "invoke", "list_agents", "list_types"}
         assert tools["publish"].input_schema["required"] == ["type", "payload"]
         published = await call(
             client, "publish", type="Ticket", payload={"title": "printer on fire", "priority": 1}
@@ -55,7 +55,7 @@ async def test_stdio_publish_runs_the_flock_and_returns_what_came_downstream() -
             assert triaged["type"] == "Triaged"
             assert triaged["payload"] == {"title": "printer on fire", "urgent": True}
             assert triaged["consumed_from"] == [published["artifact"]["id"]]
-        board = await call(client, "query_artifacts", correlation_id=published["artifact"]["correlation_id"])
+        board = await call(client, "query", correlation_id=published["artifact"]["correlation_id"])
         assert board["total"] == 3
         quick = await call(client, "publish", type="Ticket", payload={"title": "no wait"}, wait=False)
         assert "downstream" not in quick
@@ -70,7 +70,7 @@ async def test_stdio_validation_errors_come_back_as_tool_errors() -> None:
         assert "priority: Input should be less than or equal to 5" in text
         unknown = await client.call_tool("publish", {"type": "Nope", "payload": {}})
         assert unknown.is_error and "'Ticket'" in unknown.content[0].text
-        board = await call(client, "query_artifacts")
+        board = await call(client, "query")
         assert board["total"] == 0  # nothing invalid reached the board
 
 
@@ -88,11 +88,11 @@ async def test_stdio_lists_types_and_agents_and_invokes_without_publishing() -> 
                 "publishes": [["Triaged"]],
             }
         )
-        invoked = await call(client, "invoke_agent", agent="triage", type="Ticket", payload={"title": "x"})
+        invoked = await call(client, "invoke", agent="triage", type="Ticket", payload={"title": "x"})
         assert [o["payload"] for o in invoked["outputs"]] == [{"title": "x", "urgent": False}]
-        assert (await call(client, "query_artifacts"))["total"] == 0
+        assert (await call(client, "query"))["total"] == 0
         missing = await client.call_tool(
-            "invoke_agent", {"agent": "ghost", "type": "Ticket", "payload": {"title": "x"}}
+            "invoke", {"agent": "ghost", "type": "Ticket", "payload": {"title": "x"}}
         )
         assert missing.is_error and "ghost" in missing.content[0].text
 
@@ -150,10 +150,10 @@ async def test_http_tenants_see_only_their_own_artifacts(http_flock: str) -> Non
         published = await call(a, "publish", type="Ticket", payload={"title": "a's ticket", "priority": 2})
         assert published["artifact"]["visibility"] == {"kind": "tenant", "tenant_id": "a"}
         assert [d["payload"]["urgent"] for d in published["downstream"]] == [True]
-        mine = await call(a, "query_artifacts", correlation_id=published["artifact"]["correlation_id"])
+        mine = await call(a, "query", correlation_id=published["artifact"]["correlation_id"])
         assert mine["total"] == 2
     async with http_client(http_flock, "mcp-key-tenant-b") as b:
-        theirs = await call(b, "query_artifacts", correlation_id=published["artifact"]["correlation_id"])
+        theirs = await call(b, "query", correlation_id=published["artifact"]["correlation_id"])
         assert theirs["total"] == 0
 
 
