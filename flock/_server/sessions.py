@@ -30,9 +30,15 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 class Sessions:
     """Open browser sessions: a random token (kept as its SHA-256 digest) -> principal, expiry."""
 
-    def __init__(self, ttl: float = SESSION_TTL_S, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        ttl: float = SESSION_TTL_S,
+        clock: Callable[[], float] = time.monotonic,
+        limit: int = MAX_SESSIONS,
+    ) -> None:
         self._ttl = ttl
         self._clock = clock
+        self._limit = limit
         self._open: dict[bytes, tuple[Principal, float]] = {}
 
     def __len__(self) -> int:
@@ -41,9 +47,9 @@ class Sessions:
     def open(self, principal: Principal) -> str:
         """A new session for ``principal``; returns the token to put in the cookie."""
         now = self._clock()
-        if len(self._open) >= MAX_SESSIONS:  # bounded: drop expired ones, then the oldest
+        if len(self._open) >= self._limit:  # bounded: drop expired ones, then the oldest
             self._open = {d: v for d, v in self._open.items() if v[1] > now}
-            while len(self._open) >= MAX_SESSIONS:
+            while len(self._open) >= self._limit:
                 del self._open[next(iter(self._open))]
         token = secrets.token_urlsafe(32)
         self._open[_digest(token)] = (principal, now + self._ttl)
