@@ -47,11 +47,23 @@ def _secure(request: Request) -> bool:
     return request.url.scheme == "https"
 
 
+class _TooLarge(Exception):
+    pass
+
+
+async def _small_body(request: Request) -> bytes:
+    """The body, read only up to :data:`MAX_BODY` bytes: this route answers anyone, key or not."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise _TooLarge
+    return body
+
+
 async def _key_of(request: Request) -> tuple[str | None, bool]:
     """The key a login request sends, and whether it came as JSON (else as a form)."""
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        return None, False
+    body = await _small_body(request)
     content_type = (request.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
     if content_type == "application/json":
         try:
@@ -74,7 +86,10 @@ async def login(request: Request) -> Response:
     redirect to the dashboard; JSON gets the principal's tenant and scopes."""
     if not same_origin(request.scope["headers"]):
         return JSONResponse({"detail": "log in from this server's own login page"}, status_code=403)
-    key, as_json = await _key_of(request)
+    try:
+        key, as_json = await _key_of(request)
+    except _TooLarge:
+        return JSONResponse({"detail": f"a login body has at most {MAX_BODY} bytes"}, status_code=413)
     principal = request.app.state.keys.authenticate(key)
     if principal is None:
         if as_json:

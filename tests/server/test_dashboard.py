@@ -100,6 +100,10 @@ def test_login_from_another_site_is_refused(serve: Callable[..., Any]) -> None:
     for headers in ({"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"}):
         answer = httpx.post(f"{served.url}/login", data={"key": "key-tenant-a"}, headers=headers)
         assert answer.status_code == 403 and "set-cookie" not in answer.headers
+    # anyone may call /login, so it reads no more than a small body
+    huge = httpx.post(f"{served.url}/login", content=b"key=" + b"x" * 100_000)
+    assert huge.status_code == 413 and "set-cookie" not in huge.headers
+    assert httpx.post(f"{served.url}/login", json={"key": 5}).status_code == 401
     same = httpx.post(f"{served.url}/login", json={"key": "key-tenant-a"}, headers={"Origin": served.url})
     assert same.status_code == 200 and same.json() == {"tenant": "a", "scopes": ["publish", "read"]}
 
