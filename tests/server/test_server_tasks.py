@@ -10,6 +10,9 @@ import time
 from typing import Any
 
 import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from flock import ApiKeys, Flock, Principal, flock_type
@@ -201,3 +204,42 @@ def test_a_served_flock_closes_tasks_at_their_deadline(serve):
         assert statuses == {"expired"}
         late = operator.post(f"/tasks/{tasks[0]['id']}", json={"payload": {"ok": True}})
         assert late.status_code == 409
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@pytest.mark.filterwarnings("ignore:Do not use the `random` module inside strategies")
+def test_no_answer_body_makes_a_server_error(serve):
+    """Generated bodies, payloads and field values against an open task: 201 once, then 409; 422 for
+    anything invalid (the task stays open until a valid answer); never a server error."""
+    served = serve(make_flock(), AUTH)
+    with served.client("key-a-reviewer") as a:
+        a.post("/artifacts", json={"type": "Draft", "payload": {"text": "v1"}})
+        [task] = wait_for(a, "/tasks", 1)
+        path = f"/tasks/{task['id']}"
+        statuses: list[int] = []
+
+        @given(
+            body=st.one_of(
+                JSON,
+                st.fixed_dictionaries({"payload": JSON}),
+                st.fixed_dictionaries({"payload": st.fixed_dictionaries({"ok": JSON, "note": JSON})}),
+            )
+        )
+        @settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        def answer(body: Any) -> None:
+            response = a.post(path, json=body)
+            assert response.status_code in (201, 409, 422), response.text
+            if statuses and 201 in statuses:
+                assert response.status_code != 201  # answered once, never again
+            statuses.append(response.status_code)
+
+        answer()
+        answered = 201 in statuses
+        assert (a.get(path).json()["status"] == "answered") == answered
+        assert statuses.count(201) <= 1 and 422 in statuses
