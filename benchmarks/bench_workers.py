@@ -8,6 +8,11 @@ running; then the workers start, and the rate is measured between the first and 
 
     .venv/bin/python benchmarks/bench_workers.py                    # scaling + overhead + rate
     .venv/bin/python benchmarks/bench_workers.py --crash 100        # also 100 rounds of kill -9
+    .venv/bin/python benchmarks/bench_workers.py --crash 100 --workers ''   # only the kill rounds
+
+A kill round publishes 10 tasks (split → 2 solves → tally, and the ``pair`` count gate that the
+board's router decides) and kill -9s one random worker at a random moment; whether it was the
+router is counted (``router_kills``).
 """
 
 from __future__ import annotations
@@ -111,8 +116,9 @@ def crash_rounds(server: PostgresServer, rounds: int, seed: int) -> dict[str, ob
         "rounds": rounds,
         "workers": 4,
         "kills": fleet.kills,
+        "router_kills": fleet.router_kills,
         "tasks": rounds * 10,
-        "activations": rounds * 10 * 5,
+        "activations": rounds * 10 * 6,
         "rounds_with_violations": len(failures),
         "violations": failures[:10],
         "exit_codes_on_sigterm": codes,
@@ -132,6 +138,10 @@ def main() -> None:
     server = PostgresServer.start()
     report: dict[str, object] = {"cpus": os.cpu_count()}
     try:
+        if not args.workers:
+            report["crash"] = crash_rounds(server, args.crash, args.seed)
+            print(json.dumps(report, indent=2))
+            return
         scaling = [
             run_workers(fresh(server), args.activations, int(w), args.latency, args.concurrency)
             for w in args.workers.split(",")

@@ -1,4 +1,8 @@
-"""``flock store PATH``: inspect a SQLite board file (counts by type, recent artifacts, in-flight work)."""
+"""``flock store BOARD``: inspect a board (counts by type, recent artifacts, in-flight work).
+
+``BOARD`` is a SQLite board file (opened read-only, next to the process that writes it) or a
+``postgresql://`` URL (``--schema`` picks the board in that database).
+"""
 
 from __future__ import annotations
 
@@ -18,11 +22,16 @@ from .._stores.sqlite_store import SQLiteStore
 def add_parser(subparsers: Any) -> None:
     store = subparsers.add_parser(
         "store",
-        help="inspect a SQLite board file",
-        description="Inspect a board written by SQLiteStore: counts by type (stats, the default), the most "
-        "recent artifacts (recent), or the activations still in flight (inflight).",
+        help="inspect a board (a SQLite file or a postgresql:// URL)",
+        description="Inspect a board written by SQLiteStore or PostgresStore: counts by type (stats, the "
+        "default), the most recent artifacts (recent), or the activations still in flight (inflight).",
     )
-    store.add_argument("path", type=Path, metavar="PATH", help="the board file, e.g. .flock/board.db")
+    store.add_argument(
+        "path",
+        metavar="BOARD",
+        help="the board file, e.g. .flock/board.db, or postgresql://user@host/db",
+    )
+    store.add_argument("--schema", default="flock", help="the board's PostgreSQL schema (with a URL)")
     store.add_argument("--json", action="store_true", help="print JSON instead of a table")
     store.set_defaults(handler=run, what="stats", n=20)
     sub = store.add_subparsers(title="subcommands", metavar="SUBCOMMAND")
@@ -37,13 +46,26 @@ def add_parser(subparsers: Any) -> None:
     )
 
 
+def _is_url(board: str) -> bool:
+    return board.startswith(("postgresql://", "postgres://"))
+
+
 def run(args: argparse.Namespace) -> int:
-    path: Path = args.path
-    if not path.is_file():
-        raise ConfigurationError(
-            f"no board at {path}: give the file a SQLiteStore writes, e.g. .flock/board.db"
-        )
-    report = anyio.run(_collect, path, args.what, args.n)
+    if _is_url(args.path):
+        from .._stores.postgres_store import PostgresStore
+
+        opened: Any = PostgresStore(args.path, schema=args.schema, max_connections=1)
+        _board_exists(opened)
+    else:
+        path = Path(args.path)
+        if not path.is_file():
+            raise ConfigurationError(
+                f"no board at {path}: give the file a SQLiteStore writes, e.g. .flock/board.db, "
+                "or a postgresql:// URL"
+            )
+        # Read only: no writer lock, so it works next to the process that writes the board.
+        opened = SQLiteStore(path, read_only=True)
+    report = anyio.run(_collect, opened, args.what, args.n)
     if args.json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
     else:
@@ -51,9 +73,30 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _collect(path: Path, what: str, n: int) -> dict[str, Any]:
-    # Read only: no writer lock, so it works next to the process that writes the board.
-    async with SQLiteStore(path, read_only=True) as store:
+def _board_exists(store: Any) -> None:
+    """Refuse a schema that holds no board (opening it would create an empty one)."""
+    import psycopg
+
+    try:
+        with psycopg.connect(store.dsn, autocommit=True) as conn:
+            found = conn.execute(
+                "SELECT 1 FROM information_schema.tables WHERE table_schema = %s "
+                "AND table_name = 'schema_version'",
+                (store.schema,),
+            ).fetchone()
+    except psycopg.Error as exc:
+        from .._stores.postgres_schema import typed
+
+        raise typed(exc, store.where) from exc
+    if found is None:
+        raise ConfigurationError(
+            f"no board at {store.where}: give the URL and --schema of a database a PostgresStore "
+            "has written (the default schema is flock)"
+        )
+
+
+async def _collect(opened: Any, what: str, n: int) -> dict[str, Any]:
+    async with opened as store:
         if what == "recent":
             return {"artifacts": [_summary(a) for a in await store.recent(n)]}
         if what == "inflight":
@@ -124,9 +167,13 @@ def _render(what: str, report: dict[str, Any]) -> str:
         ]
         return _table(["ACTIVATION", "AGENT", "SUB", "STATUS", "INPUTS"], rows)
     by_type = report["artifacts_by_type"]
+    if "file_bytes" in report:  # SQLite
+        where = f"schema v{report['schema_version']}, {report['file_bytes']:,} bytes"
+    else:  # PostgreSQL: the shared queue and the board's router
+        router = report.get("router") or "none"
+        where = f"schema v{report['schema_version']}, {report['queued']} queued, router {router}"
     head = (
         f"{report['artifacts']} artifacts, {report['consumption_records']} consumption records, "
-        f"{report['in_flight']} activations in flight (schema v{report['schema_version']}, "
-        f"{report['file_bytes']:,} bytes)\n"
+        f"{report['in_flight']} activations in flight ({where})\n"
     )
     return head + _table(["TYPE", "COUNT"], [[t, str(c)] for t, c in by_type.items()])

@@ -104,6 +104,9 @@ class Orchestrator:
         # How many artifacts the store held when this process first published: resume() routes
         # those again, never the ones this process has routed itself.
         self.board_mark: int | None = None
+        # On a board that several processes share, the queue says how this process takes part in
+        # routing it (Router.share); ``flock worker --store`` swaps the queue and sets it again.
+        router.share = getattr(lifecycle.queue, "routing", None)
 
     # ------------------------------------------------------------------ the board
     async def publish(self, artifact: Artifact, *, once: bool = False) -> bool:
@@ -363,9 +366,15 @@ class Orchestrator:
             )
 
     async def _loop(self, tg: TaskGroup, condition: Any) -> bool | None:
-        await self.apply(self.router.start_schedules(self._schedules_started))
+        share = self.router.share
+        if share is None:  # on a shared board, the process that routes it fires the schedules
+            await self.apply(self.router.start_schedules(self._schedules_started))
+        first = True
         while True:
             self._wake = anyio.Event()
+            if share is not None and not self.closed:
+                await self.apply(await share.step(self.router, first=first))
+                first = False
             await self._fire_due_timers()
             if self._halted is not None or self.closed:
                 if not self._active_total:  # start nothing new; let what runs finish
@@ -436,4 +445,6 @@ class Orchestrator:
         if self._drive_lock is not None and _DRIVING.get() is not self._run_mark:
             async with self._drive_lock:  # the run has ended once its lock is free
                 pass
+        if self.router.share is not None:  # another process takes over the board's routing
+            await self.router.share.release(self.router)
         await self.flush_store()

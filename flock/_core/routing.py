@@ -9,6 +9,11 @@ happen comes back as :mod:`~flock._core.decisions` values; the orchestrator carr
 
 The router owns its state (gate buffers, held artifacts, the loop guard) and reads the declarations
 from the :class:`~flock._core.catalog.Catalog`. It never touches the orchestrator.
+
+On a board that several processes share, :attr:`Router.share` (a :class:`RoutingShare`) says which
+subscriptions this process routes as it publishes and whether it fires schedules: subscriptions
+whose routing keeps state (gates, batches, joins, activation conditions) are routed by one process
+only, which feeds them from the board (see ``flock/_stores/postgres_leader.py``).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID, uuid5
 
 from pydantic import BaseModel
@@ -52,6 +57,30 @@ log = logging.getLogger("flock")
 _EVENTS = UUID("0c0f3a55-5e1d-4c7e-9a53-3f6b2d1e8a77")  # namespace of ids derived from their cause
 
 Pair = tuple[UUID, str, int]  # (artifact id, agent, subscription)
+Select = Callable[[AgentSpec, Subscription], bool]
+
+
+class RoutingShare(Protocol):
+    """How a process takes part in routing a board that several processes share."""
+
+    @property
+    def leading(self) -> bool:
+        """Whether this process routes the stateful subscriptions and fires the schedules now."""
+        ...
+
+    def routes_here(self, spec: AgentSpec, sub: Subscription) -> bool:
+        """Whether this process routes ``sub`` for the artifacts it publishes and commits."""
+        ...
+
+    async def step(self, router: Router, *, first: bool) -> list[Decision]:
+        """Called once per turn of the run loop (``first``: the run's first turn): what this
+        process owes the board now (taking over the routing, the artifacts it must route as the
+        router of the board)."""
+        ...
+
+    async def release(self, router: Router) -> None:
+        """Give up the routing (the Flock shuts down)."""
+        ...
 
 
 class Router:
@@ -87,15 +116,22 @@ class Router:
         self.gates = Gates()
         self.joins = Joins()
         self.deferred: list[tuple[str, int, Artifact]] = []
+        self.share: RoutingShare | None = None  # set when the board is shared by several processes
 
     # ------------------------------------------------------------------ routing one artifact
     async def route(
-        self, artifact: Artifact, *, only: tuple[str, int] | None = None, skip: set[Pair] | None = None
+        self,
+        artifact: Artifact,
+        *,
+        only: tuple[str, int] | None = None,
+        skip: set[Pair] | None = None,
+        select: Select | None = None,
     ) -> list[Decision]:
         """Decisions for a newly published artifact.
 
         ``only`` limits routing to one (agent, subscription); ``skip`` names pairs already handled
-        (``resume()`` passes what the journal says was consumed or is in flight).
+        (``resume()`` passes what the journal says was consumed or is in flight); ``select`` limits
+        it to the subscriptions it accepts (default: on a shared board, those this process routes).
         """
         if self._indexed != self._catalog.version:
             self._index.rebuild(list(self._catalog.specs.values()))
@@ -103,12 +139,16 @@ class Router:
         out: list[Decision] = []
         if self.deferred and only is None:  # held artifacts go first: they arrived before this one
             out += await self.recheck_deferred(artifact.correlation_id)
+        if select is None and only is None and self.share is not None:
+            select = self.share.routes_here
         now = self._now()
         if artifact.type == HUMAN_TASK and only is None:
             out += self._task_deadline(artifact, now)
         model: BaseModel | None = None
         for spec, sub in self._index.routes(artifact.type):
             if only is not None and only != (spec.name, sub.index):
+                continue
+            if select is not None and not select(spec, sub):
                 continue
             if skip is not None and (artifact.id, spec.name, sub.index) in skip:
                 continue
@@ -337,6 +377,8 @@ class Router:
         spec = self._catalog.specs.get(token.agent)
         if spec is None or spec.schedule is None:
             return []
+        if self.share is not None and not self.share.leading:
+            return []  # another process fires the schedules of a shared board now
         now = self._now()
         out = await self.activate(token.agent, -1, (), tick=Tick(token.iteration, now))
         following = spec.schedule.following(token.due, token.iteration, now)

@@ -60,6 +60,9 @@ class PostgresQueue:
         self._held_lock = threading.Lock()
         self._beat: threading.Thread | None = None
         self._stop = threading.Event()
+        from .postgres_leader import Leadership
+
+        self.routing = Leadership(store)  # this process's part in routing the board (Router.share)
 
     def __repr__(self) -> str:
         return f"PostgresQueue({self.store!r}, worker={self.worker!r})"
@@ -239,6 +242,11 @@ class PostgresQueue:
     def close(self) -> None:
         """Stop the heartbeat (leases still held run out on their own)."""
         self._stop.set()
+
+    async def aclose(self) -> None:
+        """Stop the heartbeat and give up routing the board (the store closes)."""
+        self.close()
+        await self.routing.close()
 
     async def release_all(self) -> int:
         """End every lease this process holds now (a worker shutting down); returns how many."""

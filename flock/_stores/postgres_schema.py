@@ -7,7 +7,8 @@ start together migrate once; a board written by a newer Flock is refused rather 
 change the schema, append to ``MIGRATIONS``; never edit one that has shipped.
 
 The tables and indexes are those of the SQLite board (``_sqlite_schema``), plus the work queue
-of :class:`~flock.PostgresQueue` (``work``): ready activations as rows that workers claim.
+of :class:`~flock.PostgresQueue` (``work``): ready activations as rows that workers claim, and
+the marks of the board's router (``artifacts.routed``).
 """
 
 from __future__ import annotations
@@ -91,7 +92,22 @@ CREATE INDEX work_ready ON work (front DESC, ord) WHERE lease_until IS NULL AND 
 CREATE INDEX activations_in_flight ON activations (ord) WHERE status <> 'done';
 """
 
-MIGRATIONS: list[str] = [_V1, _V2]
+_V3 = """
+-- Routing a shared board (``_postgres_leader``): ``routed`` is 0 for an artifact the board's router
+-- has not seen yet, 1 once it routed the artifact's stateful subscriptions (gates, batches, joins),
+-- 2 once it also checked, a little later, that every plain subscription was routed (the process
+-- that stored the artifact may have died before routing it). ``stored_at`` is the server's time.
+ALTER TABLE artifacts ADD COLUMN routed SMALLINT NOT NULL DEFAULT 0;
+ALTER TABLE artifacts ADD COLUMN stored_at TIMESTAMPTZ NOT NULL DEFAULT now();
+CREATE INDEX artifacts_unrouted ON artifacts (routed, seq) WHERE routed < 2;
+-- New artifacts wake the board's router (channel flock_board, one notification per statement).
+CREATE FUNCTION board_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN PERFORM pg_notify('flock_board', TG_TABLE_SCHEMA); RETURN NULL; END $$;
+CREATE TRIGGER artifacts_inserted AFTER INSERT ON artifacts FOR EACH STATEMENT
+EXECUTE FUNCTION board_notify();
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3]
 """Migration ``i`` takes a board from version ``i`` to ``i + 1`` (SQL run in one transaction)."""
 
 _MIGRATE_LOCK = 0x666C6F636B  # "flock": the advisory lock key under which boards migrate

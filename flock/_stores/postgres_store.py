@@ -23,6 +23,7 @@ from pydantic import BaseModel
 from .._core.artifact import Artifact, utcnow
 from .._core.errors import ConfigurationError, DuplicateArtifactError, FlockClosedError, FlockError
 from .._core.types import type_name
+from .postgres_leader import _LEADER_LOCK
 from .postgres_schema import check_schema_name, migrate, typed
 from .sqlite_schema import ArtifactRow, micros
 from .sqlite_store import _Decoded, visible_page
@@ -72,6 +73,12 @@ def _where(f: FilterConfig) -> tuple[str, builtins.list[Any]]:
         clauses.append("created_us <= %s")
         params.append(micros(f.end))
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def _router_name(application_name: str) -> str:
+    """``host:pid`` from the router's connection name (``flock-router:PID:HOST``)."""
+    _, pid, host = [*application_name.split(":", 2), "", ""][:3]
+    return f"{host}:{pid}" if host else pid
 
 
 def _row_values(row: ArtifactRow) -> builtins.list[Any]:
@@ -379,12 +386,19 @@ class PostgresStore:
     # ------------------------------------------------------------------ operations
     async def stats(self) -> dict[str, Any]:
         """Counts for a glance at the board: artifacts (by type), consumption records,
-        activations in flight, queued work and the schema version."""
+        activations in flight, queued work, the schema version and the router (``host:pid`` of
+        the process that routes gates, batches, joins and schedules; ``None`` when none does)."""
         by_type = dict(await self._rows("SELECT type, COUNT(*) FROM artifacts GROUP BY type ORDER BY type"))
         ((consumed,),) = await self._rows("SELECT COUNT(*) FROM consumptions")
         ((in_flight,),) = await self._rows("SELECT COUNT(*) FROM activations WHERE status <> 'done'")
         ((queued,),) = await self._rows("SELECT COUNT(*) FROM work WHERE NOT done")
         ((version,),) = await self._rows("SELECT version FROM schema_version")
+        router = await self._rows(
+            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s "
+            "AND l.objid = hashtext(current_schema())::oid AND a.application_name LIKE 'flock-router:%%'",
+            (_LEADER_LOCK,),
+        )
         return {
             "artifacts": sum(by_type.values()),
             "artifacts_by_type": by_type,
@@ -392,6 +406,7 @@ class PostgresStore:
             "in_flight": in_flight,
             "queued": queued,
             "schema_version": version,
+            "router": _router_name(router[0][0]) if router else None,
         }
 
     async def recent(self, n: int = 20) -> builtins.list[Artifact]:
@@ -423,7 +438,7 @@ class PostgresStore:
         """Close the connection pool. Safe to call twice."""
         self._closed = True
         for queue in self._queues:
-            queue.close()
+            await queue.aclose()
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()

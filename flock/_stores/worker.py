@@ -2,7 +2,9 @@
 
 :func:`serve` picks up what earlier processes left (``resume``), then runs until idle, sleeps until
 new work is announced (``LISTEN`` on the board's channel, or a slow poll for lost notifications
-and expired leases of dead workers) and runs again, until asked to stop. Stopping is graceful:
+and expired leases of dead workers) and runs again, until asked to stop. One of the workers is
+also the board's router (``_postgres_leader``): new artifacts wake it too, and the others try to
+take over at every poll. Stopping is graceful:
 no new claims, running activations finish within ``grace`` seconds, and whatever is still running
 then is cancelled and its claim released at once, so another worker takes it over immediately.
 """
@@ -40,21 +42,8 @@ def attach(flock: Any, store: Any, *, lease: float = 30.0) -> None:
     flock.store = orch.store = orch.lifecycle._store = orch.runtime._store = store
     orch.router.loop_guard._lookup = store.get
     orch.lifecycle.queue = store.shared_queue(lease=lease)
+    orch.router.share = orch.lifecycle.queue.routing
     orch.lifecycle.journal = True
-
-
-def check_shareable(flock: Any) -> None:
-    """Refuse declarations whose routing keeps state in one process (joins, batches, AND/count
-    gates): across workers their parts would be collected by different processes."""
-    for spec in flock.agents:
-        for sub in spec.subscriptions:
-            kind = "join" if sub.join else "batch" if sub.batch else "gate" if sub.is_gate else None
-            if kind:
-                raise ConfigurationError(
-                    f"agent {spec.name!r} has a {kind} subscription: its parts are collected in one "
-                    "process's memory, so it cannot be shared by several workers yet. Run it in one "
-                    "process (no flock worker), or split it into single-input subscriptions"
-                )
 
 
 async def serve(
@@ -70,7 +59,10 @@ async def serve(
         raise ConfigurationError(
             "flock worker needs a board that workers share: Flock(store=PostgresStore(dsn)) or --store"
         )
-    check_shareable(flock)
+    routing = queue.routing
+    # How soon a worker takes over the routing when the router is gone, and how long the router
+    # leaves an artifact to the process that stored it before it checks that it was routed.
+    routing.retry = routing.lag = poll
     stats = WorkerStats()
     woken = anyio.Event()
     finished = anyio.Event()
@@ -86,10 +78,16 @@ async def serve(
             try:
                 async with await psycopg.AsyncConnection.connect(store.dsn, autocommit=True) as conn:
                     await conn.execute("LISTEN flock_work")
+                    await conn.execute("LISTEN flock_board")
                     wake()  # anything queued while we were not listening
                     async for note in conn.notifies():
-                        if note.payload == store.schema:
+                        if note.payload != store.schema:
+                            continue
+                        if note.channel == "flock_work":
                             wake()
+                        elif routing.leading:  # new artifacts: the board's router routes them
+                            orch.notify()
+                            woken.set()
             except psycopg.Error as exc:
                 log.warning("worker: lost the notification connection (%s); reconnecting", exc)
                 await anyio.sleep(retry)
@@ -132,8 +130,8 @@ async def serve(
                 # routes every artifact that is not consumed yet (queuing is idempotent).
                 flock._resumed, first = False, True
                 continue
-            if not stop.is_set():
-                await woken.wait()
+            if not stop.is_set():  # until woken, or a timer (batch timeout, join window, schedule) is due
+                await flock._clock.wait(woken, orch.timers.next_deadline(), idle=True)
         finished.set()
         tg.cancel_scope.cancel()
     with anyio.CancelScope(shield=True):
@@ -141,5 +139,6 @@ async def serve(
             stats.released = await queue.release_all()
         except FlockError as exc:
             log.warning("worker: could not release claims (%s); their leases run out instead", exc)
+        await routing.release(orch.router)  # another worker takes over the routing at its next poll
         queue.close()
     return stats

@@ -51,7 +51,7 @@ async def test_schemas_keep_boards_apart_and_migrate_once(postgres_dsn: str) -> 
         await filled(one, 3)
         assert await two.count() == 0
         stats = await one.stats()
-        assert stats["schema_version"] == 2 and stats["artifacts"] == 3 and stats["queued"] == 0
+        assert stats["schema_version"] == 3 and stats["artifacts"] == 3 and stats["queued"] == 0
     async with store(postgres_dsn, schema="one") as again:  # reopening migrates nothing, keeps all
         assert await again.count() == 3
 

@@ -23,11 +23,17 @@ class Answer(BaseModel):
     text: str
 
 
-def board(path: Path, *, answered: int, queued: int) -> None:
-    """``answered`` questions run to completion, then ``queued`` more left in flight."""
+def board(path: Path | str, *, answered: int, queued: int) -> None:
+    """``answered`` questions run to completion, then ``queued`` more left in flight (a SQLite
+    file, or a PostgreSQL board when ``path`` is a URL)."""
 
     async def fill() -> None:
-        flock = Flock(store=SQLiteStore(path))
+        if isinstance(path, str):
+            from flock import PostgresStore
+
+            flock = Flock(store=PostgresStore(path))
+        else:
+            flock = Flock(store=SQLiteStore(path))
         flock.agent("oracle").consumes(Question).publishes(Answer).calls(lambda q: Answer(text=q.text[::-1]))
         for i in range(answered):
             await flock.publish(Question(text=f"q{i}"))
@@ -83,3 +89,24 @@ def test_a_missing_file_is_an_error_not_a_new_board(
     assert main(["store", str(tmp_path / "nope.db")]) == 1
     assert "no board at" in capsys.readouterr().err
     assert not (tmp_path / "nope.db").exists()
+
+
+def test_a_postgresql_board_by_url(postgres_dsn: str, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("psycopg", reason="psycopg is not installed: pip install 'flock[postgres]'")
+    board(postgres_dsn, answered=2, queued=1)
+    assert main(["store", postgres_dsn]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("5 artifacts, 2 consumption records, 1 activations in flight (schema v3, 1 queued")
+    assert out.splitlines()[0].endswith("router none)")  # the Flock that routed it has closed
+    assert [line.split() for line in out.splitlines()[1:]] == [
+        ["TYPE", "COUNT"],
+        ["cli_test.Answer", "2"],
+        ["cli_test.Question", "3"],
+    ]
+    assert main(["store", postgres_dsn, "recent", "-n", "1"]) == 0
+    assert "later0" in capsys.readouterr().out.splitlines()[1]
+    assert main(["store", postgres_dsn, "--json", "inflight"]) == 0
+    assert [r["status"] for r in json.loads(capsys.readouterr().out)["in_flight"]] == ["pending"]
+    assert main(["store", postgres_dsn, "--schema", "other"]) == 1  # no board there: none is made
+    assert "no board at postgresql://127.0.0.1:" in capsys.readouterr().err
+    assert main(["store", postgres_dsn, "--schema", "other"]) == 1

@@ -22,10 +22,12 @@ psycopg = pytest.importorskip("psycopg", reason="psycopg is not installed: pip i
 HERE = Path(__file__).resolve().parent
 
 
-def start_worker(dsn: str, log: Path, *extra: str, delay: float = 0.02) -> subprocess.Popen[str]:
+def start_worker(
+    dsn: str, log: Path, *extra: str, delay: float = 0.02, app: str = "worker_app:flock"
+) -> subprocess.Popen[str]:
     env = {**os.environ, "FLOCK_RUN_LOG": str(log), "WORKER_APP_DELAY": str(delay)}
     return subprocess.Popen(
-        [sys.executable, "-m", "flock", "worker", "worker_app:flock", "--store", dsn, "--poll", "1", *extra],
+        [sys.executable, "-m", "flock", "worker", app, "--store", dsn, "--poll", "1", *extra],
         cwd=HERE,
         env=env,
         stdout=subprocess.PIPE,
@@ -47,20 +49,26 @@ def publish(dsn: str, n: int, log: Path) -> None:
     assert done.returncode == 0 and "DONE" in done.stdout, done.stderr
 
 
-def board(dsn: str) -> tuple[int, int, int]:
-    """(Results on the board, tally consumptions, rows still queued)."""
+def board(dsn: str) -> tuple[int, int, int, int]:
+    """(Results on the board, tally consumptions, rows still queued, Pairs from the gate)."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         results = conn.execute("SELECT COUNT(*) FROM flock.artifacts WHERE type = 'workers.Result'")
         tallied = conn.execute("SELECT COUNT(*) FROM flock.consumptions WHERE agent = 'tally'")
         queued = conn.execute("SELECT COUNT(*) FROM flock.work WHERE NOT done")
-        return results.fetchone()[0], tallied.fetchone()[0], queued.fetchone()[0]  # type: ignore[index]
+        pairs = conn.execute("SELECT COUNT(*) FROM flock.artifacts WHERE type = 'workers.Pair'")
+        return (
+            results.fetchone()[0],  # type: ignore[index]
+            tallied.fetchone()[0],  # type: ignore[index]
+            queued.fetchone()[0],  # type: ignore[index]
+            pairs.fetchone()[0],  # type: ignore[index]
+        )
 
 
 def wait_for(dsn: str, n: int, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if board(dsn) == (2 * n, 2 * n, 0):
+            if board(dsn) == (2 * n, 2 * n, 0, n):
                 return
         except psycopg.errors.UndefinedTable:
             pass
@@ -150,28 +158,162 @@ def test_sigterm_lets_running_work_finish(postgres_dsn: str, tmp_path: Path) -> 
     finally:
         code_, _, err = stop(worker)  # while both solve activations sleep
     assert code_ == 0, err
-    assert board(postgres_dsn) == (2, 0, 2)  # solved (committed); the tally work waits for a worker
+    results, tallied, queued, _ = board(postgres_dsn)
+    assert (results, tallied) == (2, 0)  # solved (committed); the tally work waits for a worker
+    assert queued >= 2
 
 
-def test_a_declaration_that_cannot_be_shared_is_refused(postgres_dsn: str, tmp_path: Path) -> None:
-    app = tmp_path / "joined.py"
-    app.write_text(
-        "from pydantic import BaseModel\n"
-        "from flock import Flock, flock_type\n"
-        "@flock_type(name='joined.A')\nclass A(BaseModel):\n    x: int\n"
-        "@flock_type(name='joined.B')\nclass B(BaseModel):\n    x: int\n"
-        "flock = Flock()\n"
-        "flock.agent('both').consumes(A, B).calls(lambda a, b: None)\n"
+def publish_stateful(dsn: str, tasks: range) -> None:
+    code = (
+        "import anyio, stateful_app\n"
+        "from flock import PostgresStore\n"
+        "async def main():\n"
+        f"    b = stateful_app.build(PostgresStore({dsn!r}))\n"
+        f"    for i in range({tasks.start}, {tasks.stop}):\n"
+        "        for a in stateful_app.task(i):\n"
+        "            await b.publish(a)\n"
+        "    await b.store.close()\n"
+        "anyio.run(main)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-m", "flock", "worker", "joined:flock", "--store", postgres_dsn],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 1
-    assert "gate subscription" in done.stderr and "cannot be shared" in done.stderr
+    subprocess.run([sys.executable, "-c", code], cwd=HERE, check=True, timeout=120)
+
+
+def stateful_board(dsn: str) -> dict[str, list[object]]:
+    """Per output type, the payload keys on the board; and the consumption counts per input."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT type, body::json->'payload' FROM flock.artifacts WHERE type IN "
+            "('stateful.Pair', 'stateful.Match', 'stateful.Bundle')"
+        ).fetchall()
+        consumed = conn.execute(
+            "SELECT agent, COUNT(*), COUNT(DISTINCT artifact_id) FROM flock.consumptions GROUP BY agent"
+        ).fetchall()
+        queued = conn.execute("SELECT COUNT(*) FROM flock.work WHERE NOT done").fetchone()
+    out: dict[str, list[object]] = {
+        "pair": [],
+        "match": [],
+        "bundle": [],
+        "queued": [queued[0] if queued else 0],
+    }
+    for kind, payload in rows:
+        name = kind.split(".")[1].lower()
+        out[name].append(payload["n"] if name != "bundle" else tuple(payload["ns"]))
+    out["consumed"] = sorted(consumed)
+    return out
+
+
+def wait_stateful(dsn: str, n: int, timeout: float = 90) -> dict[str, list[object]]:
+    deadline = time.monotonic() + timeout
+    now: dict[str, list[object]] = {}
+    while time.monotonic() < deadline:
+        try:
+            now = stateful_board(dsn)
+        except psycopg.errors.UndefinedTable:
+            time.sleep(0.1)
+            continue
+        members = sum(len(b) for b in now["bundle"])  # type: ignore[arg-type]
+        if (len(now["pair"]), len(now["match"]), members, now["queued"]) == (n, n, n, [0]):
+            time.sleep(0.5)  # a duplicate would show up now
+            return stateful_board(dsn)
+        time.sleep(0.1)
+    raise AssertionError(f"the board never completed: {now}")
+
+
+def assert_each_group_once(board: dict[str, list[object]], n: int) -> None:
+    assert sorted(board["pair"]) == list(range(n))  # type: ignore[type-var]
+    assert sorted(board["match"]) == list(range(n))  # type: ignore[type-var]
+    # each Left in exactly one batch (a worker's idle run delivers a partial batch, as a Flock does)
+    members = sorted(m for b in board["bundle"] for m in b)  # type: ignore[attr-defined]
+    assert members == list(range(n))
+    # every input consumed once by each agent (pair and match: a Left and a Right per task)
+    assert board["consumed"] == [("bundle", n, n), ("match", 2 * n, 2 * n), ("pair", 2 * n, 2 * n)]
+
+
+def routers(dsn: str) -> list[int]:
+    """The process ids of the board's router (from its lock connection's application name)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.granted AND a.application_name LIKE 'flock-router:%'"
+        ).fetchall()
+    return [int(name.split(":")[1]) for (name,) in rows]
+
+
+def test_gates_joins_and_batches_fire_once_for_each_group_across_workers(
+    postgres_dsn: str, tmp_path: Path
+) -> None:
+    log, n = tmp_path / "runs.log", 24
+    workers = [
+        start_worker(postgres_dsn, log, "--concurrency", "4", app="stateful_app:flock") for _ in range(2)
+    ]
+    try:
+        publish_stateful(postgres_dsn, range(n))
+        board_now = wait_stateful(postgres_dsn, n)
+        assert len(routers(postgres_dsn)) == 1  # one router for the board
+    finally:
+        stopped = [stop(w) for w in workers]
+    for code, _, err in stopped:
+        assert code == 0, err
+    assert_each_group_once(board_now, n)
+    counts = Counter((agent, key) for agent, key, _ in runs(log))
+    assert [k for k, c in counts.items() if c != 1] == []  # no worker died: each group ran once
+    assert len({pid for _, _, pid in runs(log)}) == 2  # and the work was shared
+
+
+def test_a_killed_router_is_replaced_and_no_group_is_lost_or_doubled(
+    postgres_dsn: str, tmp_path: Path
+) -> None:
+    log, n = tmp_path / "runs.log", 32
+    workers = [
+        start_worker(
+            postgres_dsn, log, "--concurrency", "4", "--lease", "2", delay=0.1, app="stateful_app:flock"
+        )
+        for _ in range(3)
+    ]
+    try:
+        publish_stateful(postgres_dsn, range(n // 2))
+        deadline = time.monotonic() + 30
+        while not (leader := routers(postgres_dsn)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(leader) == 1
+        victim = next(w for w in workers if w.pid == leader[0])
+        publish_stateful(postgres_dsn, range(n // 2, n))
+        victim.send_signal(signal.SIGKILL)  # mid-run: it holds groups half collected
+        victim.communicate()
+        board_now = wait_stateful(postgres_dsn, n)
+        deadline = time.monotonic() + 30  # another worker takes over at its next poll
+        while routers(postgres_dsn) in ([], leader) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert routers(postgres_dsn) not in ([], leader)
+    finally:
+        stopped = [stop(w) for w in workers if w.returncode is None]
+    for code, _, err in stopped:
+        assert code == 0, err
+    assert_each_group_once(board_now, n)
+
+
+def test_an_artifact_stored_by_a_process_that_died_before_routing_it_is_routed(
+    postgres_dsn: str, tmp_path: Path
+) -> None:
+    log = tmp_path / "runs.log"
+    worker = start_worker(postgres_dsn, log, "--poll", "0.5")
+    try:
+        assert worker.stdout is not None
+        worker.stdout.readline()  # started: its resume() is behind it
+        code = (
+            "import anyio, worker_app\n"
+            "from flock import PostgresStore\n"
+            "async def main():\n"
+            f"    async with PostgresStore({postgres_dsn!r}) as s:\n"
+            "        await s.put(worker_app.task(5))  # stored, never routed: as if it died here\n"
+            "anyio.run(main)\n"
+        )
+        subprocess.run([sys.executable, "-c", code], cwd=HERE, check=True, timeout=60)
+        wait_for(postgres_dsn, 1, timeout=30)  # the board's router found it and queued its work
+    finally:
+        code_, _, err = stop(worker)
+    assert code_ == 0, err
+    assert sorted(key for agent, key, _ in runs(log) if agent == "solve") == ["5/0", "5/1"]
 
 
 def test_the_workers_example_shares_twenty_summaries_between_two_workers(postgres_dsn: str) -> None:

@@ -1,7 +1,9 @@
 """A small pipeline for the worker tests and benchmarks, run by ``flock worker worker_app:flock``.
 
 ``split`` turns a Task into two Steps, ``solve`` turns each Step into a Result (after
-``WORKER_APP_DELAY`` seconds: the model latency), ``tally`` consumes Results and publishes nothing.
+``WORKER_APP_DELAY`` seconds: the model latency), ``tally`` consumes Results and publishes nothing,
+``pair`` is a count gate that waits for the two Results of a task (routed by the board's router
+when workers share the board) and publishes a Pair.
 Every execution of an agent function appends ``agent input-id pid`` to the file named by
 ``FLOCK_RUN_LOG`` (when set), so a test can count how often each activation ran, and where.
 
@@ -21,7 +23,7 @@ from pydantic import BaseModel
 from flock import Artifact, Flock, flock_type
 
 NAMESPACE = UUID("5d0c2f0e-7c1a-4a4e-b1f7-2f3d8a9e6c11")
-OUTPUTS = {"split": 2, "solve": 1, "tally": 0}
+OUTPUTS = {"split": 2, "solve": 1, "tally": 0, "pair": 1}
 
 
 @flock_type(name="workers.Task")
@@ -65,6 +67,17 @@ async def tally(result: Result) -> None:
     _ran("tally", f"{result.n}/{result.k}")
 
 
+@flock_type(name="workers.Pair")
+class Pair(BaseModel):
+    n: int
+    total: int
+
+
+async def pair(first: Result, second: Result) -> Pair:
+    _ran("pair", f"{first.n}")
+    return Pair(n=first.n, total=first.value + second.value)
+
+
 @flock_type(name="workers.Job")
 class Job(BaseModel):
     n: int
@@ -94,6 +107,7 @@ def build(store: Any = None) -> Flock:
     flock.agent("split").consumes(Task).publishes(Step, fan_out=2).calls(split)
     flock.agent("solve").consumes(Step).publishes(Result).calls(solve)
     flock.agent("tally").consumes(Result).calls(tally)
+    flock.agent("pair").consumes(Result, Result).publishes(Pair).calls(pair)
     return flock
 
 
@@ -115,6 +129,7 @@ def expected_runs(n: int) -> dict[str, set[str]]:
         "split": {f"{i}" for i in range(n)},
         "solve": {f"{i}/{k}" for i in range(n) for k in (0, 1)},
         "tally": {f"{i}/{k}" for i in range(n) for k in (0, 1)},
+        "pair": {f"{i}" for i in range(n)},
     }
 
 

@@ -6,8 +6,9 @@ a separate process, kills random workers at random moments while the batch is pr
 killed worker is restarted, as a supervisor would), waits until the batch is finished and checks
 what :func:`check` states: no published task lost, no output duplicated, no activation torn
 (outputs without the consumption of their inputs, or the reverse), every Result consumed exactly
-once by the silent ``tally`` agent, nothing left queued or in flight, and the same board as an
-uninterrupted run. ``benchmarks/bench_workers.py --crash`` runs hundreds of rounds.
+once by the silent ``tally`` agent and by the ``pair`` gate (routed by whichever worker is the
+board's router; a killed router is replaced), nothing left queued or in flight, and the same board
+as an uninterrupted run. ``benchmarks/bench_workers.py --crash`` runs hundreds of rounds.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class Fleet:
         self.dsn, self.lease, self.delay = dsn, lease, delay
         self.procs: list[subprocess.Popen[str]] = [self._start() for _ in range(size)]
         self.kills = 0
+        self.router_kills = 0  # kills of the worker that was the board's router at that moment
 
     def _start(self) -> subprocess.Popen[str]:
         env = {**os.environ, "WORKER_APP_DELAY": str(self.delay)}
@@ -51,6 +53,7 @@ class Fleet:
 
     def kill_one(self, rng: random.Random) -> None:
         i = rng.randrange(len(self.procs))
+        self.router_kills += self.procs[i].pid in routers(self.dsn)
         self.procs[i].send_signal(signal.SIGKILL)
         self.procs[i].communicate()
         self.kills += 1
@@ -64,6 +67,16 @@ class Fleet:
         for proc in self.procs:
             proc.communicate(timeout=60)
         return [proc.returncode for proc in self.procs]
+
+
+def routers(dsn: str) -> list[int]:
+    """Process ids of the board's router (its lock connection's application name)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.granted AND a.application_name LIKE 'flock-router:%'"
+        ).fetchall()
+    return [int(name.split(":")[1]) for (name,) in rows]
 
 
 def publish(dsn: str, tasks: range) -> None:
@@ -80,8 +93,8 @@ def publish(dsn: str, tasks: range) -> None:
     subprocess.run([sys.executable, "-c", code], cwd=HERE, check=True, timeout=120)
 
 
-def progress(dsn: str, tasks: range) -> tuple[int, int, int, int]:
-    """(Results of ``tasks``, their tally consumptions, rows queued, activations in flight)."""
+def progress(dsn: str, tasks: range) -> tuple[int, int, int, int, int]:
+    """(Results of ``tasks``, their tally consumptions, rows queued, activations in flight, Pairs)."""
     wfs = [f"wf-{i}" for i in tasks]
     with psycopg.connect(dsn, autocommit=True) as conn:
         row = conn.execute(
@@ -90,11 +103,12 @@ def progress(dsn: str, tasks: range) -> tuple[int, int, int, int]:
             "flock.artifacts a ON a.id = c.artifact_id "
             "WHERE c.agent = 'tally' AND a.correlation_id = ANY(%s)), "
             "(SELECT COUNT(*) FROM flock.work WHERE NOT done), "
-            "(SELECT COUNT(*) FROM flock.activations WHERE status <> 'done')",
-            (wfs, wfs),
+            "(SELECT COUNT(*) FROM flock.activations WHERE status <> 'done'), "
+            "(SELECT COUNT(*) FROM flock.artifacts WHERE type = 'workers.Pair' AND correlation_id = ANY(%s))",
+            (wfs, wfs, wfs),
         ).fetchone()
     assert row is not None
-    return row[0], row[1], row[2], row[3]
+    return row[0], row[1], row[2], row[3], row[4]
 
 
 def round_of_kills(fleet: Fleet, tasks: range, rng: random.Random, *, kills: int = 2) -> dict[str, Any]:
@@ -106,7 +120,7 @@ def round_of_kills(fleet: Fleet, tasks: range, rng: random.Random, *, kills: int
         time.sleep(max(0.0, moment - (time.monotonic() - started)))
         fleet.kill_one(rng)
     deadline = time.monotonic() + 30
-    done = (2 * len(tasks), 2 * len(tasks), 0, 0)
+    done = (2 * len(tasks), 2 * len(tasks), 0, 0, len(tasks))
     while (now := progress(fleet.dsn, tasks)) != done:
         if time.monotonic() > deadline:
             with psycopg.connect(fleet.dsn, autocommit=True) as conn:
@@ -129,7 +143,18 @@ async def reference(tasks: range) -> set[tuple[Any, ...]]:
 
 
 def _signature(arts: list[Artifact]) -> set[tuple[Any, ...]]:
-    return {(a.id, a.type, repr(sorted(a.payload.items())), a.produced_by, a.consumed_from) for a in arts}
+    # A gate's inputs come in the order they arrived (which Result of a task was solved first), and
+    # its activation's id (so its output's) follows that order: compare the set, not the order.
+    return {
+        (
+            None if a.type == "workers.Pair" else a.id,
+            a.type,
+            repr(sorted(a.payload.items())),
+            a.produced_by,
+            tuple(sorted(a.consumed_from)),
+        )
+        for a in arts
+    }
 
 
 async def check(dsn: str, tasks: range) -> list[str]:
@@ -159,9 +184,10 @@ async def check(dsn: str, tasks: range) -> list[str]:
     problems += [f"torn: {agent} consumed {i} with nothing made" for i, agent in mine
                  if agent != "tally" and (i, agent) not in made]  # fmt: skip
     results = {a.id for a in arts if a.type == "workers.Result"}
-    tallied = Counter(i for i, agent, _ in consumed if agent == "tally" and i in ids)
-    if set(tallied) != results or any(c != 1 for c in tallied.values()):
-        problems.append(f"tally consumption records: {len(results - set(tallied))} results without one")
+    for agent in ("tally", "pair"):
+        took = Counter(i for i, a, _ in consumed if a == agent and i in ids)
+        if set(took) != results or any(c != 1 for c in took.values()):
+            problems.append(f"{agent} consumption records: {len(results - set(took))} results without one")
     if in_flight or queued:
         problems.append(f"{len(in_flight)} activations in flight and {queued} queued after the batch")
     if _signature(arts) != await reference(tasks):
