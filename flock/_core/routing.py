@@ -133,9 +133,7 @@ class Router:
         (``resume()`` passes what the journal says was consumed or is in flight); ``select`` limits
         it to the subscriptions it accepts (default: on a shared board, those this process routes).
         """
-        if self._indexed != self._catalog.version:
-            self._index.rebuild(list(self._catalog.specs.values()))
-            self._indexed = self._catalog.version
+        self._refresh()
         out: list[Decision] = []
         if self.deferred and only is None:  # held artifacts go first: they arrived before this one
             out += await self.recheck_deferred(artifact.correlation_id)
@@ -184,6 +182,16 @@ class Router:
                     continue
             out += await self._accept(spec, sub, artifact, model)
         return out
+
+    def _refresh(self) -> None:
+        if self._indexed != self._catalog.version:
+            self._index.rebuild(list(self._catalog.specs.values()))
+            self._indexed = self._catalog.version
+
+    def subscriptions_of(self, type_name: str) -> list[tuple[AgentSpec, Subscription]]:
+        """The (agent, subscription) pairs that consume ``type_name``, before any filter."""
+        self._refresh()
+        return self._index.routes(type_name)
 
     @staticmethod
     def _addressed(spec: AgentSpec, sub: Subscription, artifact: Artifact) -> bool:

@@ -41,6 +41,7 @@ from .._core.decisions import Activate, Decision
 from .._core.errors import FlockError
 from .._core.spec import AgentSpec, Subscription
 from .postgres_schema import typed
+from .store import ActivationRecord
 
 log = logging.getLogger("flock")
 
@@ -232,12 +233,31 @@ class Leadership:
         rows = await cur.fetchall()
         if not rows:
             return []
-        decisions: list[Decision] = []
-        for artifact in self.store._decoded.artifacts([(i, b) for _, i, b in rows]):
-            decisions += await router.route(artifact, select=_plain)
-        ids = [d.activation.record.id for d in decisions if isinstance(d, Activate)]
-        cur = await conn.execute("SELECT id FROM work WHERE id = ANY(%s)", (ids,))
+        artifacts = self.store._decoded.artifacts([(i, b) for _, i, b in rows])
+        # First only look up the activations each artifact's plain subscriptions would have queued
+        # (ids are derived from agent, subscription and input): an artifact whose are all there
+        # needs no routing. The rest (one whose process died, or a where=/visibility that refused
+        # an agent) are routed again, and what is still missing is queued.
+        expected = {
+            a.id: [
+                ActivationRecord.for_inputs(spec.name, sub.index, [a.id]).id
+                for spec, sub in router.subscriptions_of(a.type)
+                if not stateful(sub)
+            ]
+            for a in artifacts
+        }
+        cur = await conn.execute(
+            "SELECT id FROM work WHERE id = ANY(%s)", ([i for ids in expected.values() for i in ids],)
+        )
         queued = {i for (i,) in await cur.fetchall()}
+        decisions: list[Decision] = []
+        for artifact in artifacts:
+            if not all(i in queued for i in expected[artifact.id]):
+                decisions += await router.route(artifact, select=_plain)
+        ids = [d.activation.record.id for d in decisions if isinstance(d, Activate)]
+        if ids:
+            cur = await conn.execute("SELECT id FROM work WHERE id = ANY(%s)", (ids,))
+            queued.update(i for (i,) in await cur.fetchall())
         missing = [d for d in decisions if not (isinstance(d, Activate) and d.activation.record.id in queued)]
         found = sum(isinstance(d, Activate) for d in missing)
         if found:
