@@ -108,6 +108,15 @@ class Orchestrator:
         # routing it (Router.share); ``flock worker --store`` swaps the queue and sets it again.
         router.share = getattr(lifecycle.queue, "routing", None)
 
+    def rebind(self, store: Any, queue: Any) -> None:
+        """Move an orchestrator that has not published anything onto ``store`` and ``queue``
+        (``flock worker --store`` does this to the module's in-memory Flock)."""
+        self.store = self.lifecycle._store = self.runtime._store = store
+        self.router.loop_guard._lookup = store.get
+        self.lifecycle.queue = queue
+        self.lifecycle.journal = bool(getattr(store, "durable", True))
+        self.router.share = getattr(queue, "routing", None)
+
     # ------------------------------------------------------------------ the board
     async def publish(self, artifact: Artifact, *, once: bool = False) -> bool:
         """Store ``artifact`` and announce it. ``once``: its id is derived from its cause, so one that

@@ -1,7 +1,9 @@
-"""Keep a flock working while it is served: run until idle, sleep until something is published or a
-timer is due, run again. The HTTP server (:mod:`flock._server.server`) runs one of these beside itself.
+"""Keep a flock working: run until idle, sleep until something is published or a timer is due, run
+again. The one "keep running" loop of the core: the HTTP server (:mod:`flock._server.server`) runs
+one beside itself, and a worker on a shared board (:mod:`flock._stores.worker`) runs one that its
+``LISTEN`` connection and slow poll wake.
 
-Standard library and anyio only: nothing here knows about HTTP.
+Standard library and anyio only: nothing here knows about HTTP or databases.
 """
 
 from __future__ import annotations
@@ -33,19 +35,30 @@ class _Waker(OrchestratorComponent):
 
 
 class Runner:
-    """Runs ``flock`` continuously: each publish wakes it, each wake runs it until idle.
+    """Runs ``flock`` continuously: each publish (or :meth:`wake`) wakes it, each wake runs it until idle.
 
     A run that halts (a :class:`~flock.RunHalted` such as ``BudgetExceeded``, a failing store) is
     logged and kept in :attr:`halted`; the runner tries again on the next publish, or after a delay
-    that doubles up to a minute, so a broken provider is not hammered. Each run's summary is taken
-    (the loop guard and the summary do not grow while the server lives).
+    that doubles from ``retry`` up to a minute, so a broken provider is not hammered. Each run's
+    summary is taken (the loop guard and the summary do not grow while the server lives).
+
+    Args:
+        flock: the Flock to keep working.
+        resume: the first run is ``resume()`` (finish what earlier processes left on a durable
+            board), and so is the first run after a halt (outputs committed just before a store
+            failure may not have been routed; ``resume()`` routes what is not consumed yet).
+        retry: seconds before the first retry after a halt.
     """
 
-    def __init__(self, flock: Any) -> None:
+    def __init__(self, flock: Any, *, resume: bool = False, retry: float = 1.0) -> None:
         self.flock = flock
         self.halted: BaseException | None = None
         self.runs = 0
+        self.activations = 0  # run by this runner, over all its runs
+        self.errors = 0  # runs that halted
         self.running = False
+        self._resume = resume
+        self._retry = retry
         self._work = anyio.Event()
         self._waker = _Waker(self)
         self._started = 0  # runs begun
@@ -53,7 +66,10 @@ class Runner:
         self._ran = anyio.Event()  # set (and replaced) whenever a run ends
 
     def wake(self) -> None:
+        """Something may need doing (published here or elsewhere): a run in progress looks at once,
+        an idle runner starts the next run."""
         self._work.set()
+        self.flock._orchestrator.notify()
 
     async def settled(self, timeout: float) -> bool:
         """Wait until a run that began after this call has ended: what was published before the call
@@ -75,28 +91,40 @@ class Runner:
         ran, self._ran = self._ran, anyio.Event()
         ran.set()
 
-    async def run(self) -> None:
-        """Loop until the flock shuts down or the surrounding scope is cancelled."""
+    async def run(self, stop: anyio.Event | None = None) -> None:
+        """Loop until the flock shuts down, ``stop`` is set (the run in progress ends first), or the
+        surrounding scope is cancelled."""
         flock = self.flock
         orch = flock._orchestrator
         flock.add_component(self._waker)
         self.running = True
-        backoff = 1.0
+        backoff = self._retry
+        resume = self._resume
         try:
-            while not orch.closed:
+            while not orch.closed and not (stop is not None and stop.is_set()):
                 self._work = anyio.Event()
                 self._started += 1
                 try:
-                    await flock.run_until_idle()
+                    if resume:
+                        flock._resumed = False  # route again what is on the board
+                        summary = await flock.resume()
+                    else:
+                        summary = await flock.run_until_idle()
+                    self.activations += summary.activations
                     self.halted = None
-                    backoff = 1.0
+                    resume = False
+                    backoff = self._retry
                 except FlockClosedError:
                     return
                 except Exception as exc:  # a halted run: keep serving, retry later
                     log.error("the served flock halted: %s: %s", type(exc).__name__, exc)
                     self.halted = exc
+                    self.errors += 1
+                    resume = self._resume
                 self.runs += 1
                 self._ended_run()
+                if stop is not None and stop.is_set():
+                    return
                 deadline = orch.timers.next_deadline()
                 if self.halted is not None:
                     deadline = min(deadline, flock._clock.monotonic() + backoff)

@@ -17,7 +17,8 @@ from typing import Any
 
 import anyio
 
-from .._core.errors import ConfigurationError, FlockClosedError, FlockError
+from .._core.errors import ConfigurationError, FlockError
+from .._core.serving import Runner
 
 log = logging.getLogger("flock")
 
@@ -39,11 +40,8 @@ def attach(flock: Any, store: Any, *, lease: float = 30.0) -> None:
             f"this Flock already works on {flock.store!r}; drop --store to use it, or declare the "
             "Flock without a store= (in-memory) so that --store can choose one"
         )
-    flock.store = orch.store = orch.lifecycle._store = orch.runtime._store = store
-    orch.router.loop_guard._lookup = store.get
-    orch.lifecycle.queue = store.shared_queue(lease=lease)
-    orch.router.share = orch.lifecycle.queue.routing
-    orch.lifecycle.journal = True
+    flock.store = store
+    orch.rebind(store, store.shared_queue(lease=lease))
 
 
 async def serve(
@@ -63,15 +61,12 @@ async def serve(
     # How soon a worker takes over the routing when the router is gone, and how long the router
     # leaves an artifact to the process that stored it before it checks that it was routed.
     routing.retry = routing.lag = poll
-    stats = WorkerStats()
-    woken = anyio.Event()
+    runner = Runner(flock, resume=True, retry=retry)
     finished = anyio.Event()
 
     def wake() -> None:
-        nonlocal woken
         queue.wake()
-        orch.notify()
-        woken.set()
+        runner.wake()
 
     async def listen() -> None:
         while True:
@@ -86,8 +81,7 @@ async def serve(
                         if note.channel == "flock_work":
                             wake()
                         elif routing.leading:  # new artifacts: the board's router routes them
-                            orch.notify()
-                            woken.set()
+                            runner.wake()
             except psycopg.Error as exc:
                 log.warning("worker: lost the notification connection (%s); reconnecting", exc)
                 await anyio.sleep(retry)
@@ -100,8 +94,7 @@ async def serve(
     async def drain() -> None:
         await stop.wait()
         queue.draining = True
-        orch.notify()
-        woken.set()
+        runner.wake()
         with anyio.move_on_after(grace):
             await finished.wait()  # the run in progress ended: everything running finished
             return
@@ -112,28 +105,10 @@ async def serve(
         tg.start_soon(listen)
         tg.start_soon(poll_now_and_then)
         tg.start_soon(drain)
-        first = True
-        while not stop.is_set():
-            woken = anyio.Event()
-            try:
-                summary = await (flock.resume() if first else flock.run_until_idle())
-                first = False
-                stats.runs += 1
-                stats.activations += summary.activations
-            except FlockClosedError:
-                break
-            except Exception as exc:  # the server is away (maybe restarting): try again shortly
-                stats.errors += 1
-                log.error("worker: the run stopped (%s: %s); retrying in %ss", type(exc).__name__, exc, retry)
-                await anyio.sleep(retry)
-                # Outputs committed just before the failure may not have been routed: resume()
-                # routes every artifact that is not consumed yet (queuing is idempotent).
-                flock._resumed, first = False, True
-                continue
-            if not stop.is_set():  # until woken, or a timer (batch timeout, join window, schedule) is due
-                await flock._clock.wait(woken, orch.timers.next_deadline(), idle=True)
+        await runner.run(stop)  # resume() first; a halted run (the server away) is retried
         finished.set()
         tg.cancel_scope.cancel()
+    stats = WorkerStats(runner.activations, runner.runs, 0, runner.errors)
     with anyio.CancelScope(shield=True):
         try:
             stats.released = await queue.release_all()
