@@ -357,6 +357,8 @@ class Orchestrator:
             # Commits of activations without outputs were only queued: a run that returns has
             # everything on disk.
             await self.flush_store()
+            if self.router.share is not None:  # a script's run gives up routing a shared board
+                await self.router.share.run_ended(self.router)
             halted, self._halted = self._halted, None
             if halted is not None:
                 raise halted

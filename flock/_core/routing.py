@@ -78,8 +78,16 @@ class RoutingShare(Protocol):
         router of the board)."""
         ...
 
+    async def run_ended(self, router: Router) -> None:
+        """A run returned: a process that does not keep serving the board gives up routing it."""
+        ...
+
     async def release(self, router: Router) -> None:
         """Give up the routing (the Flock shuts down)."""
+        ...
+
+    def held(self) -> dict[str, int]:
+        """What the router held per agent when this process last gave up routing (for summaries)."""
         ...
 
 
@@ -385,10 +393,12 @@ class Router:
         spec = self._catalog.specs.get(token.agent)
         if spec is None or spec.schedule is None:
             return []
-        if self.share is not None and not self.share.leading:
-            return []  # another process fires the schedules of a shared board now
         now = self._now()
-        out = await self.activate(token.agent, -1, (), tick=Tick(token.iteration, now))
+        out: list[Decision] = []
+        # On a shared board only the router fires; a process that is not the router (any more)
+        # keeps its schedule's clock going, silent, in case it becomes the router again.
+        if self.share is None or self.share.leading:
+            out += await self.activate(token.agent, -1, (), tick=Tick(token.iteration, now))
         following = spec.schedule.following(token.due, token.iteration, now)
         if following is not None:
             delay = (following - now).total_seconds()
@@ -452,6 +462,8 @@ class Router:
     # ------------------------------------------------------------------ introspection
     def waiting(self) -> dict[str, int]:
         """Artifacts held by incomplete gates, batches and joins, summed per agent."""
+        if self.share is not None and not self.share.leading:
+            return self.share.held()
         out: Counter[str] = Counter()
         for (agent, _, _), n in self.gates.waiting().items():
             out[agent] += n

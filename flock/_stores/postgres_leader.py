@@ -15,7 +15,10 @@ session-level advisory lock (``pg_try_advisory_lock``) on a connection of its ow
 - a little later (``lag`` seconds) it routes their plain subscriptions too and queues what is
   missing: outputs whose worker was killed between its commit and its routing are not stranded
   (``routed = 2``);
-- it fires the schedules;
+- it fires the schedules (a process that stops being the router keeps its ticks coming, silent,
+  and fires them again if it becomes the router again);
+- a worker keeps the role between its runs (new artifacts wake it); any other process gives it up
+  when its run returns, so a script that ran once cannot keep gates and schedules from the workers;
 - when the router dies its session ends and the lock is free: the next process to try (at the
   start of each run, and every ``retry`` seconds while it runs) takes over. It rebuilds the gates,
   batches and joins from the board — every stored artifact of a stateful subscription's types
@@ -77,9 +80,13 @@ class Leadership:
         self.retry = retry
         self.lag = lag
         self.leading = False
+        self.hold = False  # keep the routing between runs (a worker sets it; see run_ended)
         self.takeovers = 0  # how often this process became the router (for logs and tests)
+        # Schedules this process started: their ticks keep coming (silent while another process is
+        # the router), so a second takeover does not start them twice.
         self.schedules_started: set[str] = set()
         self._conn: Any = None
+        self._held: dict[str, int] = {}
         self._next_try = 0.0
         self._next_check = 0.0
 
@@ -109,6 +116,25 @@ class Leadership:
                 raise
             await self._lost(router, exc)
             raise typed(exc, self.store.where) from exc
+
+    async def run_ended(self, router: Any) -> None:
+        """Give the routing up when a run returns, unless this process keeps serving the board
+        (``hold``: a worker, woken by the board's notifications). A script that ran once, or a
+        notebook that sits idle, must not keep gates and schedules from the workers."""
+        if self.hold or not self.leading:
+            return
+        self._held = router.waiting()
+        log.info("board router: %s gives up routing %r (its run returned)", _me(), self.store)
+        self._forget(router)
+        conn = self._conn
+        if conn is not None and not conn.closed:
+            try:
+                await conn.execute("SELECT pg_advisory_unlock_all()")
+            except Exception:  # the connection broke: its session, and the lock, are gone
+                await self.close()
+
+    def held(self) -> dict[str, int]:
+        return dict(self._held)
 
     async def release(self, router: Any) -> None:
         """Stop routing and free the lock (the Flock shuts down or the store closes)."""
@@ -290,7 +316,6 @@ class Leadership:
         from .._core.scheduler import Gates, Joins
 
         self.leading = False
-        self.schedules_started.clear()
         router.gates = Gates()
         router.joins = Joins()
         router.deferred = []

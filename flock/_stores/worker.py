@@ -61,6 +61,7 @@ async def serve(
     # How soon a worker takes over the routing when the router is gone, and how long the router
     # leaves an artifact to the process that stored it before it checks that it was routed.
     routing.retry = routing.lag = poll
+    routing.hold = True  # the board's notifications wake it: it may keep routing between runs
     runner = Runner(flock, resume=True, retry=retry)
     finished = anyio.Event()
 

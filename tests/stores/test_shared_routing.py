@@ -1,7 +1,8 @@
 """One router for a shared board, in one process: ``Flock(store=PostgresStore)`` routes gates,
-joins and batches through the board's router (itself, when no other process is), a second Flock
-on the board takes the routing over when the first shuts down and rebuilds what was half
-collected, and schedules fire in the router only. Runs against a real PostgreSQL server."""
+joins and batches through the board's router (itself, for the length of its run, when no worker
+is the router), a second Flock on the board takes the routing over once the first's run returned
+and rebuilds what was half collected, and schedules fire in the router only. Runs against a real
+PostgreSQL server."""
 
 from __future__ import annotations
 
@@ -46,22 +47,22 @@ async def test_a_second_flock_takes_over_the_routing_and_completes_half_collecte
     first = build(store(postgres_dsn))
     left, right = task(0)
     await first.publish(left)
-    summary = await first.run_until_idle()  # the router now: the gate and the join hold the Left
+    summary = await first.run_until_idle()  # routed the board for its run: the gate and join hold it
     assert summary.waiting == {"pair": 1, "match": 1}
     assert summary.agents_run == {"bundle": 1}  # a partial batch, delivered when the run is idle
     second = build(store(postgres_dsn))
     await second.publish(right)
-    await second.run_until_idle()  # the first still routes: nothing fires here
-    assert await second.store.get_by_type(Pair) == []
-    await first.shutdown()  # gives the routing up
-    await first.store.close()
-    summary = await second.run_until_idle()  # takes over: rebuilds the groups from the board
+    # The first gave the routing up when its run returned (it does not keep serving the board):
+    # the second takes over, rebuilds the half-collected groups from the board and completes them.
+    summary = await second.run_until_idle()
     try:
         assert summary.agents_run == {"pair": 1, "match": 1}
         assert await second.store.get_by_type(Pair) == [Pair(n=0)]
         assert await second.store.get_by_type(Match) == [Match(n=0)]
         assert await second.store.get_by_type(Bundle) == [Bundle(ns=[0])]  # once, by the first
+        assert (await first.run_until_idle()).agents_run == {}  # nothing left, nothing twice
     finally:
+        await first.store.close()
         await second.store.close()
 
 

@@ -323,4 +323,5 @@ def test_the_workers_example_shares_twenty_summaries_between_two_workers(postgre
     )
     assert done.returncode == 0, done.stderr
     assert "20 summaries, each made once, by" in done.stdout
+    assert "every summary in exactly one: True" in done.stdout
     assert "workers stopped with exit codes [0, 0]" in done.stdout
