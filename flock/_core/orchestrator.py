@@ -42,6 +42,7 @@ from .runtime import Outcome, Runtime, failure_artifact
 from .scheduler import Activation
 from .timers import Timers
 from .types import type_name
+from .workqueue import InProcessQueue
 
 log = logging.getLogger("flock")
 _WORKFLOW_ERROR = type_name(WorkflowError)
@@ -96,6 +97,10 @@ class Orchestrator:
         self._halted: BaseException | None = None
         self._active: Counter[str] = Counter()  # activation tasks alive, hooks after commit included
         self._active_total = 0
+        # Running until idle on the in-process queue, a finished activation's task goes on with
+        # the next queued one: starting a task per activation costs more than a small one's work.
+        self._chains = isinstance(lifecycle.queue, InProcessQueue)
+        self._chaining = False
         self.closed = False
         # Marks the tasks of this orchestrator's run (a context variable: shutdown() called from one
         # of them must not wait for the run). A plain object, never the orchestrator: contexts can
@@ -377,6 +382,14 @@ class Orchestrator:
             )
 
     async def _loop(self, tg: TaskGroup, condition: Any) -> bool | None:
+        # Only a run until idle chains: one with a condition must see it after every activation.
+        self._chaining = self._chains and condition is None
+        try:
+            return await self._run_loop(tg, condition)
+        finally:
+            self._chaining = False
+
+    async def _run_loop(self, tg: TaskGroup, condition: Any) -> bool | None:
         share = self.router.share
         if share is None:  # on a shared board, the process that routes it fires the schedules
             await self.apply(self.router.start_schedules(self._schedules_started))
@@ -411,18 +424,37 @@ class Orchestrator:
         free = self.max_concurrency - self._active_total
         if free <= 0 or not self.lifecycle.queued:
             return
-        specs = self._catalog.specs
         active = self._active
-
-        override = self.concurrency_override
-
-        def room(agent: str) -> int:
-            return override.get(agent, specs[agent].max_concurrency) - active[agent]
-
-        for act in await self.lifecycle.take(room, free):
+        for act in await self.lifecycle.take(self._room, free):
             active[act.agent] += 1
             self._active_total += 1
-            tg.start_soon(self.run_activation, act, True)
+            tg.start_soon(self._work, act)
+
+    def _room(self, agent: str) -> int:
+        """How many more activations of ``agent`` may run now."""
+        override = self.concurrency_override
+        bound = override[agent] if agent in override else self._catalog.specs[agent].max_concurrency
+        return bound - self._active[agent]
+
+    async def _work(self, act: Activation) -> None:
+        """Run ``act``; then, while chaining, the next activation that may start, in this task."""
+        while True:
+            await self.run_activation(act, True)
+            if not self._chaining or self._halted is not None or self.closed or not self.lifecycle.queued:
+                return
+            if self._active_total >= self.max_concurrency:
+                return
+            await anyio.lowlevel.checkpoint()  # the run loop, timers and other tasks get their turn
+            if not self._chaining or self._halted is not None or self.closed:
+                return
+            if self._active_total >= self.max_concurrency:  # the loop may have started work meanwhile
+                return
+            taken = await self.lifecycle.take(self._room, 1)
+            if not taken:
+                return
+            act = taken[0]
+            self._active[act.agent] += 1
+            self._active_total += 1
 
     async def _fire_due_timers(self) -> None:
         while (token := self.timers.pop_due(self._clock.monotonic())) is not None:
