@@ -99,7 +99,6 @@ class Orchestrator:
         self._active_total = 0
         # Running until idle on the in-process queue, a finished activation's task goes on with
         # the next queued one: starting a task per activation costs more than a small one's work.
-        self._chains = isinstance(lifecycle.queue, InProcessQueue)
         self._chaining = False
         self.closed = False
         # Marks the tasks of this orchestrator's run (a context variable: shutdown() called from one
@@ -382,8 +381,10 @@ class Orchestrator:
             )
 
     async def _loop(self, tg: TaskGroup, condition: Any) -> bool | None:
-        # Only a run until idle chains: one with a condition must see it after every activation.
-        self._chaining = self._chains and condition is None
+        # Only a run until idle on the in-process queue chains: one with a condition must see it
+        # after every activation, and a shared queue's take is a round trip to the database.
+        in_process = isinstance(self.lifecycle.queue, InProcessQueue)
+        self._chaining = condition is None and self.router.share is None and in_process
         try:
             return await self._run_loop(tg, condition)
         finally:
