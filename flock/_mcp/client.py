@@ -82,6 +82,7 @@ class Connection:
         self.server = server
         self._live: _Live | None = None
         self._lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
+        self._defs: dict[frozenset[str] | None, tuple[tuple[Any, ...], list[ToolDef]]] = {}
         register_secrets(server.secrets)  # exported spans are scrubbed of them
 
     @property
@@ -90,12 +91,15 @@ class Connection:
         return self._live is not None and self._live.ok
 
     async def tool_defs(self, allow: frozenset[str] | None, agent: str) -> list[ToolDef]:
-        """The tools ``allow`` names (all when ``None``), listed once per session."""
+        """The tools ``allow`` names (all when ``None``), listed once per session. A new session that
+        lists the same tools gets the same :class:`ToolDef` objects, so the engine's programs built
+        for them stay valid (and its cache does not grow with every restart of a server)."""
         live = await self._session()
-        found = live.defs.get(allow)
-        if found is not None:
-            return found
         tools = await live.listing(self.server)
+        listed = tuple((t.name, t.description, json.dumps(t.input_schema, sort_keys=True)) for t in tools)
+        cached = self._defs.get(allow)
+        if cached is not None and cached[0] == listed:
+            return cached[1]
         if allow is not None:
             missing = sorted(allow - {t.name for t in tools})
             if missing:
@@ -103,17 +107,19 @@ class Connection:
                     f"agent {agent!r}: with_mcp(allow=...) names {missing}, which MCP server "
                     f"{self.server.label!r} does not offer; it offers {sorted(t.name for t in tools)}"
                 )
-        found = live.defs[allow] = [
-            self._tool_def(live, t) for t in tools if allow is None or t.name in allow
-        ]
+        found = [self._tool_def(t) for t in tools if allow is None or t.name in allow]
+        self._defs[allow] = (listed, found)
         return found
 
-    def _tool_def(self, live: _Live, tool: Any) -> ToolDef:
+    def _tool_def(self, tool: Any) -> ToolDef:
         name = tool.name
         label = self.server.label
 
         async def call(arguments: dict[str, Any]) -> str:
             _note_server(label)
+            live = self._live  # the session of now: never one started in the middle of this call
+            if live is None or live.loop is not asyncio.get_running_loop():
+                raise _gone(self.server, name, None)
             return await live.call(self.server, name, arguments)
 
         return ToolDef(
@@ -161,7 +167,6 @@ class _Live:
         self.broken = False
         self.task: asyncio.Task[None] | None = None
         self.tools: list[Any] | None = None
-        self.defs: dict[frozenset[str] | None, list[ToolDef]] = {}
 
     @property
     def ok(self) -> bool:
@@ -318,7 +323,7 @@ def _leaf(exc: BaseException | None) -> BaseException | None:
 def _reason(exc: BaseException | None, server: MCPServer) -> str:
     leaf = _leaf(exc)
     if leaf is None:
-        return "no reason given"
+        return "the session is closed"
     text = str(leaf.message if isinstance(leaf, _SDKError) else leaf) or type(leaf).__name__
     return scrub(" ".join(text.split()), server.secrets)
 
