@@ -132,7 +132,9 @@ def test_health_and_readiness(serve):
         assert ro.get("/ready").status_code == 200
 
 
-def test_traces_need_admin_and_tracing(serve, tmp_path):
+def test_traces_need_admin_and_tracing(serve, tmp_path, spans):
+    # ``spans`` installs the test session's tracer provider first: enable_tracing() then joins it
+    # instead of installing its own, which would stay for the rest of the session (one per process).
     served = serve()
     with served.client("key-operator") as op:
         off = op.get("/traces")
