@@ -165,7 +165,11 @@ class FlockTools:
                 f"no agent named {agent!r}; agents: {[s.name for s in self._agents(principal)]}"
             )
         _, value = self._validated(args)
-        outputs = await self.flock.invoke(agent, value, publish_outputs=False, timeout=_seconds(args, 120.0))
+        timeout = _seconds(args, 120.0)
+        try:
+            outputs = await self.flock.invoke(agent, value, publish_outputs=False, timeout=timeout)
+        except Exception as exc:  # the agent's own failure (or the timeout): the caller reads it
+            raise ToolFailure(f"agent {agent!r} failed: {type(exc).__name__}: {exc}") from None
         return {"outputs": [_json(a) for a in outputs]}
 
     async def _list_agents(self, args: dict[str, Any], principal: Principal) -> dict[str, Any]:
@@ -272,14 +276,6 @@ def build_server(flock: Any, settled: Callable[[float], Any], local: Principal |
             data = await tools.call(params.name, dict(params.arguments or {}), principal)
         except ToolFailure as exc:
             return _error(str(exc))
-        except TimeoutError as exc:
-            return _error(str(exc) or "timed out")
-        except Exception as exc:  # an agent's failure during invoke: the caller reads it
-            from .._core.errors import FlockError
-
-            if not isinstance(exc, FlockError):
-                raise
-            return _error(f"{type(exc).__name__}: {exc}")
         text = json.dumps(data, default=str)
         return types.CallToolResult(
             content=[types.TextContent(type="text", text=text)], structured_content=data
