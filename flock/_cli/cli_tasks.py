@@ -245,6 +245,7 @@ def _use_store(flock: Any, url: str) -> None:
         )
     from pathlib import Path
 
+    from .._core.workqueue import InProcessQueue
     from .._stores.sqlite_store import SQLiteStore
 
     if not Path(path).is_file():
@@ -255,7 +256,5 @@ def _use_store(flock: Any, url: str) -> None:
             f"this Flock already works on {flock.store!r}; drop --store to use it, or declare the Flock "
             "without a store= so that --store can choose one"
         )
-    store = SQLiteStore(path)
-    flock.store = orch.store = orch.lifecycle._store = orch.runtime._store = store
-    orch.router.loop_guard._lookup = store.get
-    orch.lifecycle.journal = True
+    flock.store = store = SQLiteStore(path)
+    orch.rebind(store, InProcessQueue())
