@@ -14,8 +14,8 @@ import asyncio
 import contextvars
 import json
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import anyio
@@ -94,8 +94,15 @@ class Connection:
         """The tools ``allow`` names (all when ``None``), listed once per session. A new session that
         lists the same tools gets the same :class:`ToolDef` objects, so the engine's programs built
         for them stay valid (and its cache does not grow with every restart of a server)."""
-        live = await self._session()
-        tools = await live.listing(self.server)
+        live = self._live
+        if live is not None and live.ok and live.tools is not None:
+            tools = live.tools
+        else:
+            with _connect_span(self.server) as span:
+                live = await self._session()
+                tools = await live.listing(self.server)
+                if span is not None:
+                    span.set_attribute("flock.mcp.tools", len(tools))
         listed = tuple((t.name, t.description, json.dumps(t.input_schema, sort_keys=True)) for t in tools)
         cached = self._defs.get(allow)
         if cached is not None and cached[0] == listed:
@@ -354,6 +361,31 @@ def _gone(server: MCPServer, tool: str, exc: BaseException | None) -> MCPError:
         "the activation failed, and the next activation that needs the server starts a new session",
         server=server.label,
     )
+
+
+@contextmanager
+def _connect_span(server: MCPServer) -> Iterator[Any]:
+    """A ``flock.mcp.connect <server>`` span around starting (or reusing) a session and listing the
+    tools, or nothing when tracing is off. The SDK's own request spans are its children."""
+    from .._engine.engine_tracing import tracing_on
+
+    if not tracing_on():
+        yield None
+        return
+    from .._tracing.tracing import mark_failed, tracer
+
+    attributes = {"flock.mcp.server": server.label, "flock.mcp.transport": "http" if server.url else "stdio"}
+    with tracer().start_as_current_span(
+        f"flock.mcp.connect {server.label}",
+        attributes=attributes,
+        record_exception=False,
+        set_status_on_exception=False,
+    ) as span:
+        try:
+            yield span
+        except Exception as exc:
+            mark_failed(span, exc, "mcp_error")
+            raise
 
 
 def _note_server(label: str) -> None:

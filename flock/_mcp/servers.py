@@ -61,8 +61,8 @@ class MCPServer:
         cwd: the child's working directory.
         url: a streamable HTTP endpoint (``http://`` or ``https://``), usually ending in ``/mcp``.
         headers: HTTP headers sent with every request (for example ``Authorization``).
-        name: how messages and spans name the server (default: the command's name or the URL's host
-            and path).
+        name: how messages and spans name the server (default: the command's name and its first
+            argument's, such as ``python tools.py``, or the URL without credentials or query).
         timeout: seconds to start, connect and list the tools before giving up with an
             :class:`MCPError`. Tool calls are bounded by ``DSPyEngine(tool_timeout=...)``.
 
@@ -150,7 +150,10 @@ class MCPServer:
             parts = urlsplit(self.url)
             port = f":{parts.port}" if parts.port else ""
             return f"{parts.scheme}://{parts.hostname}{port}{parts.path}"
-        return Path(str(self.command)).name
+        label = Path(str(self.command)).name
+        if self.args and not self.args[0].startswith("-"):  # the script or package it runs; no options
+            label += f" {Path(self.args[0]).name}"
+        return label
 
     @property
     def key(self) -> tuple[Any, ...]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -52,11 +53,14 @@ async def test_an_agent_calls_a_stdio_server_tool_and_publishes(spans: InMemoryS
     assert script.observations()[0] == "sunny in Oslo, 21 degrees"  # the server's answer, as text
     tool = next(s for s in spans.get_finished_spans() if s.name == "execute_tool weather")
     assert tool.attributes["gen_ai.tool.name"] == "weather"
-    assert tool.attributes["flock.mcp.server"] == "python" or tool.attributes["flock.mcp.server"].startswith(
-        "python"
+    label = f"{Path(sys.executable).name} mcp_tool_server.py"
+    assert tool.attributes["flock.mcp.server"] == label
+    connect = next(s for s in spans.get_finished_spans() if s.name == f"flock.mcp.connect {label}")
+    assert (
+        connect.attributes["flock.mcp.transport"] == "stdio" and connect.attributes["flock.mcp.tools"] == 9
     )
     evaluate = next(s for s in spans.get_finished_spans() if s.name == "flock.evaluate clerk")
-    assert tool.parent.span_id == evaluate.context.span_id
+    assert tool.parent.span_id == evaluate.context.span_id == connect.parent.span_id
 
 
 async def test_the_real_react_path_over_http_uses_the_tool_result(openai_server: Any) -> None:
