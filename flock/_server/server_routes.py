@@ -237,13 +237,18 @@ def _trace_store(request: Request) -> Any:
 
 
 @router.get("/traces", summary="Recent runs (admin)", responses={404: {}})
-async def traces(request: Request, limit: Annotated[int, Query(ge=1, le=500)] = 20) -> Response:
-    """The most recent traced runs with their numbers. Traces span every tenant: admin only."""
+async def traces(
+    request: Request,
+    limit: Annotated[int, Query(ge=1, le=500)] = 20,
+    correlation_id: Annotated[str | None, Query(max_length=200)] = None,
+) -> Response:
+    """The most recent traced runs with their numbers (``correlation_id``: those of one workflow).
+    Traces span every tenant: admin only."""
     _principal(request, "admin")
 
     def load() -> list[dict[str, Any]]:
         with _trace_store(request) as store:
-            return [dataclasses.asdict(s) for s in store.list_runs(limit)]
+            return [dataclasses.asdict(s) for s in store.list_runs(limit, correlation_id=correlation_id)]
 
     items = await anyio.to_thread.run_sync(load)
     return _json({"items": items, "total": len(items)})

@@ -231,9 +231,28 @@ class TraceStore:
         ).fetchall()
         return [r[0] for r in rows]
 
-    def list_runs(self, limit: int = 20) -> list[RunStats]:
-        """The most recent runs, newest first, with their numbers aggregated from all their spans."""
-        return [self.run_stats(trace_id) for trace_id in self.recent_trace_ids(limit)]
+    def traces_of(self, correlation_id: str, limit: int = 20) -> list[str]:
+        """The newest traces whose root span belongs to workflow ``correlation_id`` (in a served flock
+        every artifact published from outside starts one). Empty without SQLite's JSON functions."""
+        try:
+            rows = self._conn.execute(
+                "SELECT trace_id, MIN(start_ns) AS started FROM spans WHERE is_root = 1 "
+                "AND json_extract(attributes, '$.\"flock.correlation_id\"') = ? "
+                "GROUP BY trace_id ORDER BY started DESC LIMIT ?",
+                (correlation_id, limit),
+            ).fetchall()
+        except sqlite3.OperationalError:
+            return []
+        return [r[0] for r in rows]
+
+    def list_runs(self, limit: int = 20, *, correlation_id: str | None = None) -> list[RunStats]:
+        """The most recent runs, newest first, with their numbers aggregated from all their spans (only
+        those of one workflow with ``correlation_id``)."""
+        if correlation_id is None:
+            ids = self.recent_trace_ids(limit)
+        else:
+            ids = self.traces_of(correlation_id, limit)
+        return [self.run_stats(trace_id) for trace_id in ids]
 
     def run_stats(self, trace_id: str) -> RunStats:
         """The numbers of one run, aggregated inside SQLite (the same as ``load(trace_id).stats`` without

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 from cdp import CHROMIUM, Browser
 from server_support import free_port, wait_until_up
@@ -85,6 +86,24 @@ def test_the_dashboard_example_serves_a_board_to_watch(tmp_path: Path) -> None:
             )
             assert names[0] == "flock.publish Ticket" and "flock.activate writer" in names
             assert not any(name.startswith(("GET ", "POST ")) for name in names)  # no HTTP request spans
+
+            # choosing a run narrows the traces to that run's
+            run = page.evaluate("document.querySelector('#runs tr.run').dataset.run")
+            page.evaluate("document.querySelector('#runs tr.run').click()")
+            page.wait_for(
+                f"document.getElementById('traces-of').textContent === 'of run {run[:8]}'"
+                " && document.querySelectorAll('#traces tbody tr').length === 1"
+                " || (document.getElementById('traces-refresh').click(), false)",
+                timeout=60,
+            )
+            shown = page.evaluate("document.querySelector('#traces a').textContent")
+        with httpx.Client(base_url=url, headers={"Authorization": "Bearer ops-demo-key"}) as ops:
+            [listed] = ops.get("/traces", params={"correlation_id": run}).json()["items"]
+            assert listed["trace_id"].startswith(shown)
+            spans = ops.get(f"/traces/{listed['trace_id']}").json()["spans"]
+            workflows = {s["attributes"].get("flock.correlation_id") for s in spans} - {None}
+            assert workflows == {run}
+            assert ops.get("/traces", params={"correlation_id": "no-such-run"}).json()["items"] == []
     finally:
         server.send_signal(signal.SIGINT)
         out, err = server.communicate(timeout=60)

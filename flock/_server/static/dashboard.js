@@ -300,6 +300,7 @@
     chip.textContent = cid ? "run " + short(cid) + " ✕" : "";
     drawRuns();
     loadArtifacts();
+    loadTraces();
   }
   function fillTypes() {
     var select = $("type-filter");
@@ -363,11 +364,14 @@
     tracesTimer = setTimeout(function () { tracesTimer = null; loadTraces(); }, 2000);
   }
   function loadTraces() {
-    var box = $("traces");
+    var box = $("traces"), run = state.run;
     if (!can("admin")) { note(box, "Traces span every tenant: they need a key with the admin scope."); return; }
-    api("/traces?limit=15").then(function (res) {
+    $("traces-of").textContent = run ? "of run " + short(run) : "";
+    var path = "/traces?limit=15" + (run ? "&correlation_id=" + encodeURIComponent(run) : "");
+    api(path).then(function (res) {
+      if (run !== state.run) return;  // another run was chosen meanwhile
       if (res.status !== 200) { note(box, detail(res)); return; }
-      if (!res.body.items.length) { note(box, "No traced runs yet."); return; }
+      if (!res.body.items.length) { note(box, run ? "No traces of this run (yet)." : "No traced runs yet."); return; }
       var rows = res.body.items.map(function (t) {
         var link = el("a", {href: "/traces/" + encodeURIComponent(t.trace_id) + "?format=html", cls: "mono", text: t.trace_id.slice(0, 12)});
         link.addEventListener("click", function (ev) {
