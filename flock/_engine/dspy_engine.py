@@ -208,7 +208,7 @@ class DSPyEngine(EngineComponent):
         self._guarded = GuardedModels(CallPolicy(self.timeout, self.retries, self.breaker))
         self._own_state: dict[str, Any] = {}  # usage and shared state when called outside a Flock
         self.structured_outputs = check_mode(structured_outputs)
-        self._forms: dict[str, str] = {}  # structured-output forms per model, outside a Flock
+        self._forms: dict[str, Any] = {}  # structured-output forms per model, outside a Flock
         self._schemas: dict[Any, Any] = {}  # output schemas and response formats per signature
         self._lms: dict[tuple[str, int], tuple[Any, dspy.BaseLM]] = {}
         self._adapters: dict[int, Any] = {}

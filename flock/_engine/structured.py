@@ -29,6 +29,7 @@ from typing import Any, get_args, get_origin
 from pydantic import TypeAdapter
 
 from .._core.errors import ConfigurationError, ProviderError
+from .._providers.provider_errors import PROBING_FORMAT, refused
 from .signature import AgentSignature
 
 logger = logging.getLogger("flock")
@@ -211,7 +212,7 @@ class StructuredCall:
     def __init__(
         self,
         mode: str,
-        memory: dict[str, str],
+        memory: dict[str, Any],
         lm: Any,
         sig: AgentSignature,
         *,
@@ -250,6 +251,8 @@ class StructuredCall:
         """``run(program, values)`` with the first ``response_format`` form the provider accepts."""
         if not self.applies:
             return await run(program, values)
+        # Concurrent first calls each try the forms: a refusal is one quick answer per call, once
+        # per model and Flock, where making them wait for the first would cost a whole model call.
         forms = self.forms()
         name = f"{self._sig.agent}_{self._sig.group}".replace("-", "_")[:64] or "output"
         for i, form in enumerate(forms):
@@ -258,6 +261,9 @@ class StructuredCall:
                 self._cache[key] = response_format(form, name, self.schema)
             fmt = self._cache[key]
             token = _FORM.set(form)
+            # Until a form worked for this model, a refusal must reach us at once: the provider
+            # layer does not retry it as if it were an outage (llama.cpp refuses with a 500).
+            probe = PROBING_FORMAT.set(form != PROMPT and self.memory.get(self.key) != form)
             try:
                 extra = {"config": {"response_format": fmt}} if fmt is not None else {}
                 prediction = await run(program, {**values, **extra})
@@ -275,6 +281,7 @@ class StructuredCall:
                 logger.info("model %r refused response_format %r; trying %r", self.key, form, forms[i + 1])
                 continue
             finally:
+                PROBING_FORMAT.reset(probe)
                 _FORM.reset(token)
             self.form = form
             self.memory[self.key] = form
@@ -282,43 +289,13 @@ class StructuredCall:
         raise AssertionError("unreachable: the last form either returns or raises")
 
 
-def form_memory(settings: Any, own: dict[str, str]) -> dict[str, str]:
+def form_memory(settings: Any, own: dict[str, Any]) -> dict[str, Any]:
     """Per-Flock memory of the working form per model (``own`` outside a Flock)."""
     shared = getattr(settings, "shared", None)
     if not isinstance(shared, dict):
         return own
-    memory: dict[str, str] = shared.setdefault(STATE_KEY, {})
+    memory: dict[str, Any] = shared.setdefault(STATE_KEY, {})
     return memory
-
-
-def refused(exc: BaseException) -> bool:
-    """Whether ``exc`` (or what it wraps) says the provider does not take this ``response_format``.
-
-    Yes for an "unsupported feature" error raised before sending, for 422 (a server that validates
-    the request body), and for 400/415/500 whose text names the response format (llama-cpp-python's
-    server answers 500 with a validation message to ``{"type": "json_schema"}``). Any other error is
-    not a refusal of the format.
-    """
-    node: BaseException | None = exc
-    for _ in range(8):
-        if node is None:
-            return False
-        if "Unsupported" in type(node).__name__:
-            return True
-        status = getattr(node, "status", None) or getattr(node, "status_code", None)
-        try:
-            code = int(status) if status is not None else None
-        except (TypeError, ValueError):
-            code = None
-        if code == 422:
-            return True
-        if code in (400, 415, 500) and any(w in str(node).lower() for w in _FORMAT_WORDS):
-            return True
-        node = node.__cause__ or node.__context__
-    return False
-
-
-_FORMAT_WORDS = ("response_format", "json_schema", "json_object", "schema", "structured output")
 
 
 def flock_form() -> str | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from contextvars import ContextVar
 
 from .._core.errors import (
     ProviderConfigError,
@@ -106,3 +107,37 @@ def _headers(exc: BaseException) -> dict[str, str]:
 
 def _is_dspy_lm_error(exc: BaseException) -> bool:
     return any(cls.__name__ == "LMError" and cls.__module__.startswith("dspy") for cls in type(exc).__mro__)
+
+
+PROBING_FORMAT: ContextVar[bool] = ContextVar("flock_probing_format", default=False)
+"""True while a call tries a ``response_format`` form not yet known to work for its model."""
+
+
+def refused(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it wraps) says the provider does not take this ``response_format``.
+
+    Yes for an "unsupported feature" error raised before sending, for 422 (a server that validates
+    the request body), and for 400/415/500 whose text names the response format (llama-cpp-python's
+    server answers 500 with a validation message to ``{"type": "json_schema"}``). Any other error is
+    not a refusal of the format.
+    """
+    node: BaseException | None = exc
+    for _ in range(8):
+        if node is None:
+            return False
+        if "Unsupported" in type(node).__name__:
+            return True
+        status = getattr(node, "status", None) or getattr(node, "status_code", None)
+        try:
+            code = int(status) if status is not None else None
+        except (TypeError, ValueError):
+            code = None
+        if code == 422:
+            return True
+        if code in (400, 415, 500) and any(w in str(node).lower() for w in _FORMAT_WORDS):
+            return True
+        node = node.__cause__ or node.__context__
+    return False
+
+
+_FORMAT_WORDS = ("response_format", "json_schema", "json_object", "schema", "structured output")

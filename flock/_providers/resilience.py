@@ -44,7 +44,7 @@ from .._tracing.metrics import (
 )
 from .breaker import BreakerState, CircuitBreaker
 from .budget import Budget, budget_key, check, spend, usage_of
-from .provider_errors import classify, retryable
+from .provider_errors import PROBING_FORMAT, classify, refused, retryable
 from .ratelimit import estimate_tokens, limiter_for
 
 logger = logging.getLogger("flock")
@@ -236,7 +236,9 @@ async def _call_one(
                 _release(limiter, estimate, breaker)
                 raise  # DSPy's ReAct shortens its history on this one: let it through untouched
             typed = classify(exc, name, scope.secrets)
-            if typed is None:
+            if typed is None or (PROBING_FORMAT.get() and refused(exc)):
+                # Not a provider failure, or the provider refusing a response_format being tried:
+                # the structured-outputs layer falls back to another form; no retry, no breaker count.
                 _release(limiter, estimate, breaker)
                 raise
             error = typed

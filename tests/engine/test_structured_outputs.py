@@ -103,6 +103,16 @@ async def test_a_refused_json_schema_falls_back_to_the_llama_cpp_form_and_is_rem
     assert [f["type"] for f in _formats(server)][3:] == ["json_schema", "json_object"]
 
 
+async def test_a_refusal_with_a_500_is_not_retried_as_an_outage(server: OpenAIServer) -> None:
+    server.refuse_formats = {"json_schema": 500}
+    flock = _flock(server)  # the default retries: a 500 that is an outage would be tried again
+    with dspy.context(callbacks=[server.recorder]):
+        await flock.invoke("ideas", Topic(name="bees"), publish_outputs=False)
+    assert [f["type"] for f in _formats(server)] == ["json_schema", "json_object"]
+    usage = flock.settings.take_usage()
+    assert usage and all(record.retries == 0 for record in usage.values())
+
+
 async def test_both_schema_forms_refused_means_prompt_only(server: OpenAIServer) -> None:
     server.refuse_formats = {"json_schema": 400, "json_object+schema": 422}
     flock = _flock(server)
