@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -249,7 +250,15 @@ def test_gates_joins_and_batches_fire_once_for_each_group_across_workers(
     try:
         publish_stateful(postgres_dsn, range(n))
         board_now = wait_stateful(postgres_dsn, n)
-        assert len(routers(postgres_dsn)) == 1  # one router for the board
+        (router,) = routers(postgres_dsn)  # one router for the board, and `flock store` names it
+        assert router in {w.pid for w in workers}
+        shown = subprocess.run(
+            [sys.executable, "-m", "flock", "store", postgres_dsn],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert f"router {socket.gethostname()}:{router})" in shown.stdout, shown.stderr
     finally:
         stopped = [stop(w) for w in workers]
     for code, _, err in stopped:
