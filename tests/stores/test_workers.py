@@ -325,6 +325,73 @@ def test_an_artifact_stored_by_a_process_that_died_before_routing_it_is_routed(
     assert sorted(key for agent, key, _ in runs(log) if agent == "solve") == ["5/0", "5/1"]
 
 
+LOOPY = """
+from pydantic import BaseModel
+from flock import Flock, flock_type
+
+@flock_type(name="loopy.Ping")
+class Ping(BaseModel):
+    n: int
+
+@flock_type(name="loopy.Pong")
+class Pong(BaseModel):
+    n: int
+
+def build(store=None):
+    flock = Flock(store=store, max_agent_iterations=4) if store is not None else Flock(max_agent_iterations=4)
+    flock.agent("pong").consumes(Ping).publishes(Pong).calls(lambda p: Pong(n=p.n + 1))
+    flock.agent("ping").consumes(Pong).publishes(Ping).calls(lambda p: Ping(n=p.n + 1))
+    return flock
+
+flock = build()
+"""
+
+
+KINDS = "SELECT type, produced_by, body::json->'payload'->>'kind' FROM flock.artifacts ORDER BY seq"
+
+
+def test_the_loop_guard_stops_a_loop_once_across_workers(postgres_dsn: str, tmp_path: Path) -> None:
+    (tmp_path / "loopy.py").write_text(LOOPY)
+    cmd = [sys.executable, "-m", "flock", "worker", "loopy:flock", "--store", postgres_dsn, "--poll", "1"]
+    workers = [
+        subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    code = (
+        "import anyio, loopy\n"
+        "from flock import PostgresStore\n"
+        "async def main():\n"
+        f"    async with PostgresStore({postgres_dsn!r}) as s:\n"
+        "        await loopy.build(s).publish(loopy.Ping(n=0))\n"
+        "anyio.run(main)\n"
+    )
+    try:
+        subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True, timeout=60)
+        deadline, kinds = time.monotonic() + 60, []
+        while time.monotonic() < deadline:
+            with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+                kinds = conn.execute(KINDS).fetchall()
+                queued = conn.execute("SELECT COUNT(*) FROM flock.work WHERE NOT done").fetchone()
+            if any(k == "loop_guard" for _, _, k in kinds) and queued == (0,):
+                break
+            time.sleep(0.1)
+        time.sleep(1)  # a second refusal or a fifth turn would show up now
+        with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+            kinds = conn.execute(KINDS).fetchall()
+    finally:
+        stopped = [stop(w) for w in workers]
+    assert [c for c, _, _ in stopped] == [0, 0]
+    made = Counter((t, p) for t, p, _ in kinds)
+    # pong and ping act 4 times each in the chain; pong's fifth turn is refused, once
+    assert made == {
+        ("loopy.Ping", "external"): 1,
+        ("loopy.Pong", "pong"): 4,
+        ("loopy.Ping", "ping"): 4,
+        ("flock.WorkflowError", "pong"): 1,
+    }, made
+    assert [k for _, _, k in kinds if k] == ["loop_guard"]
+
+
 def test_the_workers_example_shares_twenty_summaries_between_two_workers(postgres_dsn: str) -> None:
     example = HERE.parent.parent / "examples" / "13_workers.py"
     done = subprocess.run(
