@@ -11,6 +11,7 @@ from typing import Any
 import dspy
 import pytest
 from engine_support import Summary, Task
+from metric_support import total
 from openai_server import OpenAIServer, Reply
 
 from flock import (
@@ -78,17 +79,26 @@ async def test_a_429_pauses_every_caller_of_the_model(server: OpenAIServer) -> N
     assert server.arrivals[2] - throttled_at >= 0.58
 
 
-async def test_rate_limits_are_per_flock(server: OpenAIServer) -> None:
+async def test_rate_limits_are_per_flock(server: OpenAIServer, metric_reader: Any) -> None:
     limits = [RateLimit("openai/test-model", requests_per_minute=60)]  # one per second
     flocks = [Flock(limits=limits), Flock(limits=limits)]
     for flock in flocks:
         flock.agent("a").consumes(Task).publishes(Summary).with_engines(engine_for(server))
-    start = time.monotonic()
+
+    before = total(metric_reader, "flock.rate_limit.waits")
+
+    def waits() -> float:
+        return total(metric_reader, "flock.rate_limit.waits") - before
+
     with dspy.context(callbacks=[server.recorder]):
         for flock in flocks:
             await flock.publish(Task(text="bees"))
             await flock.run_until_idle(raise_on_error=True)
-    assert time.monotonic() - start < 0.9  # each flock's first call goes at once
+        assert waits() == 0  # each flock's first call goes at once: the limiters are not shared
+        # Two calls at once in one flock: the second waits for the first one's second to pass.
+        await flocks[0].publish_many([Task(text="ants"), Task(text="wasps")])
+        await flocks[0].run_until_idle(raise_on_error=True)
+    assert waits() >= 1
 
 
 def test_bad_limits_breakers_and_budgets_fail_at_construction() -> None:
