@@ -95,7 +95,12 @@ class Connection:
         lists the same tools gets the same :class:`ToolDef` objects, so the engine's programs built
         for them stay valid (and its cache does not grow with every restart of a server)."""
         live = self._live
-        if live is not None and live.ok and live.tools is not None:
+        if (
+            live is not None
+            and live.ok
+            and live.tools is not None
+            and live.loop is asyncio.get_running_loop()
+        ):
             tools = live.tools
         else:
             with _connect_span(self.server) as span:

@@ -56,9 +56,7 @@ async def test_an_agent_calls_a_stdio_server_tool_and_publishes(spans: InMemoryS
     label = f"{Path(sys.executable).name} mcp_tool_server.py"
     assert tool.attributes["flock.mcp.server"] == label
     connect = next(s for s in spans.get_finished_spans() if s.name == f"flock.mcp.connect {label}")
-    assert (
-        connect.attributes["flock.mcp.transport"] == "stdio" and connect.attributes["flock.mcp.tools"] == 9
-    )
+    assert connect.attributes["flock.mcp.transport"] == "stdio" and connect.attributes["flock.mcp.tools"] == 9
     evaluate = next(s for s in spans.get_finished_spans() if s.name == "flock.evaluate clerk")
     assert tool.parent.span_id == evaluate.context.span_id == connect.parent.span_id
 
@@ -230,15 +228,19 @@ async def test_concurrent_activations_send_their_calls_on_the_one_session_side_b
 
 
 def test_the_server_process_ends_with_the_event_loop_even_without_shutdown() -> None:
-    script = ReactScript(("pid", {}))
+    flock = Flock()
+    scripts = [ReactScript(("pid", {})), ReactScript(("pid", {}))]
 
-    async def main() -> None:
-        flock = Flock()
-        clerk(flock, script)
-        await flock.invoke("clerk", Question(city="x"))
+    async def main(script: ReactScript) -> None:
+        clerk(flock, script, name=f"clerk{len(flock.agents)}")
+        await flock.invoke(f"clerk{len(flock.agents) - 1}", Question(city="x"))
 
-    anyio.run(main)
-    assert not alive(int(script.observations()[0]))
+    anyio.run(main, scripts[0])
+    first = int(scripts[0].observations()[0])
+    assert not alive(first)
+    anyio.run(main, scripts[1])  # the same Flock on a new event loop starts the server again
+    second = int(scripts[1].observations()[0])
+    assert second != first and not alive(second)
 
 
 async def test_env_reaches_the_server_and_secrets_stay_out_of_messages() -> None:
