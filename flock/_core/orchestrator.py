@@ -240,7 +240,7 @@ class Orchestrator:
         finished = False
         events = self.events
         if events.active:
-            tenant = self._catalog.specs[act.agent].tenant_id
+            tenant = self._catalog.specs[act.agent].tenant_id if events.watching else None
             events.started(act.agent, act.record.id, act.artifacts, act.correlation_id, tenant)
         try:
             with self.runtime.span(act) as span:
@@ -438,17 +438,17 @@ class Orchestrator:
         return bound - self._active[agent]
 
     async def _work(self, act: Activation) -> None:
-        """Run ``act``; then, while chaining, the next activation that may start, in this task."""
+        """Run ``act``; then, while chaining, the next activation that may start, in this task.
+
+        The next one is taken before this task yields (else the run loop, woken by the end of
+        this one, would take the free slot and start a task for it); the yield comes after, so
+        that the loop, timers, readers and other activations get their turn between two.
+        """
         while True:
             await self.run_activation(act, True)
             if not self._chaining or self._halted is not None or self.closed or not self.lifecycle.queued:
                 return
             if self._active_total >= self.max_concurrency:
-                return
-            await anyio.lowlevel.checkpoint()  # the run loop, timers and other tasks get their turn
-            if not self._chaining or self._halted is not None or self.closed:
-                return
-            if self._active_total >= self.max_concurrency:  # the loop may have started work meanwhile
                 return
             taken = await self.lifecycle.take(self._room, 1)
             if not taken:
@@ -456,6 +456,25 @@ class Orchestrator:
             act = taken[0]
             self._active[act.agent] += 1
             self._active_total += 1
+            try:
+                await anyio.lowlevel.checkpoint()
+            except anyio.get_cancelled_exc_class():
+                with anyio.CancelScope(shield=True):
+                    await self._give_back(act)
+                raise
+            if self._halted is not None or self.closed:
+                await self._give_back(act)
+                return
+
+    async def _give_back(self, act: Activation) -> None:
+        """An activation taken but not started goes back to the front of the queue."""
+        await self.lifecycle.requeue(act)
+        active = self._active
+        active[act.agent] -= 1
+        if not active[act.agent]:
+            del active[act.agent]
+        self._active_total -= 1
+        self.notify()
 
     async def _fire_due_timers(self) -> None:
         while (token := self.timers.pop_due(self._clock.monotonic())) is not None:
