@@ -339,7 +339,7 @@ class AgentBuilder:
                 "python tools_server.py", allow=["lookup"]
             )
         """
-        from .._mcp.servers import MCPTools
+        from .._mcp.toolset import MCPTools
 
         return self._update(toolsets=(*self.spec.toolsets, MCPTools.of(server, allow, self._name)))
 
