@@ -8,13 +8,12 @@ none or a wrong one is answered 401 before the MCP layer sees it.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import anyio
 
 from .._core.serving import Runner
-from .._server.auth import PRINCIPAL, ApiKeys, Principal
+from .._server.auth import CHALLENGE, PRINCIPAL, ApiKeys, Principal, bearer_key, send_response, unauthorized
 from .flock_server import build_server
 
 LOCAL = Principal(tenant=None, scopes=frozenset({"admin"}), name="mcp-stdio")
@@ -83,31 +82,10 @@ class _Keys:
         if scope["type"] != "http":  # lifespan
             await self.app(scope, receive, send)
             return
-        key = None
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                kind, _, token = value.decode("latin-1").partition(" ")
-                if kind.lower() == "bearer":
-                    key = token.strip()
-                break
+        key = bearer_key(scope["headers"])
         principal = self.keys.authenticate(key)
         if principal is None:
-            reason = "a wrong API key" if key else "no API key"
-            body = json.dumps(
-                {"error": f"{reason}: send the header 'Authorization: Bearer <key>' with a known key"}
-            ).encode()
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 401,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"www-authenticate", b'Bearer realm="flock"'),
-                        (b"content-length", str(len(body)).encode()),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
+            await send_response(send, 401, unauthorized(key, "error"), b"application/json", [CHALLENGE])
             return
         scope[PRINCIPAL] = principal
         await self.app(scope, receive, send)

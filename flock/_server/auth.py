@@ -159,3 +159,37 @@ class ApiKeys:
 
 PRINCIPAL = "flock.principal"
 """Key of the authenticated :class:`Principal` in a served request's ASGI scope."""
+
+
+# --------------------------------------------------------------------------- the ASGI side, shared by
+# the REST server and ``flock mcp --http`` (no web framework needed)
+
+
+def bearer_key(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """The key of an ``Authorization: Bearer <key>`` header among ASGI ``headers``, else ``None``."""
+    for name, value in headers:
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            return token.strip() if scheme.lower() == "bearer" else None
+    return None
+
+
+def unauthorized(key: str | None, field: str = "detail") -> bytes:
+    """The JSON body of a 401: what was wrong with the credential and how to send one."""
+    reason = "a wrong API key" if key else "no API key"
+    return json.dumps(
+        {field: f"{reason}: send the header 'Authorization: Bearer <key>' with a known key"}
+    ).encode()
+
+
+CHALLENGE = (b"www-authenticate", b'Bearer realm="flock"')
+
+
+async def send_response(
+    send: Any, status: int, body: bytes, content_type: bytes, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    """Answer an ASGI request with ``status`` and ``body`` (not cached)."""
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode()), *(extra or [])]
+    headers.append((b"cache-control", b"no-store"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .._core.errors import ConfigurationError
 from .._core.serving import Runner
-from .auth import PRINCIPAL, ApiKeys, Principal
+from .auth import CHALLENGE, PRINCIPAL, ApiKeys, Principal, bearer_key, send_response, unauthorized
 from .login import LOGIN_ROUTES, login_page, wants_html
 from .sessions import Sessions, forgery_safe, session_token
 
@@ -46,13 +46,7 @@ class _Deny:
             await self.app(scope, receive, send)
             return
         headers = scope["headers"]
-        key = None
-        for name, value in headers:
-            if name == b"authorization":
-                scheme, _, token = value.decode("latin-1").partition(" ")
-                if scheme.lower() == "bearer":
-                    key = token.strip()
-                break
+        key = bearer_key(headers)
         principal = self.keys.authenticate(key)
         by_cookie = False
         if principal is None and key is None:
@@ -64,15 +58,9 @@ class _Deny:
             return
         if principal is None:
             if method in ("GET", "HEAD") and path == "/" and wants_html(headers):
-                await _send(send, 401, login_page().encode(), b"text/html; charset=utf-8")
+                await send_response(send, 401, login_page().encode(), b"text/html; charset=utf-8")
                 return
-            reason = "a wrong API key" if key else "no API key"
-            body = json.dumps(
-                {"detail": f"{reason}: send the header 'Authorization: Bearer <key>' with a known key"}
-            ).encode()
-            await _send(
-                send, 401, body, b"application/json", [(b"www-authenticate", b'Bearer realm="flock"')]
-            )
+            await send_response(send, 401, unauthorized(key), b"application/json", [CHALLENGE])
             return
         if by_cookie and not forgery_safe(method, headers):
             body = json.dumps(
@@ -81,19 +69,10 @@ class _Deny:
                     "JSON (Content-Type: application/json) or carry the X-Flock-Request header"
                 }
             ).encode()
-            await _send(send, 403, body, b"application/json")
+            await send_response(send, 403, body, b"application/json")
             return
         scope[PRINCIPAL] = principal
         await self.app(scope, receive, send)
-
-
-async def _send(
-    send: Send, status: int, body: bytes, content_type: bytes, extra: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode()), *(extra or [])]
-    headers.append((b"cache-control", b"no-store"))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 def resolve_auth(auth: ApiKeys | None) -> ApiKeys:
