@@ -75,6 +75,29 @@ def _where(f: FilterConfig) -> tuple[str, builtins.list[Any]]:
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
+# commit_activation in one statement: data-modifying CTEs run in one transaction, exactly once each.
+# Outputs come as one array per column (unnest keeps their order, so seq follows the outputs'),
+# tags as (artifact id, tag) pairs; existing ids are skipped and only new ids are returned.
+_COMMIT_JOURNAL = (
+    "used AS (INSERT INTO consumptions (artifact_id, agent, subscription, activation_id) "
+    "SELECT unnest(%(inputs)s::uuid[]), %(agent)s, %(sub)s, %(id)s ON CONFLICT DO NOTHING), "
+    "journal AS (INSERT INTO activations (id, agent, subscription, input_ids, status, recorded_us) "
+    "SELECT %(id)s, %(agent)s, %(sub)s, %(inputs)s, 'done', %(us)s ON CONFLICT (id) DO UPDATE SET status = 'done'), "
+    "finished AS (UPDATE work SET done = TRUE, lease_until = NULL, claimed_by = NULL WHERE id = %(id)s) "
+)
+_COMMIT = (
+    f"WITH new AS (INSERT INTO artifacts ({_COLUMNS}) "
+    "SELECT c1, c2, c3, c4, c5, c6, c7, c8, c9 FROM unnest(%(c1)s::uuid[], %(c2)s::text[], "
+    "%(c3)s::text[], %(c4)s::text[], %(c5)s::text[], %(c6)s::text[], %(c7)s::text[], %(c8)s::bigint[], "
+    "%(c9)s::text[]) WITH ORDINALITY "
+    "AS o(c1, c2, c3, c4, c5, c6, c7, c8, c9, n) ORDER BY n ON CONFLICT (id) DO NOTHING RETURNING id, seq), "
+    "tags AS (INSERT INTO artifact_tags (tag, seq) SELECT t.tag, new.seq FROM new "
+    "JOIN unnest(%(tag_ids)s::uuid[], %(tags)s::text[]) AS t(id, tag) ON t.id = new.id), "
+    f"{_COMMIT_JOURNAL}SELECT id FROM new"
+)
+_COMMIT_NO_OUTPUTS = f"WITH {_COMMIT_JOURNAL}SELECT 1"
+
+
 def _router_name(application_name: str) -> str:
     """``host:pid`` from the router's connection name (``flock-router:PID:HOST``)."""
     _, pid, host = [*application_name.split(":", 2), "", ""][:3]
@@ -332,39 +355,24 @@ class PostgresStore:
         work queue (rows that stay as tombstones, so that no process queues it again). Always
         waits for the commit (``wait`` is accepted for the protocol)."""
         rows = [ArtifactRow.of(a) for a in outputs]
-        cursors = []
-        # One pipeline: the transaction's statements travel together (two round trips in all).
-        async with self.connection() as conn, conn.pipeline(), conn.transaction():
-            for row in rows:
-                values = _row_values(row)
-                if row.tags:
-                    cursors.append(await conn.execute(_PUT_SKIPPING, values))
-                else:
-                    cursors.append(await conn.execute(_PUT_SKIPPING_NO_TAGS, values[:-1]))
-            if record.input_ids:
-                await conn.execute(
-                    "INSERT INTO consumptions (artifact_id, agent, subscription, activation_id) "
-                    "SELECT unnest(%s::uuid[]), %s, %s, %s ON CONFLICT DO NOTHING",
-                    (list(record.input_ids), record.agent, record.subscription, record.id),
-                )
-            await conn.execute(
-                "INSERT INTO activations (id, agent, subscription, input_ids, status, recorded_us) "
-                "VALUES (%s, %s, %s, %s, 'done', %s) ON CONFLICT (id) DO UPDATE SET status = 'done'",
-                (
-                    record.id,
-                    record.agent,
-                    record.subscription,
-                    list(record.input_ids),
-                    time.time_ns() // 1000,
-                ),
-            )
-            await conn.execute(
-                "UPDATE work SET done = TRUE, lease_until = NULL, claimed_by = NULL WHERE id = %s",
-                (record.id,),
-            )
-        inserted = [cur.rowcount > 0 for cur in cursors]
-        for artifact, new in zip(outputs, inserted, strict=True):
-            if new:  # a skipped re-delivery keeps the stored original, which may differ in created_at
+        # One statement (its own transaction in autocommit): one round trip, no BEGIN/COMMIT.
+        params: dict[str, Any] = {
+            "inputs": list(record.input_ids),
+            "agent": record.agent,
+            "sub": record.subscription,
+            "id": record.id,
+            "us": time.time_ns() // 1000,
+        }
+        if rows:
+            params.update({f"c{k + 1}": [row.values[k] for row in rows] for k in range(9)})
+            params["c1"] = [UUID(i) for i in params["c1"]]
+            params["tag_ids"] = [UUID(row.id) for row in rows for _ in row.tags]
+            params["tags"] = [t for row in rows for t in row.tags]
+        async with self.connection() as conn:
+            cur = await conn.execute(_COMMIT if rows else _COMMIT_NO_OUTPUTS, params)
+            new = {str(i) for (i,) in await cur.fetchall()} if rows else set()
+        for artifact in outputs:
+            if str(artifact.id) in new:  # a skipped re-delivery keeps the stored original
                 self._decoded.add(str(artifact.id), artifact)
 
     async def consumptions(self) -> set[tuple[UUID, str, int]]:
