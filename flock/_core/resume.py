@@ -20,12 +20,14 @@ from collections.abc import Iterable
 from uuid import UUID
 
 from .._stores.store import ActivationRecord
+from .artifact import Artifact
 from .catalog import Catalog
 from .decisions import Decision, Fail
 from .routing import Router
 from .scheduler import Activation
 
 log = logging.getLogger("flock")
+_CHUNK = 1000  # ids per get_many query
 
 
 async def restore(
@@ -39,19 +41,38 @@ async def restore(
     skip: set[tuple[UUID, str, int]] = set(await store.consumptions())  # type: ignore[attr-defined]
     already = set(queued)
     out: list[Decision] = []
-    for record in await store.in_flight():  # type: ignore[attr-defined]
-        if record.id in already or record.subscription < 0:
-            continue  # queued by this process before resume(); or a scheduled tick (restarts with the run)
+    records = [
+        r
+        for r in await store.in_flight()  # type: ignore[attr-defined]
+        # queued by this process before resume(); or a scheduled tick (restarts with the run)
+        if r.id not in already and r.subscription >= 0
+    ]
+    inputs = await _inputs(store, {i for r in records for i in r.input_ids})
+    for record in records:
         skip.update((i, record.agent, record.subscription) for i in record.input_ids)
-        out += await _requeue(store, catalog, router, record)
+        out += await _requeue(catalog, router, record, inputs)
     stored = await store.list()  # type: ignore[attr-defined]
     for artifact in stored if upto is None else stored[:upto]:
         out += await router.route(artifact, skip=skip)
     return out
 
 
+async def _inputs(store: object, ids: set[UUID]) -> dict[str, Artifact]:
+    """The in-flight activations' inputs that are still stored, read in a few queries (a store
+    without ``get_many`` is asked one id at a time)."""
+    get_many = getattr(store, "get_many", None)
+    keys = sorted(ids, key=str)  # a stable order: the same queries every time
+    if get_many is None:
+        found = [await store.get(i) for i in keys]  # type: ignore[attr-defined]
+        return {str(a.id): a for a in found if a is not None}
+    out: dict[str, Artifact] = {}
+    for start in range(0, len(keys), _CHUNK):
+        out.update((str(a.id), a) for a in await get_many(keys[start : start + _CHUNK]))
+    return out
+
+
 async def _requeue(
-    store: object, catalog: Catalog, router: Router, record: ActivationRecord
+    catalog: Catalog, router: Router, record: ActivationRecord, stored: dict[str, Artifact]
 ) -> list[Decision]:
     spec = catalog.specs.get(record.agent)
     if spec is None:
@@ -62,7 +83,7 @@ async def _requeue(
             record.agent,
         )
         return []
-    inputs = [await store.get(i) for i in record.input_ids]  # type: ignore[attr-defined]
+    inputs = [stored.get(str(i)) for i in record.input_ids]
     found = tuple(a for a in inputs if a is not None)
     if len(found) != len(inputs):
         log.warning("in-flight activation %s of %r lost its inputs to retention", record.id, record.agent)
