@@ -65,8 +65,14 @@ class Lifecycle:
     async def enqueue(self, act: Activation) -> None:
         """A ready activation enters the queue (journaled first, so a crash cannot lose it)."""
         if self.journal and act.journaled:
-            await self._store.record_activation(act.record)
-        await self.queue.put(act)
+            put_recorded = getattr(self.queue, "put_recorded", None)
+            if put_recorded is not None:  # a queue in the store's database: both in one write
+                await put_recorded(act)
+            else:
+                await self._store.record_activation(act.record)
+                await self.queue.put(act)
+        else:
+            await self.queue.put(act)
         self._changed(act, State.QUEUED)
 
     async def take(self, room: Callable[[str], int], limit: int) -> list[Activation]:

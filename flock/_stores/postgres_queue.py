@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -28,6 +29,20 @@ from .._core.errors import ConfigurationError
 from .._core.scheduler import Activation
 
 CHANNEL = "flock_work"
+# The journal entry (PostgresStore.record_activation) and the work row (put) in one statement;
+# neither is written once the inputs were consumed, and a finished activation stays done.
+_NOT_CONSUMED = (
+    "NOT EXISTS (SELECT 1 FROM consumptions WHERE artifact_id = %(first)s AND agent = %(agent)s "
+    "AND subscription = %(sub)s)"
+)
+_PUT_RECORDED = (
+    "WITH journal AS (INSERT INTO activations (id, agent, subscription, input_ids, status, recorded_us) "
+    f"SELECT %(id)s, %(agent)s, %(sub)s, %(ids)s, %(status)s, %(us)s WHERE {_NOT_CONSUMED} "
+    "ON CONFLICT (id) DO UPDATE SET status = excluded.status, recorded_us = excluded.recorded_us "
+    "WHERE activations.status <> 'done') "
+    f"INSERT INTO work (id, agent, body) SELECT %(id)s, %(agent)s, %(body)s WHERE {_NOT_CONSUMED} "
+    "ON CONFLICT (id) DO NOTHING"
+)
 
 
 class PostgresQueue:
@@ -101,6 +116,30 @@ class PostgresQueue:
                     record.agent,
                     record.subscription,
                 ),
+            )
+        self._ready = 1
+
+    async def put_recorded(self, act: Activation) -> None:
+        """Journal a ready activation as pending and queue it (what ``Lifecycle.enqueue`` does
+        with a store and a queue apart) in one statement: one round trip, one transaction."""
+        record = act.record
+        if act.tick is not None or not act.artifacts:
+            await self.store.record_activation(record)
+            self._local.append(act)
+            return
+        async with self.store.connection() as conn:
+            await conn.execute(
+                _PUT_RECORDED,
+                {
+                    "id": record.id,
+                    "agent": record.agent,
+                    "sub": record.subscription,
+                    "ids": list(record.input_ids),
+                    "status": record.status,
+                    "us": time.time_ns() // 1000,
+                    "first": record.input_ids[0],
+                    "body": _encode(act),
+                },
             )
         self._ready = 1
 

@@ -82,7 +82,8 @@ _COMMIT_JOURNAL = (
     "used AS (INSERT INTO consumptions (artifact_id, agent, subscription, activation_id) "
     "SELECT unnest(%(inputs)s::uuid[]), %(agent)s, %(sub)s, %(id)s ON CONFLICT DO NOTHING), "
     "journal AS (INSERT INTO activations (id, agent, subscription, input_ids, status, recorded_us) "
-    "SELECT %(id)s, %(agent)s, %(sub)s, %(inputs)s, 'done', %(us)s ON CONFLICT (id) DO UPDATE SET status = 'done'), "
+    "SELECT %(id)s, %(agent)s, %(sub)s, %(inputs)s, 'done', %(us)s "
+    "ON CONFLICT (id) DO UPDATE SET status = 'done'), "
     "finished AS (UPDATE work SET done = TRUE, lease_until = NULL, claimed_by = NULL WHERE id = %(id)s) "
 )
 _COMMIT = (
