@@ -77,23 +77,24 @@ def _where(f: FilterConfig) -> tuple[str, builtins.list[Any]]:
 
 # commit_activation in one statement: data-modifying CTEs run in one transaction, exactly once each.
 # Outputs come as one array per column (unnest keeps their order, so seq follows the outputs'),
-# tags as (artifact id, tag) pairs; existing ids are skipped and only new ids are returned.
+# tags as (artifact id, tag) pairs; existing ids are skipped and only new ids are returned. Arrays
+# travel in binary (%b): no quoting and escaping of every JSON body.
 _COMMIT_JOURNAL = (
     "used AS (INSERT INTO consumptions (artifact_id, agent, subscription, activation_id) "
-    "SELECT unnest(%(inputs)s::uuid[]), %(agent)s, %(sub)s, %(id)s ON CONFLICT DO NOTHING), "
+    "SELECT unnest(%(inputs)b::uuid[]), %(agent)s, %(sub)s, %(id)s ON CONFLICT DO NOTHING), "
     "journal AS (INSERT INTO activations (id, agent, subscription, input_ids, status, recorded_us) "
-    "SELECT %(id)s, %(agent)s, %(sub)s, %(inputs)s, 'done', %(us)s "
+    "SELECT %(id)s, %(agent)s, %(sub)s, %(inputs)b, 'done', %(us)s "
     "ON CONFLICT (id) DO UPDATE SET status = 'done'), "
     "finished AS (UPDATE work SET done = TRUE, lease_until = NULL, claimed_by = NULL WHERE id = %(id)s) "
 )
 _COMMIT = (
     f"WITH new AS (INSERT INTO artifacts ({_COLUMNS}) "
-    "SELECT c1, c2, c3, c4, c5, c6, c7, c8, c9 FROM unnest(%(c1)s::uuid[], %(c2)s::text[], "
-    "%(c3)s::text[], %(c4)s::text[], %(c5)s::text[], %(c6)s::text[], %(c7)s::text[], %(c8)s::bigint[], "
-    "%(c9)s::text[]) WITH ORDINALITY "
+    "SELECT c1, c2, c3, c4, c5, c6, c7, c8, c9 FROM unnest(%(c1)b::uuid[], %(c2)b::text[], "
+    "%(c3)b::text[], %(c4)b::text[], %(c5)b::text[], %(c6)b::text[], %(c7)b::text[], %(c8)b::bigint[], "
+    "%(c9)b::text[]) WITH ORDINALITY "
     "AS o(c1, c2, c3, c4, c5, c6, c7, c8, c9, n) ORDER BY n ON CONFLICT (id) DO NOTHING RETURNING id, seq), "
     "tags AS (INSERT INTO artifact_tags (tag, seq) SELECT t.tag, new.seq FROM new "
-    "JOIN unnest(%(tag_ids)s::uuid[], %(tags)s::text[]) AS t(id, tag) ON t.id = new.id), "
+    "JOIN unnest(%(tag_ids)b::uuid[], %(tags)b::text[]) AS t(id, tag) ON t.id = new.id), "
     f"{_COMMIT_JOURNAL}SELECT id FROM new"
 )
 _COMMIT_NO_OUTPUTS = f"WITH {_COMMIT_JOURNAL}SELECT 1"
