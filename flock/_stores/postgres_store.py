@@ -23,6 +23,7 @@ from pydantic import BaseModel
 from .._core.artifact import Artifact, utcnow
 from .._core.errors import ConfigurationError, DuplicateArtifactError, FlockClosedError, FlockError
 from .._core.types import type_name
+from .postgres_commit import GroupCommit
 from .postgres_leader import _LEADER_LOCK
 from .postgres_schema import check_schema_name, migrate, typed
 from .sqlite_schema import ArtifactRow, micros
@@ -41,11 +42,6 @@ _INSERT = (
     "RETURNING 1"
 )
 _PUT = _INSERT.format(conflict="")
-_PUT_SKIPPING = _INSERT.format(conflict=" ON CONFLICT (id) DO NOTHING")
-_PUT_SKIPPING_NO_TAGS = (
-    f"INSERT INTO artifacts ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
-    "ON CONFLICT (id) DO NOTHING"
-)
 
 
 def _where(f: FilterConfig) -> tuple[str, builtins.list[Any]]:
@@ -73,31 +69,6 @@ def _where(f: FilterConfig) -> tuple[str, builtins.list[Any]]:
         clauses.append("created_us <= %s")
         params.append(micros(f.end))
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
-
-
-# commit_activation in one statement: data-modifying CTEs run in one transaction, exactly once each.
-# Outputs come as one array per column (unnest keeps their order, so seq follows the outputs'),
-# tags as (artifact id, tag) pairs; existing ids are skipped and only new ids are returned. Arrays
-# travel in binary (%b): no quoting and escaping of every JSON body.
-_COMMIT_JOURNAL = (
-    "used AS (INSERT INTO consumptions (artifact_id, agent, subscription, activation_id) "
-    "SELECT unnest(%(inputs)b::uuid[]), %(agent)s, %(sub)s, %(id)s ON CONFLICT DO NOTHING), "
-    "journal AS (INSERT INTO activations (id, agent, subscription, input_ids, status, recorded_us) "
-    "SELECT %(id)s, %(agent)s, %(sub)s, %(inputs)b, 'done', %(us)s "
-    "ON CONFLICT (id) DO UPDATE SET status = 'done'), "
-    "finished AS (UPDATE work SET done = TRUE, lease_until = NULL, claimed_by = NULL WHERE id = %(id)s) "
-)
-_COMMIT = (
-    f"WITH new AS (INSERT INTO artifacts ({_COLUMNS}) "
-    "SELECT c1, c2, c3, c4, c5, c6, c7, c8, c9 FROM unnest(%(c1)b::uuid[], %(c2)b::text[], "
-    "%(c3)b::text[], %(c4)b::text[], %(c5)b::text[], %(c6)b::text[], %(c7)b::text[], %(c8)b::bigint[], "
-    "%(c9)b::text[]) WITH ORDINALITY "
-    "AS o(c1, c2, c3, c4, c5, c6, c7, c8, c9, n) ORDER BY n ON CONFLICT (id) DO NOTHING RETURNING id, seq), "
-    "tags AS (INSERT INTO artifact_tags (tag, seq) SELECT t.tag, new.seq FROM new "
-    "JOIN unnest(%(tag_ids)b::uuid[], %(tags)b::text[]) AS t(id, tag) ON t.id = new.id), "
-    f"{_COMMIT_JOURNAL}SELECT id FROM new"
-)
-_COMMIT_NO_OUTPUTS = f"WITH {_COMMIT_JOURNAL}SELECT 1"
 
 
 def _router_name(application_name: str) -> str:
@@ -161,6 +132,7 @@ class PostgresStore:
         self._opening: anyio.Lock | None = None
         self._closed = False
         self._decoded = _Decoded()
+        self._commits = GroupCommit(self)
         self._queues: builtins.list[Any] = []
 
     def shared_queue(self, *, lease: float = 30.0) -> Any:
@@ -356,23 +328,8 @@ class PostgresStore:
         by (agent, subscription), and the activation marked done in the journal and in the shared
         work queue (rows that stay as tombstones, so that no process queues it again). Always
         waits for the commit (``wait`` is accepted for the protocol)."""
-        rows = [ArtifactRow.of(a) for a in outputs]
-        # One statement (its own transaction in autocommit): one round trip, no BEGIN/COMMIT.
-        params: dict[str, Any] = {
-            "inputs": list(record.input_ids),
-            "agent": record.agent,
-            "sub": record.subscription,
-            "id": record.id,
-            "us": time.time_ns() // 1000,
-        }
-        if rows:
-            params.update({f"c{k + 1}": [row.values[k] for row in rows] for k in range(9)})
-            params["c1"] = [UUID(i) for i in params["c1"]]
-            params["tag_ids"] = [UUID(row.id) for row in rows for _ in row.tags]
-            params["tags"] = [t for row in rows for t in row.tags]
-        async with self.connection() as conn:
-            cur = await conn.execute(_COMMIT if rows else _COMMIT_NO_OUTPUTS, params)
-            new = {str(i) for (i,) in await cur.fetchall()} if rows else set()
+        # One statement, shared with the activations that finish meanwhile (_postgres_commit).
+        new = await self._commits.commit(record, outputs)
         for artifact in outputs:
             if str(artifact.id) in new:  # a skipped re-delivery keeps the stored original
                 self._decoded.add(str(artifact.id), artifact)
