@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio
 import pytest
 from pydantic import BaseModel
 from test_conformance import filled, outputs_of, record_for
@@ -44,6 +45,45 @@ async def test_two_stores_on_one_board_see_each_others_writes(postgres_dsn: str)
         await a.commit_activation(record, outputs_of(record, arts[:1]))
         assert await b.in_flight() == [] and await b.count() == 7
         assert await b.consumptions() == {(arts[0].id, "writer", 0)}
+
+
+async def test_concurrent_commits_each_commit_once_and_a_failing_one_fails_alone(postgres_dsn: str) -> None:
+    # Activations that finish together share one statement (group commit): each still commits
+    # all or nothing, a re-delivery publishes nothing twice, and an error reaches only its caller.
+    from flock import FilterConfig
+    from flock._stores.store import ActivationRecord
+
+    async with store(postgres_dsn) as s:
+        arts = await filled(s, 40)
+        records = [record_for([arts[i], arts[i + 20]]) for i in range(20)]
+        bad = ActivationRecord(records[7].id, "writer\x00", 0, records[7].input_ids)  # NUL: refused
+        outcomes: dict[Any, str] = {}
+        hot_before = await s.count(FilterConfig(tags=frozenset({"hot"})))
+
+        async def commit(record: ActivationRecord, n: int, key: Any) -> None:
+            inputs = [a for a in arts if a.id in record.input_ids]
+            try:
+                await s.commit_activation(record, outputs_of(records[n], inputs))
+                outcomes[key] = "ok"
+            except StoreError:
+                outcomes[key] = "error"
+
+        async with anyio.create_task_group() as tg:
+            for i, record in enumerate(records):
+                tg.start_soon(commit, bad if i == 7 else record, i, i)
+            for i in range(5):  # the same activations again, at the same time
+                tg.start_soon(commit, records[i], i, (i, "again"))
+        assert outcomes.pop(7) == "error" and set(outcomes.values()) == {"ok"} and len(outcomes) == 24
+        assert await s.count() == 40 + 19 * 2
+        assert await s.consumptions() == {
+            (i, "writer", 0) for n, r in enumerate(records) if n != 7 for i in r.input_ids
+        }
+        assert await s.in_flight() == []
+        hot = FilterConfig(tags=frozenset({"hot"}))
+        assert await s.count(hot) == hot_before + 19  # every first output is tagged "hot"
+        expected = [o for n, r in enumerate(records) if n != 7 for o in outputs_of(r, [])]
+        stored = await s.get_many(o.id for o in expected)
+        assert [(a.id, a.tags, a.payload) for a in stored] == [(o.id, o.tags, o.payload) for o in expected]
 
 
 async def test_schemas_keep_boards_apart_and_migrate_once(postgres_dsn: str) -> None:
