@@ -184,10 +184,16 @@ class PostgresQueue:
             cur = await conn.execute(
                 "WITH picked AS (SELECT id FROM work "
                 "WHERE NOT done AND (lease_until IS NULL OR lease_until < now()) AND agent = ANY(%s) "
-                "ORDER BY front DESC, ord LIMIT %s FOR UPDATE SKIP LOCKED) "
-                "UPDATE work SET claimed_by = %s, lease_until = now() + make_interval(secs => %s), "
+                "ORDER BY front DESC, ord LIMIT %s FOR UPDATE SKIP LOCKED), "
+                "claimed AS (UPDATE work SET claimed_by = %s, "
+                "lease_until = now() + make_interval(secs => %s), "
                 "attempts = work.attempts + 1, front = FALSE FROM picked WHERE work.id = picked.id "
-                "RETURNING work.id, work.agent, work.body",
+                "RETURNING work.id, work.agent, work.body) "
+                # the inputs of each claimed activation come along: no second round trip
+                "SELECT c.id, c.agent, c.body, i.ids, i.bodies FROM claimed c LEFT JOIN LATERAL "
+                "(SELECT array_agg(a.id::text) AS ids, array_agg(a.body) AS bodies FROM artifacts a "
+                "WHERE a.id = ANY(ARRAY(SELECT jsonb_array_elements_text(c.body::jsonb -> 'inputs'))::uuid[])"
+                ") i ON TRUE",
                 (list(agents), want, self.worker, self.lease),
             )
             rows = await cur.fetchall()
@@ -209,18 +215,12 @@ class PostgresQueue:
         return taken
 
     async def _activations(self, rows: list[Any]) -> list[Activation]:
-        bodies = [json.loads(body) for _, _, body in rows]
-        ids = sorted({i for b in bodies for i in b["inputs"]})
-        found = {}
-        if ids:
-            async with self.store.connection() as conn:
-                cur = await conn.execute(
-                    "SELECT id::text, body FROM artifacts WHERE id = ANY(%s::uuid[])", (ids,)
-                )
-                fetched = await cur.fetchall()
-            found = {str(a.id): a for a in self.store._decoded.artifacts(fetched)}
+        bodies = [json.loads(row[2]) for row in rows]
+        stored = {i: b for row in rows for i, b in zip(row[3] or (), row[4] or (), strict=True)}
+        found = {str(a.id): a for a in self.store._decoded.artifacts(list(stored.items()))}
         out = []
-        for (row_id, _, _), body in zip(rows, bodies, strict=True):
+        for row, body in zip(rows, bodies, strict=True):
+            row_id = row[0]
             artifacts = tuple(found[i] for i in body["inputs"] if i in found)
             if len(artifacts) != len(body["inputs"]):  # retention deleted an input: nothing to run
                 async with self.store.connection() as conn:
