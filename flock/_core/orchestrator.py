@@ -277,11 +277,7 @@ class Orchestrator:
             raise
         finally:
             if dispatched:
-                active = self._active
-                active[act.agent] -= 1
-                if not active[act.agent]:
-                    del active[act.agent]
-                self._active_total -= 1
+                self._release(act)
             self.notify()
 
     async def invoke(self, act: Activation, publish_outputs: bool) -> list[Artifact]:
@@ -425,10 +421,8 @@ class Orchestrator:
         free = self.max_concurrency - self._active_total
         if free <= 0 or not self.lifecycle.queued:
             return
-        active = self._active
         for act in await self.lifecycle.take(self._room, free):
-            active[act.agent] += 1
-            self._active_total += 1
+            self._hold(act)
             tg.start_soon(self._work, act)
 
     def _room(self, agent: str) -> int:
@@ -454,8 +448,7 @@ class Orchestrator:
             if not taken:
                 return
             act = taken[0]
-            self._active[act.agent] += 1
-            self._active_total += 1
+            self._hold(act)
             try:
                 await anyio.lowlevel.checkpoint()
             except anyio.get_cancelled_exc_class():
@@ -469,12 +462,20 @@ class Orchestrator:
     async def _give_back(self, act: Activation) -> None:
         """An activation taken but not started goes back to the front of the queue."""
         await self.lifecycle.requeue(act)
+        self._release(act)
+        self.notify()
+
+    def _hold(self, act: Activation) -> None:
+        """Count ``act`` against the global and its agent's bounds (until :meth:`_release`)."""
+        self._active[act.agent] += 1
+        self._active_total += 1
+
+    def _release(self, act: Activation) -> None:
         active = self._active
         active[act.agent] -= 1
         if not active[act.agent]:
             del active[act.agent]
         self._active_total -= 1
-        self.notify()
 
     async def _fire_due_timers(self) -> None:
         while (token := self.timers.pop_due(self._clock.monotonic())) is not None:
