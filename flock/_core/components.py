@@ -51,7 +51,8 @@ class Context:
         activation_id: the id of this activation (its journal id).
         variables: the Flock's runtime variables as they were when this activation started
             (``flock.variables``); later changes apply to later activations.
-        on_token: set while someone listens to ``flock.events()``: engines that stream call
+        on_token: set while someone listens to ``flock.events()``, called as
+            ``on_token(agent, activation_id, field_name, delta, attempt)``: engines that stream call
             :meth:`emit_token` for every piece of a ``str`` output field.
     """
 
@@ -79,7 +80,7 @@ class Context:
         ``attempt`` counts re-asks: 0 for the first answer, 1 for the first re-ask, ...
         """
         if self.on_token is not None:
-            self.on_token(field_name, delta, attempt)
+            self.on_token(self.agent, self.activation_id, field_name, delta, attempt)
 
 
 @dataclass

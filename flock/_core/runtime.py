@@ -10,7 +10,6 @@ and context from the store; it never touches the orchestrator.
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -135,7 +134,7 @@ class Runtime:
             variables=self._variables(),
         )
         if self._events.active:
-            ctx.on_token = functools.partial(self._events.token, spec.name, act.record.id)
+            ctx.on_token = self._events.token
         ctx.state["run_id"] = self.run_id
         outcome = Outcome(act, spec, ctx)
         group_index: int | None = None

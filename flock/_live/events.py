@@ -9,7 +9,9 @@ token deltas as engines stream them.
 
 Each subscriber has a bounded buffer. A subscriber that falls behind loses events (counted in
 ``events.dropped`` and logged when it closes); it never slows the run. With no subscriber the hub
-costs one attribute check per artifact.
+costs one attribute check per artifact. A waiting reader is woken at once when the first event
+arrives, and while events keep coming at most once a millisecond (it then reads all that arrived):
+waking it per activation cost a busy run more than emitting the events.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from .._core.artifact import Artifact, utcnow
 from .._core.visibility import AgentIdentity
 
 log = logging.getLogger("flock")
+
+WAKE_EVERY = 0.001  # seconds: while events keep coming, a reader is woken at most this often
 
 
 @dataclass(slots=True, unsafe_hash=True)  # not frozen: a frozen dataclass is 4x slower to build
@@ -101,6 +105,8 @@ class EventStream:
         self.delivered = 0
         self._queue: deque[Event] = deque()
         self._waiter: asyncio.Future[None] | None = None
+        self._woken = -WAKE_EVERY  # loop time of the last wake-up
+        self._wake_due = False  # a timed wake-up is scheduled
         self._closed = False
 
     def __aiter__(self) -> AsyncIterator[Event]:
@@ -112,8 +118,8 @@ class EventStream:
         while not self._queue:
             if self._closed:
                 raise StopAsyncIteration
-            # A bare future: the reader wakes about once per activation, and anyio.Event costs
-            # several times more per wake-up (Flock runs on asyncio: DSPy does).
+            # A bare future: anyio.Event costs several times more per wake-up (Flock runs on
+            # asyncio: DSPy does).
             self._waiter = asyncio.get_running_loop().create_future()
             await self._waiter
         return self._queue.popleft()
@@ -124,20 +130,33 @@ class EventStream:
         self._wake()
 
     def _offer(self, event: Event) -> None:
-        if self._closed:
+        queue = self._queue
+        if len(queue) >= self.buffer or self._closed:
+            if not self._closed:
+                self.dropped += 1
             return
-        if len(self._queue) >= self.buffer:
-            self.dropped += 1
-            return
-        self._queue.append(event)
+        queue.append(event)
         self.delivered += 1
-        self._wake()
+        if self._waiter is not None and not self._wake_due:
+            self._wake_soon(self._waiter.get_loop())
+
+    def _wake_soon(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Wake the reader now, or, if it was woken less than ``WAKE_EVERY`` ago, then: a busy run
+        wakes its reader about once a millisecond, not once per activation."""
+        due = self._woken + WAKE_EVERY
+        if loop.time() >= due:
+            self._wake()
+        else:
+            self._wake_due = True
+            loop.call_at(due, self._wake)
 
     def _wake(self) -> None:
+        self._wake_due = False
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
             if not waiter.done():
+                self._woken = waiter.get_loop().time()
                 waiter.set_result(None)
 
     def __repr__(self) -> str:
@@ -149,6 +168,8 @@ class EventHub:
 
     def __init__(self, now: Callable[[], datetime] = utcnow) -> None:
         self._subscribers: list[EventStream] = []
+        self._plain: tuple[EventStream, ...] = ()  # subscribers with no agent filter and no identity
+        self._picky: tuple[EventStream, ...] = ()  # the others
         self._running: dict[UUID, _Running] = {}
         self._now = now
         self.active = False  # any subscriber: emission sites check this one attribute
@@ -165,14 +186,12 @@ class EventHub:
         names = frozenset([agents] if isinstance(agents, str) else agents) if agents is not None else None
         stream = EventStream(names, identity, buffer)
         self._subscribers.append(stream)
-        self.active = True
-        self.watching = any(s.identity is not None for s in self._subscribers)
+        self._changed()
         try:
             yield stream
         finally:
             self._subscribers.remove(stream)
-            self.active = bool(self._subscribers)
-            self.watching = any(s.identity is not None for s in self._subscribers)
+            self._changed()
             if not self.active:
                 self._running.clear()
             stream.close()
@@ -184,6 +203,13 @@ class EventHub:
                     stream.dropped + stream.delivered,
                 )
 
+    def _changed(self) -> None:
+        subscribers = self._subscribers
+        self.active = bool(subscribers)
+        self.watching = any(s.identity is not None for s in subscribers)
+        self._plain = tuple(s for s in subscribers if s.agents is None and s.identity is None)
+        self._picky = tuple(s for s in subscribers if s.agents is not None or s.identity is not None)
+
     def close_all(self) -> None:
         for stream in list(self._subscribers):
             stream.close()
@@ -191,7 +217,9 @@ class EventHub:
     # ------------------------------------------------------------------ emission
     def artifact(self, artifact: Artifact) -> None:
         event = ArtifactEvent(artifact)
-        for stream in self._subscribers:
+        for stream in self._plain:
+            stream._offer(event)
+        for stream in self._picky:
             if stream.agents is not None and artifact.produced_by not in stream.agents:
                 continue
             who = stream.identity
@@ -211,12 +239,18 @@ class EventHub:
     ) -> None:
         if self.watching:  # only subscribers with an identity need the inputs
             self._running[activation_id] = _Running(agent, inputs, tenant)
-        self._activation(ActivationEvent(agent, activation_id, "started", correlation_id))
+        event = ActivationEvent(agent, activation_id, "started", correlation_id)
+        for stream in self._plain:  # (the common case spelled out: this runs for every activation)
+            stream._offer(event)
+        if self._picky:
+            self._to_picky(event)
 
     def ended(self, agent: str, activation_id: UUID, correlation_id: str, failed: bool) -> None:
-        self._activation(
-            ActivationEvent(agent, activation_id, "failed" if failed else "finished", correlation_id)
-        )
+        event = ActivationEvent(agent, activation_id, "failed" if failed else "finished", correlation_id)
+        for stream in self._plain:
+            stream._offer(event)
+        if self._picky:
+            self._to_picky(event)
         if self._running:
             self._running.pop(activation_id, None)
 
@@ -234,8 +268,14 @@ class EventHub:
             stream._offer(event)
 
     def _activation(self, event: ActivationEvent | TokenEvent) -> None:
+        for stream in self._plain:
+            stream._offer(event)
+        if self._picky:
+            self._to_picky(event)
+
+    def _to_picky(self, event: ActivationEvent | TokenEvent) -> None:
         running = self._running.get(event.activation_id) if self._running else None
-        for stream in self._subscribers:
+        for stream in self._picky:
             if stream.agents is not None and event.agent not in stream.agents:
                 continue
             if stream.identity is not None and not self._may_watch(stream.identity, running):

@@ -298,6 +298,32 @@ async def test_a_variable_change_is_an_event() -> None:
     assert got == [VariableEvent("tone", "dry")]
 
 
+
+async def test_a_waiting_reader_gets_every_event_when_they_come_close_together() -> None:
+    # A reader woken moments ago is woken again a little later rather than at once: an event that
+    # arrives then, with nothing after it, must still reach it (nothing closes the stream here).
+    flock = Flock()
+    got: list[object] = []
+    async with flock.events() as events:
+
+        async def read() -> None:
+            async for event in events:
+                got.append(event.value)  # type: ignore[union-attr]
+                if len(got) == 3:
+                    return
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(read)
+            await anyio.lowlevel.checkpoint()  # the reader is waiting
+            flock.variables.set("tone", "dry")
+            await anyio.lowlevel.checkpoint()  # it wakes and waits again
+            flock.variables.set("tone", "warm")
+            flock.variables.set("tone", "bold")
+            with anyio.fail_after(10):
+                while len(got) < 3:
+                    await anyio.sleep(0.001)
+    assert got == ["dry", "warm", "bold"]
+
 # ------------------------------------------------------------------ the live view
 
 
