@@ -26,8 +26,8 @@ from .._core.types import type_name
 from .postgres_commit import GroupCommit
 from .postgres_leader import _LEADER_LOCK
 from .postgres_schema import check_schema_name, migrate, typed
+from .rows import Decoded, visible_page
 from .sqlite_schema import ArtifactRow, micros
-from .sqlite_store import _Decoded, visible_page
 from .store import ActivationRecord, FilterConfig
 
 M = TypeVar("M", bound=BaseModel)
@@ -131,7 +131,7 @@ class PostgresStore:
         self._pool: Any = None
         self._opening: anyio.Lock | None = None
         self._closed = False
-        self._decoded = _Decoded()
+        self._decoded = Decoded()
         self._commits = GroupCommit(self)
         self._queues: builtins.list[Any] = []
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from .._core.artifact import Artifact
 from .._core.errors import ConfigurationError, DuplicateArtifactError
+from .store import FilterConfig
 
 
 def _v1(conn: sqlite3.Connection) -> None:
@@ -280,3 +281,33 @@ def _many(conn: sqlite3.Connection, sql: tuple[str, str, str], rows: Sequence[tu
 def _statement(sql: tuple[str, str, str], size: int) -> str:
     head, group, tail = sql
     return head + ", ".join([group] * size) + tail
+
+
+def filter_sql(f: FilterConfig) -> tuple[str, list[Any]]:
+    """The SQL part of a filter (everything except ``visible_to``)."""
+    clauses: list[str] = []
+    params: list[Any] = []
+
+    def any_of(column: str, values: frozenset[str]) -> None:
+        clauses.append(f"{column} IN ({','.join('?' * len(values))})")
+        params.extend(sorted(values))
+
+    if f.type_names is not None:
+        any_of("type", f.type_names)
+    if f.produced_by is not None:
+        any_of("produced_by", f.produced_by)
+    if f.correlation_id is not None:
+        clauses.append("correlation_id = ?")
+        params.append(f.correlation_id)
+    if f.visibility is not None:
+        any_of("visibility_kind", f.visibility)
+    if f.tags is not None:
+        clauses.append(f"seq IN (SELECT seq FROM artifact_tags WHERE tag IN ({','.join('?' * len(f.tags))}))")
+        params.extend(sorted(f.tags))
+    if f.start is not None:
+        clauses.append("created_us >= ?")
+        params.append(micros(f.start))
+    if f.end is not None:
+        clauses.append("created_us <= ?")
+        params.append(micros(f.end))
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params

@@ -17,7 +17,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 from uuid import UUID
@@ -25,14 +24,14 @@ from uuid import UUID
 import anyio
 import anyio.lowlevel
 import anyio.to_thread
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel
 
 from .._core.artifact import Artifact, utcnow
 from .._core.errors import ConfigurationError, FlockClosedError
 from .._core.types import type_name
-from .._core.visibility import Visibility
 from .board_file import WriterLock, typed
-from .sqlite_schema import ArtifactRow, from_micros, insert_artifact, micros, migrate
+from .rows import Decoded, visible_page
+from .sqlite_schema import ArtifactRow, filter_sql, insert_artifact, micros, migrate
 from .sqlite_worker import Op, Worker, apply_reads, apply_writes
 from .store import ActivationRecord, FilterConfig
 
@@ -41,88 +40,6 @@ T = TypeVar("T")
 
 Durability = Literal["process", "power"]
 _SYNCHRONOUS: dict[str, str] = {"process": "NORMAL", "power": "FULL"}
-_VISIBILITY: TypeAdapter[Visibility] = TypeAdapter(Visibility)
-
-
-@lru_cache(maxsize=1024)
-def _visibility(text: str) -> Any:
-    # Artifacts share few distinct visibilities; parse each once. They are frozen, so sharing is safe.
-    return _VISIBILITY.validate_json(text)
-
-
-def visible_page(
-    rows: Iterable[tuple[int, str, str, int]], identity: Any, now: datetime, offset: int, limit: int
-) -> tuple[builtins.list[int], int]:
-    """From ``(seq, visibility kind, visibility JSON, created µs)`` rows in publication order: the
-    seqs of the page ``identity`` may see and how many it may see in all (both SQL stores)."""
-    total, seqs = 0, []
-    for seq, kind, vis, created_us in rows:
-        if kind != "public" and not _visibility(vis).allows(
-            identity, now=now, published_at=from_micros(created_us)
-        ):
-            continue
-        if offset <= total < offset + limit:
-            seqs.append(seq)
-        total += 1
-    return seqs, total
-
-
-def _where(f: FilterConfig) -> tuple[str, builtins.list[Any]]:
-    """The SQL part of a filter (everything except ``visible_to``)."""
-    clauses: builtins.list[str] = []
-    params: builtins.list[Any] = []
-
-    def any_of(column: str, values: frozenset[str]) -> None:
-        clauses.append(f"{column} IN ({','.join('?' * len(values))})")
-        params.extend(sorted(values))
-
-    if f.type_names is not None:
-        any_of("type", f.type_names)
-    if f.produced_by is not None:
-        any_of("produced_by", f.produced_by)
-    if f.correlation_id is not None:
-        clauses.append("correlation_id = ?")
-        params.append(f.correlation_id)
-    if f.visibility is not None:
-        any_of("visibility_kind", f.visibility)
-    if f.tags is not None:
-        clauses.append(f"seq IN (SELECT seq FROM artifact_tags WHERE tag IN ({','.join('?' * len(f.tags))}))")
-        params.extend(sorted(f.tags))
-    if f.start is not None:
-        clauses.append("created_us >= ?")
-        params.append(micros(f.start))
-    if f.end is not None:
-        clauses.append("created_us <= ?")
-        params.append(micros(f.end))
-    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
-
-
-class _Decoded:
-    """Artifacts already parsed, by id. Artifacts never change, so an entry is never stale; a
-    deleted artifact is simply never asked for again. Bounded; the oldest entries go first."""
-
-    def __init__(self, size: int = 50_000) -> None:
-        self._size = size
-        self._items: dict[str, Artifact] = {}
-        self._lock = threading.Lock()
-
-    def add(self, key: str, artifact: Artifact) -> None:
-        with self._lock:
-            self._items[key] = artifact
-            if len(self._items) > self._size:
-                del self._items[next(iter(self._items))]
-
-    def artifacts(self, rows: Sequence[tuple[str, str]]) -> builtins.list[Artifact]:
-        out = []
-        for key, body in rows:
-            found = self._items.get(key)
-            if found is None:
-                found = Artifact.model_validate_json(body)
-                self.add(key, found)
-            out.append(found)
-        return out
-
-
 def _select(sql: str, params: Sequence[Any]) -> Callable[[sqlite3.Connection], builtins.list[Any]]:
     """A read that runs ``sql`` with ``params`` on the worker's connection."""
     return lambda c: c.execute(sql, params).fetchall()
@@ -198,7 +115,7 @@ class SQLiteStore:
             if error is exc:
                 raise
             raise error from exc
-        self._decoded = _Decoded()
+        self._decoded = Decoded()
         self._lock = threading.Lock()
         self._closed = False
         # Write-behinds are numbered in queue order (``Op.seq``); reads that must see them compare
@@ -340,7 +257,7 @@ class SQLiteStore:
         return self._decoded.artifacts(rows)
 
     async def get_by_type(self, model: type[M], *, correlation_id: str | None = None) -> builtins.list[M]:
-        where, params = _where(
+        where, params = filter_sql(
             FilterConfig(type_names=frozenset([type_name(model)]), correlation_id=correlation_id)
         )
         sql = f"SELECT id, body FROM artifacts{where} ORDER BY seq"
@@ -353,7 +270,7 @@ class SQLiteStore:
     ) -> tuple[builtins.list[Artifact], int]:
         filters = filters or FilterConfig()
         limit, offset = max(limit, 0), max(offset, 0)
-        where, params = _where(filters)
+        where, params = filter_sql(filters)
         await self._barrier(self._behind_artifacts)
         if filters.visible_to is None:
 
@@ -398,7 +315,7 @@ class SQLiteStore:
         filters = filters or FilterConfig()
         if filters.visible_to is not None:
             return (await self.query_artifacts(filters, limit=0))[1]
-        where, params = _where(filters)
+        where, params = filter_sql(filters)
         await self._barrier(self._behind_artifacts)
         (total,) = await self._read(
             lambda c: c.execute(f"SELECT COUNT(*) FROM artifacts{where}", params).fetchone()
