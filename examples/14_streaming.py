@@ -6,8 +6,11 @@ A writer drafts a film pitch from an idea and a critic reviews it. The script fo
 ``flock.events()`` while the run goes on: activations starting and finishing, artifacts as they
 are published, and the writer's ``logline`` streamed piece by piece (``TokenEvent``). With a real
 model the pieces arrive as the provider streams them; the offline model streams its placeholder
-answer the same way, so the script runs without a key. At the end it checks that the streamed
-pieces, joined, are exactly the published text.
+answer the same way, so the script runs without a key. It checks that the streamed pieces,
+joined, are exactly the published text.
+
+Then the same without writing a reader: ``run_until_idle(progress="writer")`` shows the status
+line and the writer's text, line by line, on stderr (stdout stays clean).
 """
 
 from __future__ import annotations
@@ -77,6 +80,11 @@ async def main() -> None:
     print(f"streamed logline equals the published one: {joined == pitch.payload['logline']}")
     if events.dropped:
         print(f"(this reader fell behind: {events.dropped} events dropped; the run was not slowed)")
+
+    print("now with run_until_idle(progress='writer'): the writer's text goes to stderr")
+    await flock.publish(Idea(topic="a cartographer who maps dreams"))
+    summary = await flock.run_until_idle(progress="writer")
+    print(f"{summary.activations} activations")
 
 
 if __name__ == "__main__":

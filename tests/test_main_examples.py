@@ -76,6 +76,10 @@ def test_the_streaming_example_shows_the_text_as_it_arrives(tmp_path: Path) -> N
     assert out.index("[writer started]") < out.index("Logline about") < out.index("[writer finished]")
     assert "[published Review]" in out
     assert "streamed logline equals the published one: True" in out
+    assert out.endswith("2 activations\n")  # the second run, with progress="writer"
+    shown = done.stderr.splitlines()
+    assert any(line.startswith("writer.logline: ") for line in shown), done.stderr
+    assert "writer.logline: " not in out  # the view writes to stderr only
 
 
 def test_the_human_approval_example_waits_for_the_manager_then_pays(tmp_path: Path) -> None:

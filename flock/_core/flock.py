@@ -363,7 +363,11 @@ class Flock:
         return await self.run_until_idle(timeout=timeout, raise_on_error=raise_on_error)
 
     async def run_until_idle(
-        self, *, timeout: float | None = None, raise_on_error: bool = False, progress: bool | None = None
+        self,
+        *,
+        timeout: float | None = None,
+        raise_on_error: bool = False,
+        progress: bool | str | None = None,
     ) -> RunSummary:
         """Run until no work is left: nothing queued or running and no ``AfterVisibility`` release due.
 
@@ -383,9 +387,16 @@ class Flock:
         is raised here once running activations finished; the next run goes on from there.
 
         ``progress`` shows a live line on stderr (done, running, queued, failed, rate, tokens,
-        cost): ``None`` when stderr is a terminal, ``True`` always, ``False`` never.
+        cost): ``None`` when stderr is a terminal, ``True`` always, ``False`` never; an agent's
+        name shows it and that agent's text as the model streams it, line by line.
         """
-        view = LiveView.attach(self._orchestrator, self.settings) if wanted(progress) else None
+        watch = progress if isinstance(progress, str) else None
+        if watch is not None and watch not in self._catalog.specs:
+            raise UnknownAgentError(
+                f"run_until_idle(progress={watch!r}): no agent named {watch!r}; declared agents: "
+                f"{sorted(self._catalog.specs)} (or pass progress=True for the status line alone)"
+            )
+        view = LiveView.attach(self._orchestrator, self.settings, watch) if wanted(progress) else None
         try:
             await self._drive(None, timeout)
         finally:

@@ -163,6 +163,18 @@ class EventStream:
         return f"EventStream(agents={self.agents!r}, delivered={self.delivered}, dropped={self.dropped})"
 
 
+class _Listener(EventStream):
+    """A subscriber inside the process: each event goes to a callback at once, no buffer."""
+
+    def __init__(self, agents: frozenset[str], callback: Callable[[Event], None]) -> None:
+        super().__init__(agents, None, 1)
+        self._callback = callback
+
+    def _offer(self, event: Event) -> None:
+        if not self._closed:
+            self._callback(event)
+
+
 class EventHub:
     """The subscribers of one Flock and what they are allowed to see."""
 
@@ -190,11 +202,7 @@ class EventHub:
         try:
             yield stream
         finally:
-            self._subscribers.remove(stream)
-            self._changed()
-            if not self.active:
-                self._running.clear()
-            stream.close()
+            self._unsubscribe(stream)
             if stream.dropped:
                 log.warning(
                     "an events subscriber fell behind and lost %d of %d events; read faster or pass "
@@ -202,6 +210,22 @@ class EventHub:
                     stream.dropped,
                     stream.dropped + stream.delivered,
                 )
+
+    def listen(self, agents: Iterable[str], callback: Callable[[Event], None]) -> Callable[[], None]:
+        """Call ``callback`` with each event of ``agents`` as it happens (in-process listeners such
+        as the live view); returns the function that stops it."""
+        stream = _Listener(frozenset(agents), callback)
+        self._subscribers.append(stream)
+        self._changed()
+        return lambda: self._unsubscribe(stream)
+
+    def _unsubscribe(self, stream: EventStream) -> None:
+        if stream in self._subscribers:
+            self._subscribers.remove(stream)
+            self._changed()
+            if not self.active:
+                self._running.clear()
+        stream.close()
 
     def _changed(self) -> None:
         subscribers = self._subscribers
