@@ -6,15 +6,19 @@ runtime read. It knows nothing of running: collaborators get it instead of the `
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
+from uuid import UUID, uuid4
 
 from pydantic import BaseModel, ValidationError
 
 from .._live.variables import Variables
-from .artifact import EXTERNAL, Artifact
+from .artifact import EXTERNAL, Artifact, payload_of
 from .errors import ConfigurationError, InputInvalid
 from .spec import AgentSpec
-from .types import TypeRegistry
+from .types import TypeRegistry, require_model
+from .visibility import PUBLIC, Visibility, _Base
 
 
 class Catalog:
@@ -68,6 +72,33 @@ class Catalog:
                 f"artifact {obj.id} has a payload that is not a valid {obj.type}: {exc}"
             ) from exc
         return obj
+
+    def new_artifact(
+        self,
+        obj: BaseModel,
+        *,
+        now: datetime,
+        caller: str = "publish()",
+        visibility: Visibility | None = None,
+        correlation_id: str | UUID | None = None,
+        partition_key: str | None = None,
+        tags: Iterable[str] | None = None,
+    ) -> Artifact:
+        """The artifact of a model instance someone publishes (its type registered on the way); a
+        new correlation id, a new workflow, unless one is given."""
+        if not isinstance(obj, BaseModel):
+            require_model(obj, caller)
+        if visibility is not None and not isinstance(visibility, _Base):
+            raise ConfigurationError(f"publish(visibility=...) takes a visibility object, got {visibility!r}")
+        return Artifact(
+            type=self.types.register(type(obj)),
+            payload=payload_of(obj),
+            correlation_id=str(correlation_id) if correlation_id is not None else str(uuid4()),
+            partition_key=partition_key,
+            tags=frozenset([tags] if isinstance(tags, str) else (tags or ())),
+            visibility=visibility or PUBLIC,
+            created_at=now,
+        )
 
     def model_of(self, artifact: Artifact) -> BaseModel:
         """The artifact's payload as its registered model.

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import anyio
 from pydantic import BaseModel
@@ -24,7 +24,7 @@ from .._live.map import run_map
 from .._live.variables import Variables
 from .._stores.store import BlackboardStore, InMemoryStore
 from .._tracing.tracing import SpanIndex, tracer
-from .artifact import Artifact, payload_of
+from .artifact import Artifact
 from .builder import AgentBuilder
 from .catalog import Catalog
 from .clock import Clock, SystemClock
@@ -51,8 +51,7 @@ from .scheduler import Activation
 from .settings import ModelSettings, resolve_model
 from .spec import AgentSpec
 from .tasks import Tasks
-from .types import require_model
-from .visibility import PUBLIC, AgentIdentity, Visibility, _Base
+from .visibility import AgentIdentity, Visibility
 from .workqueue import InProcessQueue, WorkQueue
 
 
@@ -305,30 +304,12 @@ class Flock:
         """
         if self._orchestrator.closed:
             raise FlockClosedError("this Flock was shut down; create a new Flock to publish again")
+        options: dict[str, Any] = {"visibility": visibility, "correlation_id": correlation_id}
+        options |= {"partition_key": partition_key, "tags": tags}
         if isinstance(obj, Artifact):
-            artifact = self._catalog.check_artifact(
-                obj,
-                visibility=visibility,
-                correlation_id=correlation_id,
-                partition_key=partition_key,
-                tags=tags,
-            )
+            artifact = self._catalog.check_artifact(obj, **options)
         else:
-            if not isinstance(obj, BaseModel):
-                require_model(obj, "publish()")
-            if visibility is not None and not isinstance(visibility, _Base):
-                raise ConfigurationError(
-                    f"publish(visibility=...) takes a visibility object, got {visibility!r}"
-                )
-            artifact = Artifact(
-                type=self._catalog.types.register(type(obj)),
-                payload=payload_of(obj),
-                correlation_id=str(correlation_id) if correlation_id is not None else str(uuid4()),
-                partition_key=partition_key,
-                tags=frozenset([tags] if isinstance(tags, str) else (tags or ())),
-                visibility=visibility or PUBLIC,
-                created_at=self._clock.now(),
-            )
+            artifact = self._catalog.new_artifact(obj, now=self._clock.now(), **options)
         if self._catalog.variables.needs_sync:
             await self._catalog.variables.sync()
         await self._orchestrator.publish(artifact)
@@ -453,13 +434,7 @@ class Flock:
             raise UnknownAgentError(
                 f"no agent named {name!r}; declared agents: {sorted(self._catalog.specs)}"
             )
-        if not isinstance(obj, BaseModel):
-            require_model(obj, "invoke()")
-        artifact = Artifact(
-            type=self._catalog.types.register(type(obj)),
-            payload=payload_of(obj),
-            created_at=self._clock.now(),
-        )
+        artifact = self._catalog.new_artifact(obj, now=self._clock.now(), caller="invoke()")
         act = Activation(name, 0, (artifact,), journaled=False)  # its input is not on the board
         try:
             with anyio.fail_after(timeout) if timeout is not None else nullcontext():
