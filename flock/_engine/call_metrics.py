@@ -1,12 +1,15 @@
 """Where a finished model call is counted: the run summary's latency and OpenTelemetry metrics.
 
 The engine hands :func:`call_sink` to its model-call hook (:class:`flock._engine.engine_tracing.ModelCalls`);
-the hook reports every call's model, duration, tokens and failure to it.
+the hook reports every call's model, duration, tokens and failure to it. :class:`CallCounter`
+counts one evaluation's calls and tokens for the activation's metrics.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from dspy.utils.usage_tracker import UsageTracker
 
 from .._tracing.metrics import record_operation
 from .engine_tracing import CallSink
@@ -40,3 +43,32 @@ def _make(latency: Any) -> CallSink:
         )
 
     return sink
+
+
+class CallCounter(UsageTracker):
+    """DSPy usage tracker that also counts calls (DSPy skips entries with empty usage)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+        self.last: dict[str, Any] = {}
+
+    def add_usage(self, lm: str, usage_entry: dict[str, Any]) -> None:
+        self.calls += 1
+        self.last = dict(usage_entry or {})
+        super().add_usage(lm, usage_entry)
+
+    def latest(self) -> tuple[int, dict[str, Any]]:
+        return self.calls, self.last
+
+    def metrics(self) -> dict[str, float]:
+        tokens_in = tokens_out = 0
+        for entries in self.usage_data.values():
+            for entry in entries:
+                tokens_in += int(entry.get("prompt_tokens") or entry.get("input_tokens") or 0)
+                tokens_out += int(entry.get("completion_tokens") or entry.get("output_tokens") or 0)
+        return {
+            "input_tokens": float(tokens_in),
+            "output_tokens": float(tokens_out),
+            "model_calls": float(self.calls),
+        }

@@ -17,11 +17,9 @@ from typing import Any
 
 import dspy
 from dspy.utils.exceptions import AdapterParseError
-from dspy.utils.usage_tracker import UsageTracker
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from .._core.components import Context, EngineComponent, EvalInputs, EvalResult
-from .._core.contract import contract_errors
 from .._core.errors import ConfigurationError, ContractViolation
 from .._core.spec import AgentSpec, OutputGroup
 from .._core.types import type_name
@@ -35,7 +33,8 @@ from . import programs as _programs
 from . import prompt_versions as _prompt_versions
 from . import streaming as _streaming
 from .adapters import own_adapter
-from .call_metrics import call_sink
+from .answers import collect, input_models, input_values, keep_trace, parse_message, scored_output
+from .call_metrics import CallCounter, call_sink
 from .engine_tracing import ModelCalls, TracedModels, capture_content, reask_span, tracing_on
 from .engine_vars import CHECKS, Resolver, named_adapter, plain_copy, record_bound, take_vars
 from .lm_factory import make_lm, size_pool
@@ -288,7 +287,7 @@ class DSPyEngine(EngineComponent):
         offline = is_offline(lm)
         if offline:
             self._announce(lm, ctx)
-        models = _input_models(agent, ctx, inputs)
+        models = input_models(agent, ctx, inputs)
         shapes = self._shapes(agent, ctx, models)
         sig = self.signature(agent, output_group, shapes, has_context=bool(ctx.artifacts))
         kind = self._program_kind(agent)
@@ -300,14 +299,14 @@ class DSPyEngine(EngineComponent):
             sig = self._history_sigs.get(id(sig)) or self._history_sigs.setdefault(
                 id(sig), _history.with_history(sig)
             )
-        values = _input_values(sig, models, ctx)
+        values = input_values(sig, models, ctx)
         if turns:
             values[_history.HISTORY_FIELD], shown = _history.history(agent.name, sig, ctx.artifacts, turns)
             if CONTEXT_FIELD in values:  # what the history shows is not repeated as context
                 values[CONTEXT_FIELD] = [
                     c for a, c in zip(ctx.artifacts, values[CONTEXT_FIELD], strict=True) if a.id not in shown
                 ]
-        tracker = _CallCounter()
+        tracker = CallCounter()
         callbacks: list[Any] = [SignatureTap()] if offline else []
         # Every model call is timed (run summary latency, metrics) and, when tracing, spanned.
         calls = ModelCalls(tracker.latest, tracing_on() and capture_content(), call_sink(flock_settings))
@@ -365,14 +364,14 @@ class DSPyEngine(EngineComponent):
                         prediction = await _streaming.call_streaming(program, call_values, fields, emit)
                     else:
                         prediction = await structured.acall(_programs.run, program, call_values)
-                outputs, errors, first = _collect(sig, output_group, prediction)
-                _keep_trace(trace, prediction)
+                outputs, errors, first = collect(sig, output_group, prediction)
+                keep_trace(trace, prediction)
             except AdapterParseError as exc:
                 raw = str(getattr(exc, "lm_response", "") or "")
                 # Per-field problems found in the raw answer, else DSPy's account of the failure.
                 problems = parse_problems(sig, raw)
                 outputs = []
-                errors = problems or [f"the answer could not be parsed: {_parse_message(exc)}"]
+                errors = problems or [f"the answer could not be parsed: {parse_message(exc)}"]
                 answered = (raw, errors)
                 first = (output_group.outputs[0].type_name, "output in the requested format", "unparseable")
             else:
@@ -529,7 +528,7 @@ class DSPyEngine(EngineComponent):
         if program is None:
             reward = None
             if self.reward is not None:
-                reward = _programs.reward_of(self.reward, functools.partial(_scored_output, sig, group))
+                reward = _programs.reward_of(self.reward, functools.partial(scored_output, sig, group))
             program = _programs.build(
                 kind,
                 (sig.with_feedback() if reask else sig).to_dspy(),
@@ -566,140 +565,8 @@ class DSPyEngine(EngineComponent):
 # ---------------------------------------------------------------------- helpers
 
 
-class _CallCounter(UsageTracker):
-    """DSPy usage tracker that also counts calls (DSPy skips entries with empty usage)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls = 0
-        self.last: dict[str, Any] = {}
-
-    def add_usage(self, lm: str, usage_entry: dict[str, Any]) -> None:
-        self.calls += 1
-        self.last = dict(usage_entry or {})
-        super().add_usage(lm, usage_entry)
-
-    def latest(self) -> tuple[int, dict[str, Any]]:
-        return self.calls, self.last
-
-    def metrics(self) -> dict[str, float]:
-        tokens_in = tokens_out = 0
-        for entries in self.usage_data.values():
-            for entry in entries:
-                tokens_in += int(entry.get("prompt_tokens") or entry.get("input_tokens") or 0)
-                tokens_out += int(entry.get("completion_tokens") or entry.get("output_tokens") or 0)
-        return {
-            "input_tokens": float(tokens_in),
-            "output_tokens": float(tokens_out),
-            "model_calls": float(self.calls),
-        }
-
-
 def _streamed(ctx: Context, attempt: int, field_name: str, delta: str) -> None:
     ctx.emit_token(field_name, delta, attempt)
-
-
-def _input_models(agent: AgentSpec, ctx: Context, inputs: EvalInputs) -> list[BaseModel]:
-    if len(inputs.models) == len(inputs.artifacts):
-        return list(inputs.models)
-    known = {n: t for s in agent.subscriptions for t, n in zip(s.types, s.type_names, strict=True)}
-    out: list[BaseModel] = []
-    for art in inputs.artifacts:
-        model = known.get(art.type)
-        if model is None:
-            raise ConfigurationError(
-                f"agent {agent.name!r}: no model class known for input type {art.type!r}"
-            )
-        out.append(model.model_validate(art.payload))
-    return out
-
-
-def _input_values(sig: AgentSignature, models: Sequence[BaseModel], ctx: Context) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    for f in sig.inputs:
-        if f.type_name is None:
-            continue
-        found = [m for m in models if type_name(type(m)) == f.type_name]
-        values[f.name] = found if f.plural else (found[0] if found else None)
-    if any(f.name == CONTEXT_FIELD for f in sig.inputs):
-        # Compact: the type names the payload (every character is paid for on every call).
-        values[CONTEXT_FIELD] = [{a.type: a.payload} for a in ctx.artifacts]
-    return values
-
-
-def _collect(
-    sig: AgentSignature, group: OutputGroup, prediction: Any
-) -> tuple[list[BaseModel], list[str], tuple[str | None, str, str]]:
-    """Fresh, validated output models plus every problem found (field errors, then the contract)."""
-    decls = {d.type_name: d for d in group.outputs}
-    outputs: list[BaseModel] = []
-    errors: list[str] = []
-    first: tuple[str | None, str, str] | None = None
-    for f in sig.outputs:
-        decl = decls[f.type_name]  # type: ignore[index]
-        value = getattr(prediction, f.name, None)
-        if value is None:
-            errors.append(f"`{f.name}` is missing")
-            first = first or (f.type_name, f"a value for {f.name}", "missing")
-            continue
-        items = (value if isinstance(value, list) else [value]) if f.plural else [value]
-        for i, item in enumerate(items):
-            data = item.model_dump(by_alias=True) if isinstance(item, BaseModel) else item
-            try:
-                outputs.append(decl.type.model_validate(data))  # always a fresh instance
-            except ValidationError as exc:
-                where = f"{f.name}[{i}]" if f.plural else f.name
-                errors.append(f"`{where}` is not a valid {decl.type_name}: {_short(exc)}")
-                first = first or (f.type_name, "valid fields", "invalid")
-    counted = contract_errors(group, outputs)
-    for tname, expected, actual, message in counted:
-        field = next((x for x in sig.outputs if x.type_name == tname), None)
-        first = first or (tname, expected, actual)
-        if field is None or actual == "invalid":
-            errors.append(message)
-            continue
-        invalid = sum(1 for e in errors if e.startswith(f"`{field.name}"))
-        note = f" ({invalid} more were invalid)" if invalid else ""
-        errors.append(f"`{field.name}` must hold {expected} {tname}, got {actual}{note}")
-    return outputs, errors, first or (None, "", "")
-
-
-def _scored_output(sig: AgentSignature, group: OutputGroup, prediction: Any) -> Any:
-    """What a reward function scores: the validated output (a list when several), or ``None``."""
-    outputs, errors, _ = _collect(sig, group, prediction)
-    if errors or not outputs:
-        return None
-    return outputs[0] if len(outputs) == 1 else outputs
-
-
-def _keep_trace(trace: dict[str, Any], prediction: Any) -> None:
-    reasoning = getattr(prediction, "reasoning", None)
-    if reasoning:
-        trace["reasoning"] = str(reasoning)
-    trajectory = getattr(prediction, "trajectory", None)
-    if trajectory:
-        trace["trajectory"] = {
-            k: v if isinstance(v, str | int | float | bool | dict | list) else str(v)
-            for k, v in dict(trajectory).items()
-        }
-
-
-def _short(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in exc.errors())
-
-
-def _parse_message(exc: AdapterParseError) -> str:
-    """A short account of a parse failure (DSPy's own message repeats the whole answer)."""
-    name = getattr(exc, "adapter_name", "the adapter")
-    expected = ", ".join(getattr(getattr(exc, "signature", None), "output_fields", {}) or [])
-    parsed = getattr(exc, "parsed_result", None)
-    detail = " ".join(str(exc).split(f"Adapter {name} failed", 1)[0].split())
-    if len(detail) > 500:
-        detail = detail[:500] + " [...]"
-    text = f"{name} expected the fields [{expected}]"
-    if isinstance(parsed, dict):
-        text += f", found [{', '.join(parsed)}]"
-    return f"{text}; {detail}" if detail else text
 
 
 def _name(lm: Any) -> str:
