@@ -7,7 +7,9 @@ shallow copy of an instance) so that it can
 * replace ``TwoStepAdapter`` by :class:`QuietTwoStepAdapter`, whose extraction step does not retry
   with ``JSONAdapter`` behind the engine's back either,
 * memoise the system message per signature: DSPy rebuilds it, JSON schemas included, on every call
-  although it depends on the signature alone (about a third of DSPy's CPU per call).
+  although it depends on the signature alone (about a third of DSPy's CPU per call) and on whether
+  the call's output schema is enforced by the provider (then the message leaves the schema out, see
+  ``structured._lean_framing``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from typing import Any
 import dspy
 from dspy.clients._deprecation import adapter_message_call
 from dspy.utils.exceptions import AdapterParseError
+
+from .structured import schema_in_force
 
 
 class QuietTwoStepAdapter(dspy.TwoStepAdapter):
@@ -85,5 +89,12 @@ def own_adapter(adapter: Any, lm: dspy.BaseLM, fallback: bool) -> Any:
 
 
 def _memoised(adapter: Any) -> Any:
-    adapter.format_system_message = functools.lru_cache(maxsize=128)(adapter.format_system_message)
+    build = adapter.format_system_message
+
+    # Per signature, and per framing: with or without the output types (see structured.schema_in_force).
+    @functools.lru_cache(maxsize=128)
+    def system_message(signature: Any, schema_in_force: bool) -> str:
+        return str(build(signature))
+
+    adapter.format_system_message = lambda signature: system_message(signature, schema_in_force())
     return adapter

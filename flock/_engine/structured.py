@@ -21,6 +21,7 @@ form used is set on the evaluate span as ``flock.structured_outputs``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from contextvars import ContextVar
@@ -303,6 +304,15 @@ def flock_form() -> str | None:
     return _FORM.get()
 
 
+def schema_in_force() -> bool:
+    """Whether the model call in progress sends the output schema in a form the provider took.
+
+    While it does, the adapter's prompt leaves out what the schema already says (see
+    :func:`_lean_framing`); a prompt-only call (the third form, or ``"off"``) keeps all of it.
+    """
+    return _FORM.get() in SCHEMA_FORMS
+
+
 def _model_key(lm: Any) -> str:
     model = str(getattr(lm, "model", type(lm).__name__))
     kwargs = getattr(lm, "kwargs", None) or {}
@@ -352,7 +362,7 @@ def adapt(adapter: Any) -> Any:
                 choose(lm, lm_kwargs, signature)
 
         adapter._prepare_response_format = prepare
-        return adapter
+        return _lean_framing(adapter)
     if isinstance(adapter, dspy.ChatAdapter):
         own_parse = adapter.parse
         json_parse = dspy.JSONAdapter().parse
@@ -366,4 +376,46 @@ def adapt(adapter: Any) -> Any:
                 return dict(json_parse(signature, completion))
 
         adapter.parse = parse
+        return _lean_framing(adapter)
+    return adapter
+
+
+# What the framing of DSPy's Chat and JSON adapters says about the type of each output field: the
+# "note: the value you produce must adhere to the JSON schema: {...}" line in the system message and
+# "(must be formatted as a valid Python Critique)" in the user message.
+_TYPED_PARTS = ("format_field_structure", "user_message_output_requirements")
+
+
+def _lean_framing(adapter: Any) -> Any:
+    """Leave the output types out of the prompt while the provider enforces the schema (returns it).
+
+    With a schema in force the grammar (or the provider) holds every output field to its type, so
+    the JSON schema written into the prompt only repeats it: about 200 characters per output model
+    on every call, more than the whole lineage context of a typical activation. The adapter then
+    frames the call with the output fields typed as plain text, which drops exactly those notes and
+    nothing else: the field list (with the type names), the field descriptions (fan-out counts) and
+    the instructions stay. A prompt-only call keeps the notes. Each of the two parts is changed only
+    where the adapter uses DSPy's own ``ChatAdapter``/``JSONAdapter`` version of it: an adapter that
+    frames fields its own way (XMLAdapter's nested tags, BAMLAdapter's schema) keeps its framing.
+    """
+    import dspy
+
+    own_parts = {getattr(dspy.ChatAdapter, n) for n in _TYPED_PARTS}
+    own_parts |= {getattr(dspy.JSONAdapter, n) for n in _TYPED_PARTS}
+
+    @functools.lru_cache(maxsize=128)
+    def untyped(signature: Any) -> Any:
+        for name in signature.output_fields:
+            signature = signature.with_updated_fields(name, type_=str)
+        return signature
+
+    for name in _TYPED_PARTS:
+        if getattr(type(adapter), name) not in own_parts:
+            continue
+        frame = getattr(adapter, name)
+
+        def lean(signature: Any, frame: Any = frame) -> Any:
+            return frame(untyped(signature) if schema_in_force() else signature)
+
+        setattr(adapter, name, lean)
     return adapter
