@@ -380,28 +380,35 @@ def adapt(adapter: Any) -> Any:
     return adapter
 
 
-# What the framing of DSPy's Chat and JSON adapters says about the type of each output field: the
-# "note: the value you produce must adhere to the JSON schema: {...}" line in the system message and
-# "(must be formatted as a valid Python Critique)" in the user message.
-_TYPED_PARTS = ("format_field_structure", "user_message_output_requirements")
+# The parts of DSPy's Chat and JSON adapter prompts that describe the answer's format and types: the
+# output section of the structure (with "note: the value you produce must adhere to the JSON schema:
+# {...}" per typed field) and the closing "Respond with ..." line ("(must be formatted as a valid
+# Python Critique)" per typed field).
+_ANSWER_PARTS = ("format_field_structure", "user_message_output_requirements")
 
 
 def _lean_framing(adapter: Any) -> Any:
-    """Leave the output types out of the prompt while the provider enforces the schema (returns it).
+    """Frame a call whose schema the provider enforces as what it is: a JSON answer (returns it).
 
-    With a schema in force the grammar (or the provider) holds every output field to its type, so
-    the JSON schema written into the prompt only repeats it: about 200 characters per output model
-    on every call, more than the whole lineage context of a typical activation. The adapter then
-    frames the call with the output fields typed as plain text, which drops exactly those notes and
-    nothing else: the field list (with the type names), the field descriptions (fan-out counts) and
-    the instructions stay. A prompt-only call keeps the notes. Each of the two parts is changed only
-    where the adapter uses DSPy's own ``ChatAdapter``/``JSONAdapter`` version of it: an adapter that
-    frames fields its own way (XMLAdapter's nested tags, BAMLAdapter's schema) keeps its framing.
+    With a schema in force the provider holds the answer to one JSON object whose fields have their
+    types, so the JSON schema written into the prompt only repeats it: about 200 characters per
+    output model on every call, more than the whole lineage context of a typical activation. For
+    such a call the adapter describes the answer with DSPy's own ``JSONAdapter`` framing ("Outputs
+    will be a JSON object with the following fields", "Respond with a JSON object ...") and with the
+    output fields typed as plain text, which drops the schema notes. The field list (with the type
+    names), the field descriptions (fan-out counts) and the instructions stay, and the inputs are
+    shown as before. A ``ChatAdapter`` prompt then no longer asks for ``[[ ## field ## ]]`` markers
+    that the grammar would not let the model write (on SmolLM2-135M, asking for markers without
+    the schema note made it ramble: 90% valid at the first attempt against 100% with this framing).
+    A prompt-only call keeps the adapter's full text. Each part is changed only where the adapter
+    uses DSPy's own ``ChatAdapter``/``JSONAdapter`` version of it: an adapter that frames fields its
+    own way (XMLAdapter's tags, BAMLAdapter's schema) keeps its framing.
     """
     import dspy
 
-    own_parts = {getattr(dspy.ChatAdapter, n) for n in _TYPED_PARTS}
-    own_parts |= {getattr(dspy.JSONAdapter, n) for n in _TYPED_PARTS}
+    own_parts = {getattr(dspy.ChatAdapter, n) for n in _ANSWER_PARTS}
+    own_parts |= {getattr(dspy.JSONAdapter, n) for n in _ANSWER_PARTS}
+    as_json = dspy.JSONAdapter()
 
     @functools.lru_cache(maxsize=128)
     def untyped(signature: Any) -> Any:
@@ -409,13 +416,14 @@ def _lean_framing(adapter: Any) -> Any:
             signature = signature.with_updated_fields(name, type_=str)
         return signature
 
-    for name in _TYPED_PARTS:
-        if getattr(type(adapter), name) not in own_parts:
-            continue
-        frame = getattr(adapter, name)
-
-        def lean(signature: Any, frame: Any = frame) -> Any:
-            return frame(untyped(signature) if schema_in_force() else signature)
-
-        setattr(adapter, name, lean)
+    for name in _ANSWER_PARTS:
+        if getattr(type(adapter), name) in own_parts:
+            setattr(adapter, name, _framed(getattr(adapter, name), getattr(as_json, name), untyped))
     return adapter
+
+
+def _framed(own: Any, lean: Any, untyped: Any) -> Any:
+    def framed(signature: Any) -> Any:
+        return lean(untyped(signature)) if schema_in_force() else own(signature)
+
+    return framed

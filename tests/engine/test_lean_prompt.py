@@ -1,4 +1,9 @@
-"""Lean prompts: no schema text the provider already enforces, and every ancestor in the context."""
+"""Lean prompts: no schema text the provider already enforces, and every ancestor in the context.
+
+While a schema form of structured outputs is in force, the Chat and JSON adapters frame the answer as
+the JSON object the schema makes it, without DSPy's per-field schema notes; prompt-only calls keep
+the adapter's full text.
+"""
 
 from __future__ import annotations
 
@@ -58,9 +63,12 @@ async def test_an_enforced_schema_is_not_repeated_in_the_prompt(server: OpenAISe
     assert request["response_format"]["type"] == "json_schema"
     prompt = _prompt(request)
     assert NOTE not in prompt and "maxLength" not in prompt and "valid Python" not in prompt
+    # The answer is framed as what the schema makes it, a JSON object, under either adapter.
+    assert "Respond with a JSON object in the following order of fields: `ideas`." in prompt
+    assert "[[ ## completed ## ]]" not in prompt
     # What the schema does not carry stays: the output field, its type name, the count, the task.
     assert "`ideas` (list[Idea])" in prompt and "Generate exactly 3 ideas." in prompt
-    assert "bees" in prompt
+    assert "[[ ## topic ## ]]" in prompt and "bees" in prompt
 
 
 @pytest.mark.parametrize("adapter", list(ADAPTERS))
@@ -69,7 +77,9 @@ async def test_without_an_enforced_schema_the_prompt_carries_it(server: OpenAISe
     with dspy.context(callbacks=[server.recorder]):
         await off.invoke("ideas", Topic(name="bees"), publish_outputs=False)
     assert server.requests[0].get("response_format") is None
-    assert NOTE in _prompt(server.requests[0]) and "maxLength" in _prompt(server.requests[0])
+    prompt = _prompt(server.requests[0])
+    assert NOTE in prompt and "maxLength" in prompt and "valid Python list[Idea]" in prompt
+    assert ("[[ ## completed ## ]]" in prompt) == (adapter == "chat")  # the adapter's own framing
 
 
 async def test_a_server_that_refuses_every_schema_form_gets_the_schema_in_the_prompt(
@@ -87,6 +97,7 @@ async def test_a_server_that_refuses_every_schema_form_gets_the_schema_in_the_pr
     prompt = _prompt(answered)
     assert NOTE in prompt and '"minItems": 3' not in prompt  # DSPy's note: the item schema
     assert '"maxLength": 60' in prompt and "valid Python list[Idea]" in prompt
+    assert "[[ ## completed ## ]]" in prompt and "Respond with a JSON object" not in prompt
 
 
 async def test_a_re_ask_under_an_enforced_schema_stays_lean(server: OpenAIServer) -> None:
