@@ -380,11 +380,15 @@ def adapt(adapter: Any) -> Any:
     return adapter
 
 
-# The parts of DSPy's Chat and JSON adapter prompts that describe the answer's format and types: the
-# output section of the structure (with "note: the value you produce must adhere to the JSON schema:
-# {...}" per typed field) and the closing "Respond with ..." line ("(must be formatted as a valid
-# Python Critique)" per typed field).
-_ANSWER_PARTS = ("format_field_structure", "user_message_output_requirements")
+# The parts of DSPy's Chat and JSON adapter prompts that describe or show the answer: the output
+# section of the structure (with "note: the value you produce must adhere to the JSON schema: {...}"
+# per typed field), the closing "Respond with ..." line ("(must be formatted as a valid Python
+# Critique)" per typed field), and earlier answers (demos, `.with_history()` turns).
+_ANSWER_PARTS = (
+    "format_field_structure",
+    "user_message_output_requirements",
+    "format_assistant_message_content",
+)
 
 
 def _lean_framing(adapter: Any) -> Any:
@@ -397,8 +401,9 @@ def _lean_framing(adapter: Any) -> Any:
     will be a JSON object with the following fields", "Respond with a JSON object ...") and with the
     output fields typed as plain text, which drops the schema notes. The field list (with the type
     names), the field descriptions (fan-out counts) and the instructions stay, and the inputs are
-    shown as before. A ``ChatAdapter`` prompt then no longer asks for ``[[ ## field ## ]]`` markers
-    that the grammar would not let the model write (on SmolLM2-135M, asking for markers without
+    shown as before; earlier answers (demos, history turns) are shown as JSON objects too. A
+    ``ChatAdapter`` prompt then no longer asks for ``[[ ## field ## ]]`` markers that the grammar
+    would not let the model write (on SmolLM2-135M, asking for markers without
     the schema note made it ramble: 90% valid at the first attempt against 100% with this framing).
     A prompt-only call keeps the adapter's full text. Each part is changed only where the adapter
     uses DSPy's own ``ChatAdapter``/``JSONAdapter`` version of it: an adapter that frames fields its
@@ -423,7 +428,9 @@ def _lean_framing(adapter: Any) -> Any:
 
 
 def _framed(own: Any, lean: Any, untyped: Any) -> Any:
-    def framed(signature: Any) -> Any:
-        return lean(untyped(signature)) if schema_in_force() else own(signature)
+    def framed(signature: Any, *args: Any, **kwargs: Any) -> Any:
+        if schema_in_force():
+            return lean(untyped(signature), *args, **kwargs)
+        return own(signature, *args, **kwargs)
 
     return framed

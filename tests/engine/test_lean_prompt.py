@@ -159,3 +159,22 @@ async def test_every_ancestor_is_in_the_default_context_and_the_critic_prompt_is
         (grandparent,) = [topics[p] for p in parent.consumed_from]
         assert json.dumps({"Idea": parent.payload}) in call.prompt
         assert json.dumps({"Topic": grandparent.payload}) in call.prompt
+
+
+@pytest.mark.parametrize("mode", ["auto", "off"])
+async def test_earlier_turns_are_shown_in_the_answer_format_the_call_asks_for(mode: str) -> None:
+    model = TestModel()
+    flock = Flock()
+    engine = DSPyEngine(model, structured_outputs=mode)
+    flock.agent("chat").consumes(Task).publishes(Rebuttal).with_history(turns=3).with_engines(engine)
+    first = await flock.publish(Task(text="hello"))
+    await flock.run_until_idle(raise_on_error=True)
+    await flock.publish(Task(text="again"), correlation_id=first.correlation_id)
+    await flock.run_until_idle(raise_on_error=True)
+    (earlier,) = [m["content"] for m in model.calls[-1].messages if m["role"] == "assistant"]
+    (answered, _) = [a.payload for a in await flock.store.list() if a.type == "Rebuttal"]
+    if mode == "auto":  # the schema is in force: the earlier answer is the JSON object it was
+        assert json.loads(earlier) == {"rebuttal": answered}
+    else:  # prompt-only: the ChatAdapter's own markers
+        assert earlier.startswith("[[ ## rebuttal ## ]]") and "[[ ## completed ## ]]" in earlier
+        assert json.dumps(answered) in earlier
