@@ -289,20 +289,27 @@ class DSPyEngine(EngineComponent):
             self._announce(lm, ctx)
         models = input_models(agent, ctx, inputs)
         shapes = self._shapes(agent, ctx, models)
-        sig = self.signature(agent, output_group, shapes, has_context=bool(ctx.artifacts))
+        turns = _history.turns_of(agent)
+        has_context = bool(ctx.artifacts)
+        if turns:  # .with_history(): earlier turns of this workflow, read from the context
+            # The turns use the data fields' names, which do not depend on a context field.
+            plain = self.signature(agent, output_group, shapes, has_context=False)
+            earlier, shown = _history.history(agent.name, plain, ctx.artifacts, turns)
+            # What the history shows is not repeated as context; no context field when nothing is left.
+            has_context = any(a.id not in shown for a in ctx.artifacts)
+        sig = self.signature(agent, output_group, shapes, has_context=has_context)
         kind = self._program_kind(agent)
         defs: tuple[ToolDef, ...] = ()
         if kind == "react" and agent.toolsets:  # e.g. an MCP server's tools: listed (connected) now
             defs = await resolve_toolsets(agent, flock_settings.shared if flock_settings else self._own_state)
-        turns = _history.turns_of(agent)
-        if turns:  # .with_history(): earlier turns of this workflow, read from the context
+        if turns:
             sig = self._history_sigs.get(id(sig)) or self._history_sigs.setdefault(
                 id(sig), _history.with_history(sig)
             )
         values = input_values(sig, models, ctx)
         if turns:
-            values[_history.HISTORY_FIELD], shown = _history.history(agent.name, sig, ctx.artifacts, turns)
-            if CONTEXT_FIELD in values:  # what the history shows is not repeated as context
+            values[_history.HISTORY_FIELD] = earlier
+            if CONTEXT_FIELD in values:
                 values[CONTEXT_FIELD] = [
                     c for a, c in zip(ctx.artifacts, values[CONTEXT_FIELD], strict=True) if a.id not in shown
                 ]

@@ -76,3 +76,18 @@ async def test_history_is_read_from_a_durable_board(tmp_path: Path) -> None:
 def test_with_history_needs_a_positive_count() -> None:
     with pytest.raises(ConfigurationError, match="with_history"):
         Flock().agent("chat").with_history(turns=0)
+
+
+async def test_no_context_field_when_the_history_already_shows_all_of_it() -> None:
+    flock = Flock()
+    prompts: list[str] = []
+    chat(flock, prompts)
+    await say(flock, "first question")
+    await say(flock, "second question")
+    assert "answer to first question" in prompts[1]
+    assert "[[ ## context ## ]]" not in prompts[1] and "Earlier artifacts" not in prompts[1]
+    await flock.publish(Summary(text="a note from outside"), correlation_id="s1")
+    await say(flock, "third question")
+    # Something of the workflow the history does not show: the context field is back, with only that.
+    assert "[[ ## context ## ]]" in prompts[2] and "a note from outside" in prompts[2]
+    assert prompts[2].count("answer to first question") == 1
