@@ -34,16 +34,18 @@ class Activation:
     workflow: str = ""
     journaled: bool = True
     chain: Mapping[str, int] = field(default_factory=dict, compare=False)
+    correlation_id: str = field(init=False, compare=False, repr=False)
+    """The workflow it belongs to: its first input's, or for a scheduled run a new one."""
 
     def __post_init__(self) -> None:
         # Only a scheduled activation (no inputs to inherit from) starts a workflow of its own;
         # a uuid4 for every activation would cost more than the rest of its bookkeeping.
-        if not self.artifacts and not self.workflow:
+        if self.artifacts:
+            object.__setattr__(self, "correlation_id", self.artifacts[0].correlation_id)
+            return
+        if not self.workflow:
             object.__setattr__(self, "workflow", str(uuid4()))
-
-    @property
-    def correlation_id(self) -> str:
-        return self.artifacts[0].correlation_id if self.artifacts else self.workflow
+        object.__setattr__(self, "correlation_id", self.workflow)
 
     @cached_property
     def record(self) -> ActivationRecord:

@@ -374,3 +374,15 @@ def test_on_a_terminal_the_line_is_rewritten_in_place() -> None:
     assert frames[0] == "" and len(frames) == 4  # two updates and the closing line, in place
     assert frames[-1] == frames[-1].rstrip("\n") + "\n"
     assert "2 done, 1 running, 2 queued, 1 failed" in frames[-1] and "1,234 tokens" in frames[-1]
+
+
+async def test_a_read_given_up_on_leaves_the_stream_readable() -> None:
+    # A reader may stop waiting (a keep-alive timer, a UI tick) and read again later.
+    flock = Flock()
+    async with flock.events() as events:
+        with anyio.move_on_after(0.01) as waited:
+            await events.__anext__()
+        assert waited.cancelled_caught
+        flock.variables.set("tone", "dry")
+        with anyio.fail_after(10):
+            assert await events.__anext__() == VariableEvent("tone", "dry")
