@@ -9,6 +9,14 @@
   alone costs the run). Rounds alternate the modes in one process; the report gives the median CPU
   microseconds per activation of each and the medians of the paired ratios (round i with a
   subscriber over round i without). Target: ≤ 1.05.
+* ``--single MODE``: one round of one mode (``off``, ``reading`` or ``buffered``) and nothing else,
+  for counting instructions, which the machine's load does not move::
+
+      valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+          python benchmarks/bench_live.py --single off --n 200
+      valgrind ... --single off --n 1200
+
+  (the difference of the two counts over 5,000 is what one activation costs; same for ``reading``).
 * ``map``: ``flock.map`` over 200 inputs with an engine that waits 50 ms (a model's latency) at
   ``concurrency=32``. The critical path is ceil(200 / 32) x 50 ms; the report gives wall time over
   it. Target: ≤ 1.3.
@@ -149,4 +157,9 @@ if __name__ == "__main__":
     )
     parser.add_argument("--n", type=int, default=1000, help="inputs per events round (default 1000)")
     parser.add_argument("--rounds", type=int, default=7, help="rounds per mode (default 7)")
-    print(json.dumps(anyio.run(main, parser.parse_args()), indent=2))
+    parser.add_argument("--single", choices=["off", "reading", "buffered"], help="one round of one mode only")
+    args = parser.parse_args()
+    if args.single:
+        anyio.run(_events_round, args.n, args.single)
+    else:
+        print(json.dumps(anyio.run(main, args), indent=2))
