@@ -130,10 +130,11 @@ class EventStream:
         self._wake()
 
     def _offer(self, event: Event) -> None:
+        if self._closed:
+            return
         queue = self._queue
-        if len(queue) >= self.buffer or self._closed:
-            if not self._closed:
-                self.dropped += 1
+        if len(queue) >= self.buffer:
+            self.dropped += 1
             return
         queue.append(event)
         self.delivered += 1
