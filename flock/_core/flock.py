@@ -339,7 +339,10 @@ class Flock:
             await self._catalog.variables.sync()
             orch = self._orchestrator
             queued = [act.record.id for act in orch.lifecycle.queue]
-            decisions = await restore(self.store, self._catalog, orch.router, queued, orch.board_mark)
+            shared = getattr(orch.lifecycle.queue, "queued_ids", None)  # a queue several processes share
+            decisions = await restore(
+                self.store, self._catalog, orch.router, queued, orch.board_mark, shared
+            )
             await orch.apply(decisions)
         return await self.run_until_idle(timeout=timeout, raise_on_error=raise_on_error)
 

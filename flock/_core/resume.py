@@ -7,7 +7,10 @@ for a fresh :class:`~flock.Flock`:
 1. every in-flight activation is checked against today's declarations: the agent and subscription
    must still exist and every input must still be addressed to and visible to the agent. Work that
    passes is queued again with its recorded inputs (same id, so outputs that were already stored are
-   not published twice); work that does not is recorded as failed, never run;
+   not published twice); work that does not is recorded as failed, never run. On a queue that
+   several processes share, work that still has its row there is checked but not queued again: the
+   row (with the causal chain the loop guard gave it) is claimed as it is, and work of an agent this
+   process does not declare is left to the processes that do;
 2. every stored artifact is routed again, in publication order, skipping the pairs that were
    consumed or are in flight. That schedules only work that was never recorded (an artifact stored
    just before the crash) and refills incomplete gates, batches and joins.
@@ -16,7 +19,7 @@ for a fresh :class:`~flock.Flock`:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from uuid import UUID
 
 from .._stores.store import ActivationRecord
@@ -30,13 +33,23 @@ log = logging.getLogger("flock")
 _CHUNK = 1000  # ids per get_many query
 
 
+Shared = Callable[[list[UUID]], Awaitable[set[UUID]]]
+
+
 async def restore(
-    store: object, catalog: Catalog, router: Router, queued: Iterable[UUID], upto: int | None
+    store: object,
+    catalog: Catalog,
+    router: Router,
+    queued: Iterable[UUID],
+    upto: int | None,
+    shared: Shared | None = None,
 ) -> list[Decision]:
     """Decisions that finish a previous process's work on ``store``.
 
     ``queued``: ids of activations this process already queued; ``upto``: how many of the stored
-    artifacts predate this process's own publishing (``None``: all of them).
+    artifacts predate this process's own publishing (``None``: all of them); ``shared``: for a
+    queue that several processes share, which of the given activation ids have a row in it
+    (waiting, claimed, or done meanwhile; one query for all of them).
     """
     skip: set[tuple[UUID, str, int]] = set(await store.consumptions())  # type: ignore[attr-defined]
     already = set(queued)
@@ -48,9 +61,10 @@ async def restore(
         if r.id not in already and r.subscription >= 0
     ]
     inputs = await _inputs(store, {i for r in records for i in r.input_ids})
+    in_queue = await shared([r.id for r in records]) if shared is not None and records else set()
     for record in records:
         skip.update((i, record.agent, record.subscription) for i in record.input_ids)
-        out += await _requeue(catalog, router, record, inputs)
+        out += await _requeue(catalog, router, record, inputs, record.id in in_queue)
     stored = await store.list()  # type: ignore[attr-defined]
     for artifact in stored if upto is None else stored[:upto]:
         out += await router.route(artifact, skip=skip)
@@ -72,10 +86,14 @@ async def _inputs(store: object, ids: set[UUID]) -> dict[str, Artifact]:
 
 
 async def _requeue(
-    catalog: Catalog, router: Router, record: ActivationRecord, stored: dict[str, Artifact]
+    catalog: Catalog, router: Router, record: ActivationRecord, stored: dict[str, Artifact], in_queue: bool
 ) -> list[Decision]:
+    """Queue ``record`` again, or fail it if today's declarations refuse its inputs. ``in_queue``:
+    it still has its row in a shared queue, which runs it once it passes the check."""
     spec = catalog.specs.get(record.agent)
     if spec is None:
+        if in_queue:  # a process that declares the agent claims it
+            return []
         log.warning(
             "activation %s of agent %r was in flight, but no such agent is declared; declare it before "
             "resume() to finish that work",
@@ -99,4 +117,6 @@ async def _requeue(
         log.warning("%s", reason)
         act = Activation(record.agent, record.subscription, found)
         return [Fail(act, "subscription_error", reason)]
+    if in_queue:  # its row waits (or runs) with the chain the loop guard gave it when it was queued
+        return []
     return await router.activate(record.agent, record.subscription, found)

@@ -302,6 +302,14 @@ class PostgresQueue:
             await conn.execute("SELECT pg_notify(%s, current_schema())", (CHANNEL,))
             return int(cur.rowcount)
 
+    async def queued_ids(self, ids: list[UUID]) -> set[UUID]:
+        """Which of these activations have a row here: waiting, claimed, or done since the caller
+        looked (``resume()`` checks those against today's declarations but does not queue them
+        again; queuing one would change nothing)."""
+        async with self.store.connection() as conn:
+            cur = await conn.execute("SELECT id FROM work WHERE id = ANY(%s)", (ids,))
+            return {row[0] for row in await cur.fetchall()}
+
     async def pending(self) -> int:
         """How many rows wait in the shared queue, claimed or not (for monitoring and tests)."""
         async with self.store.connection() as conn:

@@ -157,3 +157,42 @@ async def test_a_flock_runs_on_it_and_a_new_process_sees_the_board(postgres_dsn:
     async with store(postgres_dsn) as later:
         assert await later.get_by_type(Invoice) == [Invoice(item="tea", total=10.0)]
         assert await later.in_flight() == [] and len(await later.consumptions()) == 1
+
+
+@flock_type(name="pg_test.Memo")
+class Memo(BaseModel):
+    text: str
+
+
+async def test_resume_rechecks_shared_work_runs_it_once_and_leaves_other_agents_work_queued(
+    postgres_dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from flock import LabelledVisibility
+
+    first = Flock(store=store(postgres_dsn))
+    first.agent("reader").labels("hr").consumes(Memo).calls(lambda m: None)
+    first.agent("auditor").consumes(Memo).calls(lambda m: None)
+    await first.publish(Memo(text="payroll"), visibility=LabelledVisibility(required_labels={"hr"}))
+    await first.publish(Memo(text="menu"))
+    await first.store.close()  # queued on the board (reader twice, auditor once), nothing ran
+
+    # A worker that declares only the reader, no longer labelled "hr": the payroll memo is refused
+    # (recorded as failed), the menu runs once, and the auditor's work waits for its own workers.
+    later = Flock(store=store(postgres_dsn))
+    ran: list[str] = []
+    later.agent("reader").consumes(Memo).calls(lambda m: ran.append(m.text))
+    summary = await later.resume()
+    assert ran == ["menu"]
+    assert [(e.agent, e.kind) for e in summary.errors] == [("reader", "subscription_error")]
+    assert not [r for r in caplog.records if "auditor" in r.getMessage()]
+    assert (await later.store.stats())["queued"] == 1
+    await later.store.close()
+
+    auditing = Flock(store=store(postgres_dsn))
+    audited: list[str] = []
+    auditing.agent("auditor").consumes(Memo).calls(lambda m: audited.append(m.text))
+    assert (await auditing.resume()).errors == []
+    assert audited == ["menu"] and ran == ["menu"]
+    assert (await auditing.store.stats())["queued"] == 0
+    assert await auditing.store.in_flight() == []
+    await auditing.store.close()
