@@ -42,7 +42,7 @@ from .runtime import Outcome, Runtime, failure_artifact
 from .scheduler import Activation
 from .timers import Timers
 from .types import type_name
-from .workqueue import InProcessQueue
+from .workqueue import InProcessQueue, Room
 
 log = logging.getLogger("flock")
 _WORKFLOW_ERROR = type_name(WorkflowError)
@@ -97,6 +97,7 @@ class Orchestrator:
         self._halted: BaseException | None = None
         self._active: Counter[str] = Counter()  # activation tasks alive, hooks after commit included
         self._active_total = 0
+        self._rooms = Room(self._room, lambda: self._catalog.specs)  # what take() may start
         # Running until idle on the in-process queue, a finished activation's task goes on with
         # the next queued one: starting a task per activation costs more than a small one's work.
         self._chaining = False
@@ -421,7 +422,7 @@ class Orchestrator:
         free = self.max_concurrency - self._active_total
         if free <= 0 or not self.lifecycle.queued:
             return
-        for act in await self.lifecycle.take(self._room, free):
+        for act in await self.lifecycle.take(self._rooms, free):
             self._hold(act)
             tg.start_soon(self._work, act)
 
@@ -444,7 +445,7 @@ class Orchestrator:
                 return
             if self._active_total >= self.max_concurrency:
                 return
-            taken = await self.lifecycle.take(self._room, 1)
+            taken = await self.lifecycle.take(self._rooms, 1)
             if not taken:
                 return
             act = taken[0]

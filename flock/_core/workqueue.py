@@ -9,7 +9,7 @@ several workers claim) is another implementation of the same protocol.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol, runtime_checkable
 
 from .scheduler import Activation
@@ -32,12 +32,36 @@ class WorkQueue(Protocol):
         ...
 
     async def take(self, room: Callable[[str], int], limit: int) -> list[Activation]:
-        """Up to ``limit`` activations, at most ``room(agent)`` for each agent, fairly across agents."""
+        """Up to ``limit`` activations, at most ``room(agent)`` for each agent, fairly across agents.
+
+        The run loop passes a :class:`Room`: a queue may also ask it for every declared agent's
+        room at once (``room.free()``) instead of asking agent by agent."""
         ...
 
     def __iter__(self) -> Iterator[Activation]:
         """The waiting activations (for resume and inspection), in no promised order."""
         ...
+
+
+class Room:
+    """How many more activations of each agent may start now: what the run loop gives ``take``.
+
+    Call it with an agent's name (``room(agent)``, a ``KeyError`` for an agent that is not
+    declared), or ask :meth:`free` for every declared agent at once: a queue in a database claims
+    for all of them in one statement.
+    """
+
+    def __init__(self, of: Callable[[str], int], agents: Callable[[], Iterable[str]]) -> None:
+        self._of = of
+        self._agents = agents
+
+    def __call__(self, agent: str) -> int:
+        return self._of(agent)
+
+    def free(self) -> dict[str, int]:
+        """The room of every declared agent (0 for an agent at its bound)."""
+        of = self._of
+        return {agent: max(of(agent), 0) for agent in self._agents()}
 
 
 class InProcessQueue:

@@ -43,6 +43,21 @@ _PUT_RECORDED = (
     f"INSERT INTO work (id, agent, body) SELECT %(id)s, %(agent)s, %(body)s WHERE {_NOT_CONSUMED} "
     "ON CONFLICT (id) DO NOTHING"
 )
+# Claim the oldest ready rows of the given agents (released ones first), skipping rows another
+# worker is claiming; the inputs of each claimed activation come along (no second round trip).
+_CLAIM = (
+    "WITH picked AS (SELECT id FROM work "
+    "WHERE NOT done AND (lease_until IS NULL OR lease_until < now()) AND agent = ANY(%s) "
+    "ORDER BY front DESC, ord LIMIT %s FOR UPDATE SKIP LOCKED), "
+    "claimed AS (UPDATE work SET claimed_by = %s, "
+    "lease_until = now() + make_interval(secs => %s), "
+    "attempts = work.attempts + 1, front = FALSE FROM picked WHERE work.id = picked.id "
+    "RETURNING work.id, work.agent, work.body) "
+    "SELECT c.id, c.agent, c.body, i.ids, i.bodies FROM claimed c LEFT JOIN LATERAL "
+    "(SELECT array_agg(a.id::text) AS ids, array_agg(a.body) AS bodies FROM artifacts a "
+    "WHERE a.id = ANY(ARRAY(SELECT jsonb_array_elements_text(c.body::jsonb -> 'inputs'))::uuid[])"
+    ") i ON TRUE"
+)
 
 
 class PostgresQueue:
@@ -161,41 +176,32 @@ class PostgresQueue:
 
     async def take(self, room: Callable[[str], int], limit: int) -> list[Activation]:
         """Claim up to ``limit`` activations, at most ``room(agent)`` per agent, oldest first;
-        agents this process does not declare are left to the processes that do."""
+        agents this process does not declare are left to the processes that do. One statement
+        when ``room`` can list every declared agent's room (``room.free()``, the run loop's)."""
         taken: list[Activation] = []
         while self._local and len(taken) < limit and (_room(room, self._local[0].agent) or 0) > 0:
             taken.append(self._local.popleft())
         if self.draining or not self._ready or len(taken) >= limit:
             return taken
         async with self.store.connection() as conn:
-            cur = await conn.execute(
-                "SELECT DISTINCT agent FROM work "
-                "WHERE NOT done AND (lease_until IS NULL OR lease_until < now())"
-            )
-            rooms = {a: _room(room, a) for (a,) in await cur.fetchall()}
-            known = {a: n for a, n in rooms.items() if n is not None}
-            agents = {a: n for a, n in known.items() if n > 0}
+            free = getattr(room, "free", None)
+            if free is not None:
+                rooms: dict[str, int] = free()
+            else:  # a bare callable: ask which agents have ready work, then each one's room
+                cur = await conn.execute(
+                    "SELECT DISTINCT agent FROM work "
+                    "WHERE NOT done AND (lease_until IS NULL OR lease_until < now())"
+                )
+                found = {a: _room(room, a) for (a,) in await cur.fetchall()}
+                rooms = {a: n for a, n in found.items() if n is not None}
+            agents = {a: n for a, n in rooms.items() if n > 0}
             want = min(limit - len(taken), sum(agents.values()))
             if want <= 0:
-                # Work for our agents that are busy stays ready: the run loop asks again when
-                # one of them finishes. Work only for agents we do not declare is not ours.
-                self._ready = 1 if known else 0
+                # Every agent is at its bound: the run loop asks again when one of them finishes.
+                # (Work only for agents we do not declare is not ours.)
+                self._ready = 1 if rooms else 0
                 return taken
-            cur = await conn.execute(
-                "WITH picked AS (SELECT id FROM work "
-                "WHERE NOT done AND (lease_until IS NULL OR lease_until < now()) AND agent = ANY(%s) "
-                "ORDER BY front DESC, ord LIMIT %s FOR UPDATE SKIP LOCKED), "
-                "claimed AS (UPDATE work SET claimed_by = %s, "
-                "lease_until = now() + make_interval(secs => %s), "
-                "attempts = work.attempts + 1, front = FALSE FROM picked WHERE work.id = picked.id "
-                "RETURNING work.id, work.agent, work.body) "
-                # the inputs of each claimed activation come along: no second round trip
-                "SELECT c.id, c.agent, c.body, i.ids, i.bodies FROM claimed c LEFT JOIN LATERAL "
-                "(SELECT array_agg(a.id::text) AS ids, array_agg(a.body) AS bodies FROM artifacts a "
-                "WHERE a.id = ANY(ARRAY(SELECT jsonb_array_elements_text(c.body::jsonb -> 'inputs'))::uuid[])"
-                ") i ON TRUE",
-                (list(agents), want, self.worker, self.lease),
-            )
+            cur = await conn.execute(_CLAIM, (list(agents), want, self.worker, self.lease))
             rows = await cur.fetchall()
             keep, give_back = [], []
             for row in rows:
@@ -208,7 +214,10 @@ class PostgresQueue:
                 await conn.execute(
                     "UPDATE work SET lease_until = NULL, claimed_by = NULL WHERE id = ANY(%s)", (give_back,)
                 )
-        self._ready = 1 if len(rows) >= want else 0
+        # Fewer than asked for: nothing more is claimable now for the agents that had room. Rows
+        # given back, and the work of agents that had none, wait: the run loop asks again when
+        # one of those agents' activations finishes.
+        self._ready = 1 if len(rows) >= want or give_back or len(agents) < len(rooms) else 0
         for act in await self._activations(keep):
             self._hold(act.record.id)
             taken.append(act)

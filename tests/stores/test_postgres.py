@@ -196,3 +196,27 @@ async def test_resume_rechecks_shared_work_runs_it_once_and_leaves_other_agents_
     assert (await auditing.store.stats())["queued"] == 0
     assert await auditing.store.in_flight() == []
     await auditing.store.close()
+
+
+async def test_per_agent_bounds_hold_when_claiming_from_the_shared_queue(postgres_dsn: str) -> None:
+    peaks: dict[str, int] = {}
+    running: dict[str, int] = {"serial": 0, "wide": 0}
+
+    def gauge(name: str) -> Any:
+        async def run(memo: Memo) -> None:
+            running[name] += 1
+            peaks[name] = max(peaks.get(name, 0), running[name])
+            await anyio.sleep(0.01)
+            running[name] -= 1
+
+        return run
+
+    flock = Flock(store=store(postgres_dsn), max_concurrency=8)
+    flock.agent("serial").consumes(Memo).calls(gauge("serial")).max_concurrency(1)
+    flock.agent("wide").consumes(Memo).calls(gauge("wide")).max_concurrency(3)
+    await flock.publish_many([Memo(text=str(i)) for i in range(12)])
+    summary = await flock.run_until_idle()
+    assert summary.agents_run == {"serial": 12, "wide": 12}
+    assert peaks == {"serial": 1, "wide": 3}
+    assert (await flock.store.stats())["queued"] == 0
+    await flock.store.close()
