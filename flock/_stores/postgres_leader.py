@@ -27,7 +27,10 @@ session-level advisory lock (``pg_try_advisory_lock``) on a connection of its ow
   to queue is queued.
 
 The sweep runs on the lock's own connection: if that connection is gone, so is the lock, and the
-process stops routing at once instead of routing beside a new router.
+process stops routing at once instead of routing beside a new router. A process that listens to the
+board's notifications (a worker: :attr:`Leadership.listening`) reads the unrouted artifacts only
+after a notification (:meth:`Leadership.notified`, which its slow poll also calls, in case one was
+lost); one that does not (a script) reads them at every turn of its run loop.
 """
 
 from __future__ import annotations
@@ -89,9 +92,17 @@ class Leadership:
         self._held: dict[str, int] = {}
         self._next_try = 0.0
         self._next_check = 0.0
+        # Set while this process LISTENs on the board's channel: then the router reads the
+        # unrouted artifacts only after a notification said there are new ones (``notified``).
+        self.listening = False
+        self._new = True
 
     def __repr__(self) -> str:
         return f"Leadership({self.store!r}, leading={self.leading})"
+
+    def notified(self) -> None:
+        """New artifacts may wait to be routed (a board notification came, or the slow poll ran)."""
+        self._new = True
 
     def routes_here(self, spec: AgentSpec, sub: Subscription) -> bool:
         return not stateful(sub)
@@ -232,7 +243,9 @@ class Leadership:
     async def _sweep(self, router: Any) -> list[Decision]:
         out: list[Decision] = []
         conn = self._conn
-        while True:
+        # Without a notification since the last read there is nothing new (when listening).
+        read, self._new = self._new or not self.listening, False
+        while read:
             cur = await conn.execute(
                 "SELECT seq, id::text, body FROM artifacts WHERE routed = 0 ORDER BY seq LIMIT %s", (_PAGE,)
             )
@@ -240,8 +253,7 @@ class Leadership:
             for artifact in self.store._decoded.artifacts([(i, b) for _, i, b in rows]):
                 out += await router.route(artifact, select=_stateful)
             await self._mark([s for s, _, _ in rows], 0, 1)
-            if len(rows) < _PAGE:
-                break
+            read = len(rows) == _PAGE
         if time.monotonic() >= self._next_check:
             out += await self._check_plain(router)
             self._next_check = time.monotonic() + self.lag

@@ -75,21 +75,27 @@ async def serve(
                 async with await psycopg.AsyncConnection.connect(store.dsn, autocommit=True) as conn:
                     await conn.execute("LISTEN flock_work")
                     await conn.execute("LISTEN flock_board")
+                    routing.listening = True  # the router reads new artifacts when told to
+                    routing.notified()
                     wake()  # anything queued while we were not listening
                     async for note in conn.notifies():
                         if note.payload != store.schema:
                             continue
                         if note.channel == "flock_work":
                             wake()
-                        elif routing.leading:  # new artifacts: the board's router routes them
-                            runner.wake()
+                        else:  # new artifacts: the board's router routes them
+                            routing.notified()
+                            if routing.leading:
+                                runner.wake()
             except psycopg.Error as exc:
+                routing.listening = False  # notifications may be lost: read at every turn
                 log.warning("worker: lost the notification connection (%s); reconnecting", exc)
                 await anyio.sleep(retry)
 
     async def poll_now_and_then() -> None:
         while True:
             await anyio.sleep(poll)
+            routing.notified()  # in case a notification was lost
             wake()
 
     async def drain() -> None:

@@ -269,6 +269,31 @@ def test_gates_joins_and_batches_fire_once_for_each_group_across_workers(
     assert len({pid for _, _, pid in runs(log)}) == 2  # and the work was shared
 
 
+def test_the_router_routes_new_artifacts_when_notified_without_waiting_for_the_poll(
+    postgres_dsn: str, tmp_path: Path
+) -> None:
+    # A poll of 10 minutes never comes during the test: the gates, joins and batches fire only
+    # because the board's notifications tell the router that there are new artifacts to route.
+    log, n = tmp_path / "runs.log", 6
+    worker = start_worker(postgres_dsn, log, "--poll", "600", app="stateful_app:flock")
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if routers(postgres_dsn) == [worker.pid]:
+                    break
+            except psycopg.errors.UndefinedTable:
+                pass
+            time.sleep(0.1)
+        assert routers(postgres_dsn) == [worker.pid]
+        publish_stateful(postgres_dsn, range(n))
+        board_now = wait_stateful(postgres_dsn, n)
+    finally:
+        code, _, err = stop(worker)
+    assert code == 0, err
+    assert_each_group_once(board_now, n)
+
+
 def test_a_killed_router_is_replaced_and_no_group_is_lost_or_doubled(
     postgres_dsn: str, tmp_path: Path
 ) -> None:
