@@ -54,7 +54,36 @@ def publish_jobs(dsn: str, n: int) -> float:
     return float(done.stdout.strip().splitlines()[-1])
 
 
-def run_workers(dsn: str, n: int, workers: int, latency: float, concurrency: int) -> dict[str, float]:
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (0 when it is gone or not on Linux)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _server_cpu_s(server: PostgresServer) -> float:
+    """CPU seconds of the PostgreSQL server: its postmaster and the processes it started."""
+    try:
+        master = int((server.data / "postmaster.pid").read_text().split()[0])
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+    except (OSError, ValueError):
+        return 0.0
+    total = 0.0
+    for pid in pids:
+        try:
+            parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if pid == master or parent == master:
+            total += _cpu_s(pid)
+    return total
+
+
+def run_workers(
+    server: PostgresServer, dsn: str, n: int, workers: int, latency: float, concurrency: int
+) -> dict[str, float]:
     publish_s = publish_jobs(dsn, n)
     env = {**os.environ, "WORKER_APP_DELAY": str(latency)}
     cmd = [sys.executable, "-m", "flock", "worker", "worker_app:bench", "--store", dsn]
@@ -63,6 +92,7 @@ def run_workers(dsn: str, n: int, workers: int, latency: float, concurrency: int
         subprocess.Popen(cmd, cwd=APP, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         for _ in range(workers)
     ]
+    cpu: list[tuple[int, float, float]] = []  # (answers, workers' CPU s, server's CPU s)
     try:
         with psycopg.connect(dsn, autocommit=True) as conn:
             while True:
@@ -71,6 +101,8 @@ def run_workers(dsn: str, n: int, workers: int, latency: float, concurrency: int
                     "WHERE type = 'workers.Answer'"
                 ).fetchone()
                 assert row is not None
+                if row[0] and (not cpu or row[0] >= n):  # the first answers, and the last
+                    cpu.append((row[0], sum(_cpu_s(p.pid) for p in procs), _server_cpu_s(server)))
                 if row[0] >= n:
                     break
                 time.sleep(0.05)
@@ -83,6 +115,8 @@ def run_workers(dsn: str, n: int, workers: int, latency: float, concurrency: int
         for proc in procs:
             proc.communicate(timeout=60)
     span = (row[2] - row[1]) / 1e6
+    (n0, w0, s0), (n1, w1, s1) = cpu[0], cpu[-1]
+    done = max(n1 - n0, 1)
     return {
         "workers": workers,
         "activations": n,
@@ -90,6 +124,10 @@ def run_workers(dsn: str, n: int, workers: int, latency: float, concurrency: int
         "seconds": round(span, 3),
         "activations_per_s": round(n / span, 1) if span else float("inf"),
         "publish_per_s": round(n / publish_s, 1),
+        "cpu_ms_per_activation": {
+            "workers": round((w1 - w0) * 1000 / done, 3),
+            "postgres": round((s1 - s0) * 1000 / done, 3),
+        },
     }
 
 
@@ -143,16 +181,17 @@ def main() -> None:
             print(json.dumps(report, indent=2))
             return
         scaling = [
-            run_workers(fresh(server), args.activations, int(w), args.latency, args.concurrency)
+            run_workers(server, fresh(server), args.activations, int(w), args.latency, args.concurrency)
             for w in args.workers.split(",")
         ]
         base = scaling[0]["activations_per_s"]
         for row in scaling:
             row["speedup"] = round(row["activations_per_s"] / base, 2)
+        report["load_average"] = os.getloadavg()
         report["latency_bound"] = {"latency_s": args.latency, "concurrency_per_worker": args.concurrency,
                                    "runs": scaling}  # fmt: skip
-        one = run_workers(fresh(server), args.activations, 1, 0.0, args.concurrency)
-        four = run_workers(fresh(server), args.activations, 4, 0.0, args.concurrency)
+        one = run_workers(server, fresh(server), args.activations, 1, 0.0, args.concurrency)
+        four = run_workers(server, fresh(server), args.activations, 4, 0.0, args.concurrency)
         report["no_llm"] = {
             "one_worker": one,
             "four_workers": four,
