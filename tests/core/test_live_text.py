@@ -110,3 +110,22 @@ def test_on_a_terminal_the_line_being_written_ends_the_status_line() -> None:
     assert frames[-1].endswith("| writer.text: They fly")  # the unfinished one ends the status line
     view.on_event(ActivationEvent("writer", act, "finished"))
     assert screen.getvalue().split("\r\x1b[2K")[-2] == "writer.text: They fly\n"
+
+
+async def test_concurrent_activations_lines_interleave_but_never_mix(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    class Echo(EngineComponent):
+        async def evaluate(self, agent, ctx, inputs, output_group):  # type: ignore[no-untyped-def]
+            text = f"{inputs.first(Brief).topic} fly at night."
+            for start in range(0, len(text), 3):  # both activations stream piece by piece, in turns
+                ctx.emit_token("text", text[start : start + 3])
+                await anyio.lowlevel.checkpoint()
+            return EvalResult(outputs=[Draft(text=text)])
+
+    flock = Flock()
+    flock.agent("writer").consumes(Brief).publishes(Draft).with_engines(Echo()).max_concurrency(2)
+    await flock.publish_many([Brief(topic="owls"), Brief(topic="bats")])
+    await flock.run_until_idle(progress="writer")
+    lines = capsys.readouterr().err.splitlines()
+    assert sorted(lines[:2]) == ["writer.text: bats fly at night.", "writer.text: owls fly at night."]
