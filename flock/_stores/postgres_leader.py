@@ -27,10 +27,10 @@ session-level advisory lock (``pg_try_advisory_lock``) on a connection of its ow
   to queue is queued.
 
 The sweep runs on the lock's own connection: if that connection is gone, so is the lock, and the
-process stops routing at once instead of routing beside a new router. A process that listens to the
-board's notifications (a worker: :attr:`Leadership.listening`) reads the unrouted artifacts only
-after a notification (:meth:`Leadership.notified`, which its slow poll also calls, in case one was
-lost); one that does not (a script) reads them at every turn of its run loop.
+process stops routing at once instead of routing beside a new router. A router that listens to the
+board's notifications (a worker, once it knows it routes: :attr:`Leadership.listening`) reads the
+unrouted artifacts only after a notification (:meth:`Leadership.notified`, which its slow poll also
+calls, in case one was lost); one that does not (a script) reads them at every turn of its run loop.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from .._core.errors import ConfigurationError, FlockError
 from .._core.serving import Runner
 
 log = logging.getLogger("flock")
+_RECHECK_S = 1.0  # how often the notification connection checks whether this worker routes the board
 
 
 @dataclass
@@ -71,21 +72,29 @@ async def serve(
 
     async def listen() -> None:
         while True:
+            board = False  # whether this connection LISTENs on the board's channel
             try:
                 async with await psycopg.AsyncConnection.connect(store.dsn, autocommit=True) as conn:
                     await conn.execute("LISTEN flock_work")
-                    await conn.execute("LISTEN flock_board")
-                    routing.listening = True  # the router reads new artifacts when told to
-                    routing.notified()
                     wake()  # anything queued while we were not listening
-                    async for note in conn.notifies():
-                        if note.payload != store.schema:
-                            continue
-                        if note.channel == "flock_work":
-                            wake()
-                        else:  # new artifacts: the board's router routes them
-                            routing.notified()
-                            if routing.leading:
+                    while True:
+                        # Only the router needs to hear of new artifacts: the other workers do not
+                        # listen, so a commit wakes one process, not all (checked every second;
+                        # until it listens, a new router reads them at every turn of its loop).
+                        if board != routing.leading:
+                            board = routing.leading
+                            await conn.execute("LISTEN flock_board" if board else "UNLISTEN flock_board")
+                            routing.listening = board
+                            if board:  # route what came before it listened
+                                routing.notified()
+                                runner.wake()
+                        async for note in conn.notifies(timeout=_RECHECK_S):
+                            if note.payload != store.schema:
+                                continue
+                            if note.channel == "flock_work":
+                                wake()
+                            else:  # new artifacts: the board's router routes them
+                                routing.notified()
                                 runner.wake()
             except psycopg.Error as exc:
                 routing.listening = False  # notifications may be lost: read at every turn
