@@ -12,47 +12,42 @@ import functools
 import logging
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import nullcontext
 from typing import Any
 
 import dspy
-from dspy.utils.exceptions import AdapterParseError
 from pydantic import BaseModel
 
 from .._core.components import Context, EngineComponent, EvalInputs, EvalResult
-from .._core.errors import ConfigurationError, ContractViolation
+from .._core.errors import ConfigurationError
 from .._core.spec import AgentSpec, OutputGroup
 from .._core.types import type_name
 from .._live.variables import Var
 from .._providers.breaker import CircuitBreaker
 from .._providers.engine_guard import check_resilience, finish_evaluation, guarded_evaluation
 from .._providers.resilience import CallPolicy, GuardedModels
-from .._tracing.metrics import record_reask
 from . import history as _history
 from . import programs as _programs
 from . import prompt_versions as _prompt_versions
 from . import streaming as _streaming
 from .adapters import own_adapter
-from .answers import collect, input_models, input_values, keep_trace, parse_message, scored_output
+from .answers import input_models, input_values, scored_output
+from .asking import Asking, ask_until_valid
 from .call_metrics import CallCounter, call_sink
-from .engine_tracing import ModelCalls, TracedModels, capture_content, reask_span, tracing_on
+from .engine_tracing import ModelCalls, TracedModels, capture_content, tracing_on
 from .engine_vars import CHECKS, Resolver, named_adapter, plain_copy, record_bound, take_vars
 from .lm_factory import make_lm, size_pool
 from .model_names import check_model_name
-from .offline import OfflineLM, SignatureTap, announce_once, is_offline, reset_tools, set_tools
-from .reask import answer_text, parse_problems
-from .reask import feedback as reask_feedback
+from .offline import OfflineLM, SignatureTap, announce_once, is_offline
 from .signature import (
     CONTEXT_FIELD,
-    FEEDBACK_FIELD,
     AgentSignature,
     InputShape,
     build_signature,
     shape_from_models,
     shape_from_subscription,
 )
-from .structured import StructuredCall, adapt, check_mode, form_memory, record_form
-from .tools import ToolDef, abortable, resolve_toolsets, tool_list
+from .structured import StructuredCall, adapt, check_mode, form_memory
+from .tools import ToolDef, resolve_toolsets, tool_list
 
 logger = logging.getLogger("flock")
 
@@ -354,71 +349,23 @@ class DSPyEngine(EngineComponent):
             adapter=adapter,
             cache=self._schemas,
         )
-        attempts: list[list[str]] = []
-        reasks = 0
-        feedback: str | None = None
-        answered: tuple[str | None, list[str]] = (None, [])  # what the re-ask shows back
-        while True:
-            program = self._program(agent, sig, kind, feedback is not None, output_group, defs)
-            call_values = values if feedback is None else {**values, FEEDBACK_FIELD: feedback}
-            token = set_tools(tuple(getattr(program, "tools", {}).values())) if offline else None
-            try:
-                span = reask_span(agent.name, reasks, attempts[-1]) if attempts else nullcontext()
-                with span, calls, dspy.context(**settings), abortable():
-                    if ctx.streaming and kind in _streaming.STREAMED_PROGRAMS:
-                        fields = [f.name for f in sig.outputs]
-                        emit = functools.partial(_streamed, ctx, reasks)
-                        prediction = await _streaming.call_streaming(program, call_values, fields, emit)
-                    else:
-                        prediction = await structured.acall(_programs.run, program, call_values)
-                outputs, errors, first = collect(sig, output_group, prediction)
-                keep_trace(trace, prediction)
-            except AdapterParseError as exc:
-                raw = str(getattr(exc, "lm_response", "") or "")
-                # Per-field problems found in the raw answer, else DSPy's account of the failure.
-                problems = parse_problems(sig, raw)
-                outputs = []
-                errors = problems or [f"the answer could not be parsed: {parse_message(exc)}"]
-                answered = (raw, errors)
-                first = (output_group.outputs[0].type_name, "output in the requested format", "unparseable")
-            else:
-                answered = (answer_text(sig, prediction), errors) if errors else (None, errors)
-            finally:
-                if token is not None:
-                    reset_tools(token)
-            if not errors:
-                break
-            attempts.append(errors)
-            if reasks >= self.max_reasks:
-                trace["attempts"] = attempts
-                record_form(trace, structured)
-                violation = ContractViolation(
-                    f"agent {agent.name!r}, output group {output_group.index}: "
-                    f"{'; '.join(errors)} (after {reasks} re-ask{'s' if reasks != 1 else ''})",
-                    agent=agent.name,
-                    group=output_group.index,
-                    type_name=first[0],
-                    expected=first[1],
-                    actual=first[2],
-                    errors=errors,
-                )
-                # What the failed call cost, for whoever records the failure.
-                violation.metrics = {**tracker.metrics(), "reasks": float(reasks)}  # type: ignore[attr-defined]
-                violation.trace = trace  # type: ignore[attr-defined]
-                raise violation
-            reasks += 1
-            record_reask(trace["model"], agent.name)
-            feedback = reask_feedback(*answered)
-            logger.info(
-                "agent %r: re-asking the model (%d/%d): %s",
-                agent.name,
-                reasks,
-                self.max_reasks,
-                "; ".join(errors),
-            )
-        if attempts:
-            trace["attempts"] = attempts
-        record_form(trace, structured)
+        streaming = ctx.streaming and kind in _streaming.STREAMED_PROGRAMS
+        asking = Asking(
+            agent=agent.name,
+            group=output_group,
+            sig=sig,
+            values=values,
+            program=lambda reasking: self._program(agent, sig, kind, reasking, output_group, defs),
+            settings=settings,
+            calls=calls,
+            structured=structured,
+            tracker=tracker,
+            trace=trace,
+            max_reasks=self.max_reasks,
+            offline=offline,
+            emit=functools.partial(_streamed, ctx) if streaming else None,
+        )
+        outputs, reasks = await ask_until_valid(asking)
         metrics = tracker.metrics()
         metrics["reasks"] = float(reasks)
         return EvalResult(outputs=outputs, metrics=metrics, trace=trace, prompt_version=prompt.version)
