@@ -71,6 +71,12 @@ HUMAN_TASK = type_name(HumanTask)
 _TIMEOUT = "TaskTimeout"
 
 
+def is_genuine(task: Artifact) -> bool:
+    """Opened by the human agent it names: a ``flock.HumanTask`` published from outside (over
+    ``POST /artifacts``, say) is not a task anyone is asked to answer, and no deadline closes it."""
+    return bool(task.payload.get("agent") == task.produced_by)
+
+
 def answer_id(task_id: UUID, position: int = 0) -> UUID:
     """The id of the ``position``-th artifact that closes the task (the first one decides)."""
     return uuid5(task_id, "answer" if position == 0 else f"answer:{position}")

@@ -45,7 +45,7 @@ from .decisions import (
     WakeLater,
 )
 from .errors import FlockError
-from .human import HUMAN_TASK, timeout_artifacts
+from .human import HUMAN_TASK, is_genuine, timeout_artifacts
 from .loop_guard import LoopGuard
 from .outcomes import JoinExpired
 from .scheduler import Activation, Gates, JoinGroup, Joins, RoutingIndex
@@ -148,7 +148,7 @@ class Router:
         if select is None and only is None and self.share is not None:
             select = self.share.routes_here
         now = self._now()
-        if artifact.type == HUMAN_TASK and only is None:
+        if artifact.type == HUMAN_TASK and only is None and is_genuine(artifact):
             out += self._task_deadline(artifact, now)
         model: BaseModel | None = None
         for spec, sub in self._index.routes(artifact.type):
@@ -359,7 +359,8 @@ class Router:
             spec = self._catalog.specs.get(agent)
             try:
                 closing = timeout_artifacts(token.task, self._catalog.types, spec, self._now())
-            except FlockError as exc:  # its types are no longer declared: leave it open, say why
+            except (FlockError, ValueError) as exc:  # its types are no longer declared (or its
+                # stored payload no longer reads): leave it open and say why; the run goes on
                 log.error("human task %s could not be closed at its deadline: %s", token.task.id, exc)
                 return []
             return [CloseTask(tuple(closing))]

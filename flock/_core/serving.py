@@ -117,7 +117,7 @@ class Runner:
                 except FlockClosedError:
                     return
                 except Exception as exc:  # a halted run: keep serving, retry later
-                    log.error("the served flock halted: %s: %s", type(exc).__name__, exc)
+                    log.error("the served flock halted: %s: %s", type(exc).__name__, exc, exc_info=exc)
                     self.halted = exc
                     self.errors += 1
                     resume = self._resume

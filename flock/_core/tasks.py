@@ -24,6 +24,7 @@ from .human import (
     TaskInput,
     answer_artifacts,
     answer_id,
+    is_genuine,
     parse_answer,
     timeout_artifacts,
 )
@@ -146,7 +147,7 @@ class Tasks:
             if not page:
                 break
             self._scanned += len(page)
-            self._open.update((t.id, t) for t in page if _genuine(t))
+            self._open.update((t.id, t) for t in page if is_genuine(t))
         if self._open:
             closing = await _get_many(store, [answer_id(t) for t in self._open])
             closed = {a.id for a in closing}
@@ -211,7 +212,7 @@ class Tasks:
         if (
             task is None
             or task.type != HUMAN_TASK
-            or not _genuine(task)
+            or not is_genuine(task)
             or (
                 identity is not None
                 and not task.visibility.allows(
@@ -221,12 +222,6 @@ class Tasks:
         ):
             raise TaskNotFound(f"no task {task_id}: list the open tasks with flock tasks list")
         return task
-
-
-def _genuine(task: Artifact) -> bool:
-    """Opened by the human agent it names: a ``flock.HumanTask`` published from outside (over
-    ``POST /artifacts``, say) is not a task anyone is asked to answer."""
-    return bool(task.payload.get("agent") == task.produced_by)
 
 
 def _status(closing: Artifact | None) -> TaskStatus:

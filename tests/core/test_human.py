@@ -313,3 +313,24 @@ async def test_human_may_come_before_publishes_and_a_missing_one_is_reported() -
     assert task.prompt == "Check the draft"  # the description, when no prompt is given
     assert task.artifact.as_model(HumanTask).default == {"ok": False, "note": ""}
     assert [(e.agent, e.kind) for e in summary.errors] == [("mute", "agent_error")]
+
+
+async def test_a_forged_task_with_a_deadline_neither_closes_nor_stops_the_run() -> None:
+    # Anyone may publish the type (POST /artifacts): its deadline must not arm a timer, and a task
+    # whose stored payload cannot be read must never take the run down.
+    clock = ManualClock()
+    flock = reviewed_flock(clock)
+    forged = HumanTask(
+        agent="reviewer",
+        prompt="?",
+        output_type="Approval",
+        inputs=[{"id": "not-a-uuid", "type": "Draft", "payload": {"text": "x"}}],  # type: ignore[list-item]
+        deadline=clock.now() - timedelta(minutes=1),
+    )
+    await flock.publish(forged)
+    summary = await flock.run_until_idle()
+    clock.advance(timedelta(hours=1))
+    later = await flock.run_until_idle()
+    assert summary.errors == [] and later.errors == []
+    assert await flock.store.get_by_type(WorkflowError) == []
+    assert await flock.tasks.list() == []
