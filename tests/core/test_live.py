@@ -378,11 +378,13 @@ def test_on_a_terminal_the_line_is_rewritten_in_place() -> None:
 
 async def test_a_read_given_up_on_leaves_the_stream_readable() -> None:
     # A reader may stop waiting (a keep-alive timer, a UI tick) and read again later.
+    # (The SSE endpoint reads this way: one iterator, each read under a keep-alive timeout.)
     flock = Flock()
     async with flock.events() as events:
+        reader = events.__aiter__()
         with anyio.move_on_after(0.01) as waited:
-            await events.__anext__()
+            await reader.__anext__()
         assert waited.cancelled_caught
         flock.variables.set("tone", "dry")
         with anyio.fail_after(10):
-            assert await events.__anext__() == VariableEvent("tone", "dry")
+            assert await reader.__anext__() == VariableEvent("tone", "dry")
