@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -27,6 +26,7 @@ from uuid import UUID
 
 from .._core.errors import ConfigurationError
 from .._core.scheduler import Activation
+from .postgres_schema import journal_params
 
 CHANNEL = "flock_work"
 # The journal entry (PostgresStore.record_activation) and the work row (put) in one statement;
@@ -145,16 +145,7 @@ class PostgresQueue:
         async with self.store.connection() as conn:
             await conn.execute(
                 _PUT_RECORDED,
-                {
-                    "id": record.id,
-                    "agent": record.agent,
-                    "sub": record.subscription,
-                    "ids": list(record.input_ids),
-                    "status": record.status,
-                    "us": time.time_ns() // 1000,
-                    "first": record.input_ids[0],
-                    "body": _encode(act),
-                },
+                {**journal_params(record), "body": _encode(act)},
             )
         self._ready = 1
 

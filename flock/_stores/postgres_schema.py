@@ -14,6 +14,7 @@ the marks of the board's router (``artifacts.routed``).
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 from .._core.errors import ConfigurationError, StoreCorruptError, StoreError, StoreFullError
@@ -112,6 +113,20 @@ MIGRATIONS: list[str] = [_V1, _V2, _V3]
 
 _MIGRATE_LOCK = 0x666C6F636B  # "flock": the advisory lock key under which boards migrate
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def journal_params(record: Any) -> dict[str, Any]:
+    """The parameters of a journal entry's insert (``%(id)s``, ``%(agent)s``, ...), stamped now;
+    ``first`` is its first input, whose consumption means the work is already done."""
+    return {
+        "id": record.id,
+        "agent": record.agent,
+        "sub": record.subscription,
+        "ids": list(record.input_ids),
+        "status": record.status,
+        "us": time.time_ns() // 1000,
+        "first": record.input_ids[0] if record.input_ids else None,
+    }
 
 
 def check_schema_name(schema: str) -> str:

@@ -10,7 +10,6 @@ and the removal of its work-queue row (``_postgres_queue``) in one. Connections 
 from __future__ import annotations
 
 import builtins
-import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -25,7 +24,7 @@ from .._core.errors import ConfigurationError, DuplicateArtifactError, FlockClos
 from .._core.types import type_name
 from .postgres_commit import GroupCommit
 from .postgres_leader import _LEADER_LOCK
-from .postgres_schema import check_schema_name, migrate, typed
+from .postgres_schema import check_schema_name, journal_params, migrate, typed
 from .rows import Decoded, visible_page
 from .sqlite_schema import ArtifactRow, micros
 from .store import ActivationRecord, FilterConfig
@@ -301,7 +300,6 @@ class PostgresStore:
         a moment before it committed): its row stays, marked done, and its inputs are consumed."""
         if record.status == "running" and self._queues:
             return  # on a shared queue the claim's lease says it runs; the row stays "pending"
-        first = record.input_ids[0] if record.input_ids else None
         async with self.connection() as conn:
             await conn.execute(
                 "INSERT INTO activations (id, agent, subscription, input_ids, status, recorded_us) "
@@ -310,15 +308,7 @@ class PostgresStore:
                 "AND subscription = %(sub)s) ON CONFLICT (id) DO UPDATE "
                 "SET status = excluded.status, recorded_us = excluded.recorded_us "
                 "WHERE activations.status <> 'done'",
-                {
-                    "id": record.id,
-                    "agent": record.agent,
-                    "sub": record.subscription,
-                    "ids": list(record.input_ids),
-                    "status": record.status,
-                    "us": time.time_ns() // 1000,
-                    "first": first,
-                },
+                journal_params(record),
             )
 
     async def commit_activation(
