@@ -141,6 +141,7 @@ class Flock:
         self._clock = clock or SystemClock()
         self._events = EventHub(self._clock.now)
         self._catalog = Catalog(Variables(on_change=self._events.variable))
+        self._events.tenant_of = lambda agent: self._catalog.specs[agent].tenant_id
         self._catalog.variables.store = self.store
         self._catalog.types.register(WorkflowError)
         self._catalog.types.register(JoinExpired)

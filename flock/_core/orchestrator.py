@@ -241,8 +241,7 @@ class Orchestrator:
         finished = False
         events = self.events
         if events.active:
-            tenant = self._catalog.specs[act.agent].tenant_id if events.watching else None
-            events.started(act.agent, act.record.id, act.artifacts, act.correlation_id, tenant)
+            events.started(act)
         try:
             with self.runtime.span(act) as span:
                 if self.lifecycle.journal:
@@ -261,9 +260,7 @@ class Orchestrator:
                         return
                     finished = True
                     if events.active:
-                        events.ended(
-                            act.agent, act.record.id, act.correlation_id, outcome.failure is not None
-                        )
+                        events.ended(act, outcome.failure is not None)
                     self._count(outcome)
                     for artifact in outcome.committed:
                         await self.announce(artifact)

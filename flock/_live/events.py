@@ -11,7 +11,8 @@ Each subscriber has a bounded buffer. A subscriber that falls behind loses event
 ``events.dropped`` and logged when it closes); it never slows the run. With no subscriber the hub
 costs one attribute check per artifact. A waiting reader is woken at once when the first event
 arrives, and while events keep coming at most once a millisecond (it then reads all that arrived):
-waking it per activation cost a busy run more than emitting the events.
+waking it per activation cost a busy run more than emitting the events. A subscriber that falls
+behind by more than its buffer loses the oldest events it has not read.
 """
 
 from __future__ import annotations
@@ -19,15 +20,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from uuid import UUID
 
 from .._core.artifact import Artifact, utcnow
 from .._core.visibility import AgentIdentity
+
+if TYPE_CHECKING:
+    from .._core.scheduler import Activation
 
 log = logging.getLogger("flock")
 
@@ -39,7 +43,7 @@ class ArtifactEvent:
     """An artifact was published on the board."""
 
     artifact: Artifact
-    kind: Literal["artifact"] = "artifact"
+    kind: ClassVar[Literal["artifact"]] = "artifact"
 
 
 @dataclass(slots=True, unsafe_hash=True)  # not frozen: a frozen dataclass is 4x slower to build
@@ -50,7 +54,7 @@ class ActivationEvent:
     activation_id: UUID
     state: Literal["started", "finished", "failed"]
     correlation_id: str = ""
-    kind: Literal["activation"] = "activation"
+    kind: ClassVar[Literal["activation"]] = "activation"
 
 
 @dataclass(slots=True, unsafe_hash=True)  # not frozen: a frozen dataclass is 4x slower to build
@@ -67,7 +71,7 @@ class TokenEvent:
     activation_id: UUID
     field: str
     delta: str
-    kind: Literal["token"] = "token"
+    kind: ClassVar[Literal["token"]] = "token"
     attempt: int = 0
 
 
@@ -77,7 +81,7 @@ class VariableEvent:
 
     name: str
     value: Any
-    kind: Literal["variable"] = "variable"
+    kind: ClassVar[Literal["variable"]] = "variable"
 
 
 Event = ArtifactEvent | ActivationEvent | TokenEvent | VariableEvent
@@ -94,56 +98,103 @@ class EventStream:
     """What ``flock.events()`` yields: iterate it with ``async for``.
 
     Iteration ends when :meth:`close` is called, when the ``async with`` block ends or when the
-    flock shuts down. ``dropped`` counts events this subscriber lost because its buffer was full.
+    flock shuts down. ``dropped`` counts events this subscriber lost because its buffer was full
+    (the oldest unread ones go first).
     """
 
-    def __init__(self, agents: frozenset[str] | None, identity: AgentIdentity | None, buffer: int) -> None:
+    def __init__(
+        self,
+        agents: frozenset[str] | None,
+        identity: AgentIdentity | None,
+        buffer: int,
+        hub: EventHub | None = None,
+    ) -> None:
         self.agents = agents
         self.identity = identity
         self.buffer = buffer
-        self.dropped = 0
-        self.delivered = 0
-        self._queue: deque[Event] = deque()
+        # A full deque drops its oldest item as a new one arrives: what the run gives a reader
+        # costs one append, and the losses are counted when someone asks (``dropped``).
+        self._queue: deque[Event] = deque(maxlen=buffer)
+        self._taken = 0  # events taken from the buffer by the reader
+        self._batch: Iterator[Event] = iter(())  # taken, not yet returned
+        self._seen = 0  # events given to this stream (a plain stream counts on the hub instead)
+        self._hub = hub
+        self._since = hub.emitted if hub is not None else 0  # the hub's count when it subscribed
         self._waiter: asyncio.Future[None] | None = None
         self._woken = -WAKE_EVERY  # loop time of the last wake-up
         self._wake_due = False  # a timed wake-up is scheduled
         self._closed = False
 
+    @property
+    def plain(self) -> bool:
+        """No agent filter and no identity: sees every event."""
+        return self.agents is None and self.identity is None
+
+    @property
+    def dropped(self) -> int:
+        """Events lost because the reader fell behind by more than ``buffer``."""
+        return self._given() - self._taken - len(self._queue)
+
+    @property
+    def delivered(self) -> int:
+        """Events read or waiting to be read."""
+        return self._taken + len(self._queue)
+
+    def _given(self) -> int:
+        hub = self._hub
+        if hub is not None and self.plain:  # counted once per event for every plain stream
+            return hub.emitted - self._since
+        return self._seen
+
     def __aiter__(self) -> AsyncIterator[Event]:
         return self
 
     async def __anext__(self) -> Event:
-        # A reader drains what arrived without a trip through the scheduler per event; it waits
-        # (and the run wakes it once) only when nothing is left.
-        while not self._queue:
+        try:
+            return next(self._batch)  # what the last refill took from the buffer
+        except StopIteration:
+            pass
+        # The reader takes everything that arrived at once (one count, no trip through the
+        # scheduler per event); it waits, and the run wakes it once, only when nothing is left.
+        queue = self._queue
+        while not queue:
             if self._closed:
                 raise StopAsyncIteration
             # A bare future: anyio.Event costs several times more per wake-up (Flock runs on
             # asyncio: DSPy does).
             self._waiter = asyncio.get_running_loop().create_future()
+            if self._hub is not None and self.plain:
+                self._hub.sleeping(self)
             await self._waiter
-        return self._queue.popleft()
+        batch = list(queue)
+        queue.clear()
+        self._taken += len(batch)
+        self._batch = it = iter(batch)
+        return next(it)
 
     def close(self) -> None:
-        """End the iteration (events already buffered are still delivered first)."""
-        self._closed = True
+        """End the iteration (events already buffered are still delivered first); no event
+        arrives after it."""
+        if not self._closed:
+            self._closed = True
+            if self._hub is not None:
+                self._hub.detach(self)
         self._wake()
 
     def _offer(self, event: Event) -> None:
-        if self._closed:
-            return
-        queue = self._queue
-        if len(queue) >= self.buffer:
-            self.dropped += 1
-            return
-        queue.append(event)
-        self.delivered += 1
+        """Give one event to a stream that filters (plain streams are appended to by the hub)."""
+        self._seen += 1
+        self._queue.append(event)
         if self._waiter is not None and not self._wake_due:
-            self._wake_soon(self._waiter.get_loop())
+            self._wake_soon()
 
-    def _wake_soon(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _wake_soon(self) -> None:
         """Wake the reader now, or, if it was woken less than ``WAKE_EVERY`` ago, then: a busy run
         wakes its reader about once a millisecond, not once per activation."""
+        waiter = self._waiter
+        if waiter is None or self._wake_due:
+            return
+        loop = waiter.get_loop()
         due = self._woken + WAKE_EVERY
         if loop.time() >= due:
             self._wake()
@@ -172,19 +223,37 @@ class _Listener(EventStream):
         self._callback = callback
 
     def _offer(self, event: Event) -> None:
-        if not self._closed:
-            self._callback(event)
+        self._callback(event)
+
+
+_nowhere = deque[Any](maxlen=0).append  # keeps nothing: the put of a hub with no plain subscriber
+
+
+def _fan_out(puts: list[Callable[[Event], None]]) -> Callable[[Event], None]:
+    def put(event: Event) -> None:
+        for append in puts:
+            append(event)
+
+    return put
 
 
 class EventHub:
-    """The subscribers of one Flock and what they are allowed to see."""
+    """The subscribers of one Flock and what they are allowed to see.
+
+    Every event is appended to the buffer of each plain subscriber (no agent filter, no identity)
+    and counted once (``emitted``); subscribers that filter get it through their ``_offer``.
+    """
 
     def __init__(self, now: Callable[[], datetime] = utcnow) -> None:
         self._subscribers: list[EventStream] = []
-        self._plain: tuple[EventStream, ...] = ()  # subscribers with no agent filter and no identity
-        self._picky: tuple[EventStream, ...] = ()  # the others
+        self._put: Callable[[Event], None] = _nowhere  # appends to every plain subscriber's buffer
+        self._picky: tuple[EventStream, ...] = ()  # subscribers with an agent filter or an identity
         self._running: dict[UUID, _Running] = {}
         self._now = now
+        self.emitted = 0  # events given to the plain subscribers
+        self.sleepers: list[EventStream] = []  # plain subscribers waiting for an event
+        self._extra = False  # a sleeper to wake or a subscriber that filters
+        self.tenant_of: Callable[[str], str | None] = lambda agent: None  # set by the Flock
         self.active = False  # any subscriber: emission sites check this one attribute
         self.watching = False  # any subscriber with an identity: only they need activation inputs
 
@@ -197,13 +266,13 @@ class EventHub:
         buffer: int = 1000,
     ) -> AsyncIterator[EventStream]:
         names = frozenset([agents] if isinstance(agents, str) else agents) if agents is not None else None
-        stream = EventStream(names, identity, buffer)
+        stream = EventStream(names, identity, buffer, self)
         self._subscribers.append(stream)
         self._changed()
         try:
             yield stream
         finally:
-            self._unsubscribe(stream)
+            stream.close()
             if stream.dropped:
                 log.warning(
                     "an events subscriber fell behind and lost %d of %d events; read faster or pass "
@@ -216,68 +285,89 @@ class EventHub:
         """Call ``callback`` with each event of ``agents`` as it happens (in-process listeners such
         as the live view); returns the function that stops it."""
         stream = _Listener(frozenset(agents), callback)
+        stream._hub = self
         self._subscribers.append(stream)
         self._changed()
-        return lambda: self._unsubscribe(stream)
+        return stream.close
 
-    def _unsubscribe(self, stream: EventStream) -> None:
+    def detach(self, stream: EventStream) -> None:
+        """Stop giving events to ``stream`` (it was closed); its counts are kept."""
         if stream in self._subscribers:
+            if stream.plain:
+                stream._seen = self.emitted - stream._since  # what it was given, frozen
+            stream._hub = None
             self._subscribers.remove(stream)
             self._changed()
             if not self.active:
                 self._running.clear()
-        stream.close()
 
     def _changed(self) -> None:
         subscribers = self._subscribers
         self.active = bool(subscribers)
         self.watching = any(s.identity is not None for s in subscribers)
-        self._plain = tuple(s for s in subscribers if s.agents is None and s.identity is None)
-        self._picky = tuple(s for s in subscribers if s.agents is not None or s.identity is not None)
+        puts = [s._queue.append for s in subscribers if s.plain]
+        self._put = puts[0] if len(puts) == 1 else _nowhere if not puts else _fan_out(puts)
+        self._picky = tuple(s for s in subscribers if not s.plain)
+        self._extra = bool(self._picky or self.sleepers)
 
     def close_all(self) -> None:
         for stream in list(self._subscribers):
             stream.close()
 
+    def sleeping(self, stream: EventStream) -> None:
+        """``stream`` (plain) waits for an event: the next one wakes it."""
+        self.sleepers.append(stream)
+        self._extra = True
+
+    def _rouse(self) -> None:
+        """Wake the plain subscribers waiting for an event (each at most once a millisecond)."""
+        if self.sleepers:
+            sleepers, self.sleepers = self.sleepers, []
+            for stream in sleepers:
+                stream._wake_soon()
+        self._extra = bool(self._picky)
+
     # ------------------------------------------------------------------ emission
+    # Each kind is spelled out: these run for every activation. An event goes to the plain
+    # subscribers' buffers in one call (``_put``) and is counted once; what is left (a waiting
+    # reader to wake, subscribers that filter) is behind one check (``_extra``).
     def artifact(self, artifact: Artifact) -> None:
         event = ArtifactEvent(artifact)
-        for stream in self._plain:
-            stream._offer(event)
-        for stream in self._picky:
-            if stream.agents is not None and artifact.produced_by not in stream.agents:
-                continue
-            who = stream.identity
-            if who is not None and not artifact.visibility.allows(
-                who, now=self._now(), published_at=artifact.created_at
-            ):
-                continue
-            stream._offer(event)
+        self._put(event)
+        self.emitted += 1
+        if self._extra:
+            self._rouse()
+            for stream in self._picky:
+                if stream.agents is not None and artifact.produced_by not in stream.agents:
+                    continue
+                who = stream.identity
+                if who is not None and not artifact.visibility.allows(
+                    who, now=self._now(), published_at=artifact.created_at
+                ):
+                    continue
+                stream._offer(event)
 
-    def started(
-        self,
-        agent: str,
-        activation_id: UUID,
-        inputs: tuple[Artifact, ...],
-        correlation_id: str,
-        tenant: str | None,
-    ) -> None:
-        if self.watching:  # only subscribers with an identity need the inputs
-            self._running[activation_id] = _Running(agent, inputs, tenant)
-        event = ActivationEvent(agent, activation_id, "started", correlation_id)
-        for stream in self._plain:  # (the common case spelled out: this runs for every activation)
-            stream._offer(event)
-        if self._picky:
+    def started(self, act: Activation) -> None:
+        event = ActivationEvent(act.agent, act.record.id, "started", act.correlation_id)
+        self._put(event)
+        self.emitted += 1
+        if self._extra:
+            self._rouse()
+            if self.watching:  # only subscribers with an identity need the inputs
+                running = _Running(act.agent, act.artifacts, self.tenant_of(act.agent))
+                self._running[event.activation_id] = running
             self._to_picky(event)
 
-    def ended(self, agent: str, activation_id: UUID, correlation_id: str, failed: bool) -> None:
-        event = ActivationEvent(agent, activation_id, "failed" if failed else "finished", correlation_id)
-        for stream in self._plain:
-            stream._offer(event)
-        if self._picky:
+    def ended(self, act: Activation, failed: bool) -> None:
+        state: Literal["finished", "failed"] = "failed" if failed else "finished"
+        event = ActivationEvent(act.agent, act.record.id, state, act.correlation_id)
+        self._put(event)
+        self.emitted += 1
+        if self._extra:
+            self._rouse()
             self._to_picky(event)
-        if self._running:
-            self._running.pop(activation_id, None)
+            if self._running:
+                self._running.pop(event.activation_id, None)
 
     def requeued(self, activation_id: UUID) -> None:
         if self._running:
@@ -285,18 +375,21 @@ class EventHub:
 
     def token(self, agent: str, activation_id: UUID, field_name: str, delta: str, attempt: int = 0) -> None:
         if delta:
-            self._activation(TokenEvent(agent, activation_id, field_name, delta, attempt=attempt))
+            event = TokenEvent(agent, activation_id, field_name, delta, attempt=attempt)
+            self._put(event)
+            self.emitted += 1
+            if self._extra:
+                self._rouse()
+                self._to_picky(event)
 
     def variable(self, name: str, value: Any) -> None:
         event = VariableEvent(name, value)
-        for stream in self._subscribers:
-            stream._offer(event)
-
-    def _activation(self, event: ActivationEvent | TokenEvent) -> None:
-        for stream in self._plain:
-            stream._offer(event)
-        if self._picky:
-            self._to_picky(event)
+        self._put(event)
+        self.emitted += 1
+        if self._extra:
+            self._rouse()
+            for stream in self._picky:
+                stream._offer(event)
 
     def _to_picky(self, event: ActivationEvent | TokenEvent) -> None:
         running = self._running.get(event.activation_id) if self._running else None

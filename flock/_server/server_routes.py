@@ -280,7 +280,7 @@ def event_json(event: Event) -> str:
     """One event as the JSON of one SSE message."""
     if isinstance(event, ArtifactEvent):
         return f'{{"kind":"artifact","artifact":{event.artifact.model_dump_json()}}}'
-    return json.dumps(dataclasses.asdict(event), default=str)
+    return json.dumps({"kind": event.kind, **dataclasses.asdict(event)}, default=str)
 
 
 @router.get(
