@@ -7,12 +7,12 @@ token deltas as engines stream them.
         async for event in events:                # ArtifactEvent | ActivationEvent | TokenEvent | ...
             ...
 
-Each subscriber has a bounded buffer. A subscriber that falls behind loses events (counted in
-``events.dropped`` and logged when it closes); it never slows the run. With no subscriber the hub
-costs one attribute check per artifact. A waiting reader is woken at once when the first event
-arrives, and while events keep coming at most once a millisecond (it then reads all that arrived):
-waking it per activation cost a busy run more than emitting the events. A subscriber that falls
-behind by more than its buffer loses the oldest events it has not read.
+Each subscriber has a bounded buffer. A subscriber that falls behind by more than its buffer loses
+the oldest events it has not read (counted in ``events.dropped`` and logged when it closes); it
+never slows the run. With no subscriber the hub costs one attribute check per artifact and per
+activation. A waiting reader is woken at once when the first event arrives, and while events keep
+coming at most every 5 ms; it then takes all that arrived in one go (each wake-up of a busy
+reader cost the run more than the events it read).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("flock")
 
-WAKE_EVERY = 0.001  # seconds: while events keep coming, a reader is woken at most this often
+WAKE_EVERY = 0.005  # seconds: while events keep coming, a reader is woken at most this often
 
 
 @dataclass(slots=True, unsafe_hash=True)  # not frozen: a frozen dataclass is 4x slower to build
@@ -107,7 +107,7 @@ class EventStream:
         agents: frozenset[str] | None,
         identity: AgentIdentity | None,
         buffer: int,
-        hub: EventHub | None = None,
+        hub: EventHub,
     ) -> None:
         self.agents = agents
         self.identity = identity
@@ -118,8 +118,8 @@ class EventStream:
         self._taken = 0  # events taken from the buffer by the reader
         self._batch: Iterator[Event] = iter(())  # taken, not yet returned
         self._seen = 0  # events given to this stream (a plain stream counts on the hub instead)
-        self._hub = hub
-        self._since = hub.emitted if hub is not None else 0  # the hub's count when it subscribed
+        self._hub: EventHub | None = hub  # None once closed
+        self._since = hub.emitted  # the hub's count when it subscribed
         self._waiter: asyncio.Future[None] | None = None
         self._woken = -WAKE_EVERY  # loop time of the last wake-up
         self._wake_due = False  # a timed wake-up is scheduled
@@ -185,12 +185,11 @@ class EventStream:
         """Give one event to a stream that filters (plain streams are appended to by the hub)."""
         self._seen += 1
         self._queue.append(event)
-        if self._waiter is not None and not self._wake_due:
-            self._wake_soon()
+        self._wake_soon()
 
     def _wake_soon(self) -> None:
         """Wake the reader now, or, if it was woken less than ``WAKE_EVERY`` ago, then: a busy run
-        wakes its reader about once a millisecond, not once per activation."""
+        wakes its reader every few milliseconds, not once per activation."""
         waiter = self._waiter
         if waiter is None or self._wake_due:
             return
@@ -218,41 +217,32 @@ class EventStream:
 class _Listener(EventStream):
     """A subscriber inside the process: each event goes to a callback at once, no buffer."""
 
-    def __init__(self, agents: frozenset[str], callback: Callable[[Event], None]) -> None:
-        super().__init__(agents, None, 1)
+    def __init__(self, agents: frozenset[str], callback: Callable[[Event], None], hub: EventHub) -> None:
+        super().__init__(agents, None, 1, hub)
         self._callback = callback
 
     def _offer(self, event: Event) -> None:
         self._callback(event)
 
 
-_nowhere = deque[Any](maxlen=0).append  # keeps nothing: the put of a hub with no plain subscriber
-
-
-def _fan_out(puts: list[Callable[[Event], None]]) -> Callable[[Event], None]:
-    def put(event: Event) -> None:
-        for append in puts:
-            append(event)
-
-    return put
-
-
 class EventHub:
     """The subscribers of one Flock and what they are allowed to see.
 
-    Every event is appended to the buffer of each plain subscriber (no agent filter, no identity)
-    and counted once (``emitted``); subscribers that filter get it through their ``_offer``.
+    ``_deliver`` gives an event to every subscriber. In the common case (one subscriber that sees
+    everything, its reader busy) it is that subscriber's ``deque.append``, and an event costs the
+    run its construction, that one call and one count (``emitted``). Otherwise it is
+    :meth:`_deliver_all`: several buffers, a waiting reader to wake, subscribers that filter.
     """
 
     def __init__(self, now: Callable[[], datetime] = utcnow) -> None:
         self._subscribers: list[EventStream] = []
-        self._put: Callable[[Event], None] = _nowhere  # appends to every plain subscriber's buffer
+        self._appends: tuple[Callable[[Event], None], ...] = ()  # the plain subscribers' buffers
         self._picky: tuple[EventStream, ...] = ()  # subscribers with an agent filter or an identity
+        self._deliver: Callable[[Event], None] = self._deliver_all
         self._running: dict[UUID, _Running] = {}
         self._now = now
         self.emitted = 0  # events given to the plain subscribers
-        self.sleepers: list[EventStream] = []  # plain subscribers waiting for an event
-        self._extra = False  # a sleeper to wake or a subscriber that filters
+        self.sleepers: list[EventStream] = []  # plain subscribers whose reader waits for an event
         self.tenant_of: Callable[[str], str | None] = lambda agent: None  # set by the Flock
         self.active = False  # any subscriber: emission sites check this one attribute
         self.watching = False  # any subscriber with an identity: only they need activation inputs
@@ -284,8 +274,7 @@ class EventHub:
     def listen(self, agents: Iterable[str], callback: Callable[[Event], None]) -> Callable[[], None]:
         """Call ``callback`` with each event of ``agents`` as it happens (in-process listeners such
         as the live view); returns the function that stops it."""
-        stream = _Listener(frozenset(agents), callback)
-        stream._hub = self
+        stream = _Listener(frozenset(agents), callback, self)
         self._subscribers.append(stream)
         self._changed()
         return stream.close
@@ -301,73 +290,60 @@ class EventHub:
             if not self.active:
                 self._running.clear()
 
-    def _changed(self) -> None:
-        subscribers = self._subscribers
-        self.active = bool(subscribers)
-        self.watching = any(s.identity is not None for s in subscribers)
-        puts = [s._queue.append for s in subscribers if s.plain]
-        self._put = puts[0] if len(puts) == 1 else _nowhere if not puts else _fan_out(puts)
-        self._picky = tuple(s for s in subscribers if not s.plain)
-        self._extra = bool(self._picky or self.sleepers)
-
     def close_all(self) -> None:
         for stream in list(self._subscribers):
             stream.close()
 
     def sleeping(self, stream: EventStream) -> None:
-        """``stream`` (plain) waits for an event: the next one wakes it."""
+        """The reader of plain ``stream`` waits: the next event wakes it."""
         self.sleepers.append(stream)
-        self._extra = True
+        self._deliver = self._deliver_all
 
-    def _rouse(self) -> None:
-        """Wake the plain subscribers waiting for an event (each at most once a millisecond)."""
-        if self.sleepers:
+    def _changed(self) -> None:
+        subscribers = self._subscribers
+        self.active = bool(subscribers)
+        self.watching = any(s.identity is not None for s in subscribers)
+        self._appends = tuple(s._queue.append for s in subscribers if s.plain)
+        self._picky = tuple(s for s in subscribers if not s.plain)
+        self._choose()
+
+    def _choose(self) -> None:
+        one = len(self._appends) == 1 and not self._picky and not self.sleepers
+        self._deliver = self._appends[0] if one else self._deliver_all
+
+    def _deliver_all(self, event: Event) -> None:
+        for append in self._appends:
+            append(event)
+        if self.sleepers:  # wake them (each at most once per WAKE_EVERY)
             sleepers, self.sleepers = self.sleepers, []
             for stream in sleepers:
                 stream._wake_soon()
-        self._extra = bool(self._picky)
-
-    # ------------------------------------------------------------------ emission
-    # Each kind is spelled out: these run for every activation. An event goes to the plain
-    # subscribers' buffers in one call (``_put``) and is counted once; what is left (a waiting
-    # reader to wake, subscribers that filter) is behind one check (``_extra``).
-    def artifact(self, artifact: Artifact) -> None:
-        event = ArtifactEvent(artifact)
-        self._put(event)
-        self.emitted += 1
-        if self._extra:
-            self._rouse()
-            for stream in self._picky:
-                if stream.agents is not None and artifact.produced_by not in stream.agents:
-                    continue
-                who = stream.identity
-                if who is not None and not artifact.visibility.allows(
-                    who, now=self._now(), published_at=artifact.created_at
-                ):
-                    continue
+            self._choose()
+        for stream in self._picky:
+            if self._may_see(stream, event):
                 stream._offer(event)
 
-    def started(self, act: Activation) -> None:
-        event = ActivationEvent(act.agent, act.record.id, "started", act.correlation_id)
-        self._put(event)
+    # ------------------------------------------------------------------ emission
+    # These run for every activation: each builds its event, gives it (``_deliver``) and counts it.
+    def artifact(self, artifact: Artifact) -> None:
+        event = ArtifactEvent(artifact)
+        self._deliver(event)
         self.emitted += 1
-        if self._extra:
-            self._rouse()
-            if self.watching:  # only subscribers with an identity need the inputs
-                running = _Running(act.agent, act.artifacts, self.tenant_of(act.agent))
-                self._running[event.activation_id] = running
-            self._to_picky(event)
+
+    def started(self, act: Activation) -> None:
+        if self.watching:  # only subscribers with an identity need the inputs
+            self._running[act.record.id] = _Running(act.agent, act.artifacts, self.tenant_of(act.agent))
+        event = ActivationEvent(act.agent, act.record.id, "started", act.correlation_id)
+        self._deliver(event)
+        self.emitted += 1
 
     def ended(self, act: Activation, failed: bool) -> None:
         state: Literal["finished", "failed"] = "failed" if failed else "finished"
         event = ActivationEvent(act.agent, act.record.id, state, act.correlation_id)
-        self._put(event)
+        self._deliver(event)
         self.emitted += 1
-        if self._extra:
-            self._rouse()
-            self._to_picky(event)
-            if self._running:
-                self._running.pop(event.activation_id, None)
+        if self._running:
+            self._running.pop(event.activation_id, None)
 
     def requeued(self, activation_id: UUID) -> None:
         if self._running:
@@ -375,30 +351,31 @@ class EventHub:
 
     def token(self, agent: str, activation_id: UUID, field_name: str, delta: str, attempt: int = 0) -> None:
         if delta:
-            event = TokenEvent(agent, activation_id, field_name, delta, attempt=attempt)
-            self._put(event)
+            self._deliver(TokenEvent(agent, activation_id, field_name, delta, attempt=attempt))
             self.emitted += 1
-            if self._extra:
-                self._rouse()
-                self._to_picky(event)
 
     def variable(self, name: str, value: Any) -> None:
-        event = VariableEvent(name, value)
-        self._put(event)
+        self._deliver(VariableEvent(name, value))
         self.emitted += 1
-        if self._extra:
-            self._rouse()
-            for stream in self._picky:
-                stream._offer(event)
 
-    def _to_picky(self, event: ActivationEvent | TokenEvent) -> None:
-        running = self._running.get(event.activation_id) if self._running else None
-        for stream in self._picky:
-            if stream.agents is not None and event.agent not in stream.agents:
-                continue
-            if stream.identity is not None and not self._may_watch(stream.identity, running):
-                continue
-            stream._offer(event)
+    # ------------------------------------------------------------------ visibility
+    def _may_see(self, stream: EventStream, event: Event) -> bool:
+        """Whether a subscriber that filters gets ``event``: its agents' events only, and what its
+        identity may see (variable changes go to every subscriber)."""
+        if isinstance(event, VariableEvent):
+            return True
+        if isinstance(event, ArtifactEvent):
+            artifact = event.artifact
+            if stream.agents is not None and artifact.produced_by not in stream.agents:
+                return False
+            who = stream.identity
+            now = self._now()
+            return who is None or artifact.visibility.allows(who, now=now, published_at=artifact.created_at)
+        if stream.agents is not None and event.agent not in stream.agents:
+            return False
+        if stream.identity is None:
+            return True
+        return self._may_watch(stream.identity, self._running.get(event.activation_id))
 
     def _may_watch(self, who: AgentIdentity, running: _Running | None) -> bool:
         """An identity sees an activation's events only if it may see every input (and, for a

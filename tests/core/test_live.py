@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import anyio
 import anyio.lowlevel
 import pytest
@@ -107,6 +109,60 @@ async def test_a_slow_subscriber_never_blocks_the_run_and_its_losses_are_counted
     assert summary.activations == 80
     assert len(kept) == 5 and slow.dropped == len(everything) - 5 > 0
     assert fast.dropped == 0
+
+
+async def test_a_reader_that_falls_behind_keeps_the_newest_events() -> None:
+    # The oldest unread events go first, for a subscriber that sees everything and for one that
+    # filters alike; what was lost is counted exactly.
+    flock = pipeline()
+    async with flock.events(buffer=3) as everything, flock.events(agents=["judge"], buffer=2) as judged:
+        await flock.publish_many([Idea(topic=str(i)) for i in range(4)])
+        await flock.run_until_idle()
+        everything.close()
+        judged.close()
+        kept = [e async for e in everything]
+        kept_judged = [e async for e in judged]
+    # 4 inputs, 8 activations (started + finished), 8 outputs: 4 + 16 + 8 = 28 events
+    assert everything.dropped == 25 and everything.delivered == 3
+    assert [type(e).__name__ for e in kept[-1:]] == ["ArtifactEvent"]
+    assert isinstance(kept[-1], ArtifactEvent) and kept[-1].artifact.type.endswith("Verdict")
+    # the judge's events: 4 x (started, finished, verdict) = 12, the last two kept
+    assert judged.dropped == 10 and len(kept_judged) == 2
+    assert isinstance(kept_judged[-1], ArtifactEvent) and kept_judged[-1].artifact.produced_by == "judge"
+
+
+async def test_events_are_whole_values() -> None:
+    # What a run emits equals, hashes, prints and converts like events built by hand; ``kind`` is
+    # a class constant (not a field), yet every event has it.
+    flock = pipeline()
+    async with flock.events() as events:
+        await run_and_close(flock, events, Idea(topic="owls"))
+        got = [e async for e in events]
+    activations = [e for e in got if isinstance(e, ActivationEvent)]
+    artifacts = [e for e in got if isinstance(e, ArtifactEvent)]
+    assert len(activations) == 4 and len(artifacts) == 3
+    for e in activations:
+        same = ActivationEvent(e.agent, e.activation_id, e.state, e.correlation_id)
+        assert e == same and hash(e) == hash(same) and repr(e) == repr(same)
+        assert dataclasses.asdict(e) == dataclasses.asdict(same) and e.kind == "activation"
+    for e in artifacts:
+        assert e == ArtifactEvent(e.artifact) and repr(e) == repr(ArtifactEvent(e.artifact))
+        assert dataclasses.asdict(e)["artifact"] == e.artifact and e.kind == "artifact"
+    assert {e.correlation_id for e in activations} == {artifacts[0].artifact.correlation_id}
+
+
+async def test_a_closed_stream_gets_no_more_events() -> None:
+    flock = pipeline()
+    async with flock.events() as events, flock.events() as other:
+        await flock.publish(Idea(topic="owls"))
+        await flock.run_until_idle()
+        events.close()
+        await flock.publish(Idea(topic="moths"))  # after the close: not for this stream
+        await flock.run_until_idle()
+        got = [e async for e in events]
+        other.close()
+        assert len([e async for e in other]) == 2 * len(got) == 14
+    assert events.dropped == 0 and other.dropped == 0
 
 
 async def test_a_tenant_subscriber_sees_only_what_its_tenant_may_see() -> None:
