@@ -242,10 +242,11 @@ class Flock:
         :class:`TokenEvent` (deltas of streamed ``str`` output fields) and :class:`VariableEvent`.
         ``agents`` keeps the events of those agents (artifacts they produced, their activations
         and tokens). ``tenant`` or ``identity`` applies visibility: only artifacts that identity
-        may see, and only activations whose inputs it may see. Each subscriber has a bounded
-        ``buffer``; a subscriber that falls behind loses events (``events.dropped``) and never slows
-        the run. Iteration ends when ``events.close()`` is called, the block ends or the flock
-        shuts down.
+        may see, only activations whose inputs it may see (of agents of its tenant or of none),
+        only tokens of outputs it may see, and no variable changes (flock-wide settings). Each
+        subscriber has a bounded ``buffer``; a subscriber that falls behind loses its oldest unread
+        events (``events.dropped``) and never slows the run. Iteration ends when ``events.close()``
+        is called, the block ends or the flock shuts down.
         """
         if tenant is not None and identity is not None:
             raise ConfigurationError("flock.events() takes tenant= or identity=, not both")

@@ -152,6 +152,8 @@ class Runtime:
             for u in utilities:
                 inputs = await u.on_pre_consume(spec, ctx, inputs) or inputs
             shown = most_restrictive(a.visibility for a in (*act.artifacts, *ctx.artifacts))
+            if self._events.watching:  # streamed tokens are outputs: shown to who may see those
+                self._events.outputs_visible(act.record.id, _outputs_bound(spec, shown))
             for group in spec.output_groups or (_NO_OUTPUTS,):
                 group_index = group.index
                 g_inputs = inputs
@@ -397,6 +399,22 @@ async def _best_of(
             errors[0],
         )
     return max(results, key=score)
+
+
+def _outputs_bound(spec: AgentSpec, shown: Visibility) -> Visibility | None:
+    """What every output of an activation will at most be visible to, before any is made: what
+    the agent was shown, every declared ``visibility=``, the agent's tenant. ``None`` when a
+    declared visibility is computed from each output (only the artifacts themselves can tell)."""
+    declared: list[Visibility] = [shown]
+    for group in spec.output_groups:
+        for decl in group.outputs:
+            vis: Any = decl.visibility
+            if vis is None:
+                continue
+            if not isinstance(vis, _Base):
+                return None
+            declared.append(vis)  # type: ignore[arg-type]
+    return within_tenant(most_restrictive(declared), spec.tenant_id)
 
 
 def within_tenant(visibility: Visibility, tenant_id: str | None) -> Visibility:

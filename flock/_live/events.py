@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from uuid import UUID
 
 from .._core.artifact import Artifact, utcnow
-from .._core.visibility import AgentIdentity
+from .._core.visibility import AgentIdentity, Visibility
 
 if TYPE_CHECKING:
     from .._core.scheduler import Activation
@@ -92,6 +92,10 @@ class _Running:
     agent: str
     inputs: tuple[Artifact, ...]
     tenant: str | None
+    # What the outputs will be visible to at most, once the engine's context is known (the runtime
+    # tells the hub): tokens spell out the outputs before they are published. ``None``: not known
+    # (yet, or ever: a visibility computed from each output), and no identity sees the tokens.
+    outputs: Visibility | None = None
 
 
 class EventStream:
@@ -345,6 +349,13 @@ class EventHub:
         if self._running:
             self._running.pop(event.activation_id, None)
 
+    def outputs_visible(self, activation_id: UUID, visibility: Visibility | None) -> None:
+        """The outputs of a running activation will be at most as visible as ``visibility``
+        (``None``: unknown until each is made); its tokens are shown to identities it allows."""
+        running = self._running.get(activation_id) if self._running else None
+        if running is not None:
+            running.outputs = visibility
+
     def requeued(self, activation_id: UUID) -> None:
         if self._running:
             self._running.pop(activation_id, None)
@@ -361,9 +372,9 @@ class EventHub:
     # ------------------------------------------------------------------ visibility
     def _may_see(self, stream: EventStream, event: Event) -> bool:
         """Whether a subscriber that filters gets ``event``: its agents' events only, and what its
-        identity may see (variable changes go to every subscriber)."""
+        identity may see. Variable changes are flock-wide settings: not for a tenant or identity."""
         if isinstance(event, VariableEvent):
-            return True
+            return stream.identity is None
         if isinstance(event, ArtifactEvent):
             artifact = event.artifact
             if stream.agents is not None and artifact.produced_by not in stream.agents:
@@ -375,14 +386,17 @@ class EventHub:
             return False
         if stream.identity is None:
             return True
-        return self._may_watch(stream.identity, self._running.get(event.activation_id))
+        return self._may_watch(stream.identity, self._running.get(event.activation_id), event)
 
-    def _may_watch(self, who: AgentIdentity, running: _Running | None) -> bool:
-        """An identity sees an activation's events only if it may see every input (and, for a
-        tenant's subscriber, only activations of agents of its own tenant or none)."""
+    def _may_watch(self, who: AgentIdentity, running: _Running | None, event: Event) -> bool:
+        """An identity sees an activation's events only if it may see every input and the agent is
+        of its tenant or of none; its tokens only if it may also see the outputs they spell out."""
         if running is None:
             return False
-        if who.tenant_id is not None and running.tenant not in (None, who.tenant_id):
+        if running.tenant is not None and running.tenant != who.tenant_id:
             return False
         now = self._now()
+        if isinstance(event, TokenEvent):
+            shown = running.outputs
+            return shown is not None and shown.allows(who, now=now, published_at=now)
         return all(a.visibility.allows(who, now=now, published_at=a.created_at) for a in running.inputs)

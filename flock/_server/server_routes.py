@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .._core.artifact import Artifact, payload_of
 from .._core.errors import DuplicateArtifactError
 from .._core.visibility import PUBLIC, AgentIdentity, TenantVisibility
-from .._live.events import ArtifactEvent, Event, VariableEvent
+from .._live.events import ArtifactEvent, Event
 from .._stores.store import FilterConfig
 from .auth import PRINCIPAL, Principal
 
@@ -291,10 +291,10 @@ def event_json(event: Event) -> str:
 )
 async def events(request: Request, buffer: Annotated[int, Query(ge=1, le=100_000)] = 1000) -> Response:
     """One JSON event per message (``data: {...}``): artifacts this key may see, activations whose
-    inputs it may see, streamed tokens of those, and (admin) variable changes."""
+    inputs it may see, streamed tokens of outputs it may see, and (operator keys) variable changes."""
     principal = _principal(request, "read")
     flock = request.app.state.flock
-    everyone = _sees_all(principal)
+    # a key with an identity gets no variable changes: the hub applies every rule
     subscription = flock.events(identity=_reader(principal), buffer=buffer)
 
     streams: set[Any] = request.app.state.streams
@@ -313,8 +313,6 @@ async def events(request: Request, buffer: Annotated[int, Query(ge=1, le=100_000
                             return
                     if waited.cancelled_caught:
                         yield ": keep-alive\n\n"
-                        continue
-                    if isinstance(event, VariableEvent) and not everyone:
                         continue
                     yield f"data: {event_json(event)}\n\n"
             finally:
