@@ -248,6 +248,10 @@ class Flock:
         events (``events.dropped``) and never slows the run. Iteration ends when ``events.close()``
         is called, the block ends or the flock shuts down.
         """
+        if self._orchestrator.closed:  # no event will come and nothing would end the iteration
+            raise FlockClosedError(
+                "this Flock was shut down; it has no more events (subscribe before shutdown())"
+            )
         if tenant is not None and identity is not None:
             raise ConfigurationError("flock.events() takes tenant= or identity=, not both")
         if not isinstance(buffer, int) or buffer < 1:

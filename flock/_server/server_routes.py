@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .._core.artifact import Artifact, payload_of
-from .._core.errors import DuplicateArtifactError
+from .._core.errors import DuplicateArtifactError, FlockClosedError
 from .._core.visibility import PUBLIC, AgentIdentity, TenantVisibility
 from .._live.events import ArtifactEvent, Event
 from .._stores.store import FilterConfig
@@ -294,8 +294,10 @@ async def events(request: Request, buffer: Annotated[int, Query(ge=1, le=100_000
     inputs it may see, streamed tokens of outputs it may see, and (operator keys) variable changes."""
     principal = _principal(request, "read")
     flock = request.app.state.flock
-    # a key with an identity gets no variable changes: the hub applies every rule
-    subscription = flock.events(identity=_reader(principal), buffer=buffer)
+    try:  # a key with an identity gets no variable changes: the hub applies every rule
+        subscription = flock.events(identity=_reader(principal), buffer=buffer)
+    except FlockClosedError as exc:
+        raise HTTPException(503, str(exc)) from None
 
     streams: set[Any] = request.app.state.streams
 

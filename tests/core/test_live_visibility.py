@@ -16,6 +16,7 @@ from flock import (
     EngineComponent,
     EvalResult,
     Flock,
+    FlockClosedError,
     LabelledVisibility,
     PrivateVisibility,
     TokenEvent,
@@ -124,6 +125,15 @@ async def test_a_tenant_subscriber_gets_no_variable_changes() -> None:
             stream.close()
         got = [[e async for e in s] for s in (acme, writer, all_)]
     assert got == [[], [VariableEvent("tone", "dry")], [VariableEvent("tone", "dry")]]
+
+
+async def test_events_of_a_shut_down_flock_end_at_once() -> None:
+    flock = Flock()
+    await flock.shutdown()
+    with anyio.fail_after(5), pytest.raises(FlockClosedError, match="shut down"):
+        async with flock.events() as events:
+            async for _ in events:
+                pass
 
 
 async def test_activation_events_follow_the_inputs_the_subscriber_may_see() -> None:
