@@ -34,7 +34,8 @@ from .errors import ConfigurationError, OutputError, TaskAnswerInvalid
 from .outcomes import WorkflowError
 from .spec import AgentSpec, HumanSpec, OutputDecl, OutputGroup
 from .types import flock_type, type_name
-from .visibility import Visibility, _Base, most_restrictive
+from .visibility import Visibility, _Base
+from .visibility import narrowed as narrow
 
 
 class TaskInput(BaseModel):
@@ -259,8 +260,7 @@ def _narrowed(visibility: Visibility, decl: Any, model: BaseModel) -> Visibility
         declared = declared(model)
     if not isinstance(declared, _Base):
         return visibility
-    narrowed: Visibility = most_restrictive((declared, visibility))  # type: ignore[arg-type]
-    return narrowed
+    return narrow(declared, visibility)  # type: ignore[arg-type]
 
 
 def timeout_artifacts(task: Artifact, types: Any, spec: AgentSpec | None, now: datetime) -> list[Artifact]:

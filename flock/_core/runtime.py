@@ -37,12 +37,14 @@ from .scheduler import Activation
 from .spec import AgentSpec, OutputDecl, OutputGroup
 from .types import type_name
 from .visibility import (
+    AfterVisibility,
     AllOfVisibility,
     PrivateVisibility,
     TenantVisibility,
     Visibility,
     _Base,
     most_restrictive,
+    narrowed,
 )
 
 log = logging.getLogger("flock")
@@ -319,7 +321,7 @@ class Runtime:
                 )
         # At least as restricted as everything the agent was shown (inputs and context), whatever
         # it declares, and kept within the agent's tenant.
-        visibility = shown if vis is None else most_restrictive((vis, shown))
+        visibility = shown if vis is None else narrowed(vis, shown)
         visibility = within_tenant(visibility, spec.tenant_id)
         # model_construct: every field is built here from validated values, so skip re-validation.
         return Artifact.model_construct(
@@ -405,7 +407,7 @@ def _outputs_bound(spec: AgentSpec, shown: Visibility) -> Visibility | None:
     """What every output of an activation will at most be visible to, before any is made: what
     the agent was shown, every declared ``visibility=``, the agent's tenant. ``None`` when a
     declared visibility is computed from each output (only the artifacts themselves can tell)."""
-    declared: list[Visibility] = [shown]
+    bound = shown
     for group in spec.output_groups:
         for decl in group.outputs:
             vis: Any = decl.visibility
@@ -413,14 +415,16 @@ def _outputs_bound(spec: AgentSpec, shown: Visibility) -> Visibility | None:
                 continue
             if not isinstance(vis, _Base):
                 return None
-            declared.append(vis)  # type: ignore[arg-type]
-    return within_tenant(most_restrictive(declared), spec.tenant_id)
+            bound = narrowed(vis, bound)  # type: ignore[arg-type]
+    return within_tenant(bound, spec.tenant_id)
 
 
 def within_tenant(visibility: Visibility, tenant_id: str | None) -> Visibility:
     """``visibility``, further limited to ``tenant_id`` unless it already is."""
     if tenant_id is None:
         return visibility
+    if isinstance(visibility, AfterVisibility):  # the delay stays, the tenant limits what follows
+        return AfterVisibility(ttl=visibility.ttl, then=within_tenant(visibility.then, tenant_id))
     parts = visibility.parts if isinstance(visibility, AllOfVisibility) else (visibility,)
     for part in parts:
         if isinstance(part, TenantVisibility) and part.tenant_id == tenant_id:

@@ -210,3 +210,15 @@ def most_restrictive(visibilities: Iterable[Visibility]) -> Visibility:
     if len(parts) == 1:
         return parts[0]
     return AllOfVisibility(parts=tuple(parts))
+
+
+def narrowed(declared: Visibility, shown: Visibility) -> Visibility:
+    """``shown`` further limited by a ``declared`` visibility (``publishes(visibility=...)``), never
+    widened. A declared delay is kept: the output stays hidden for its ``ttl``, then ``shown`` and
+    the declared ``then`` rule apply together."""
+    ttl = timedelta(0)
+    while isinstance(declared, AfterVisibility):
+        ttl += declared.ttl
+        declared = declared.then
+    combined = most_restrictive((declared, shown))
+    return AfterVisibility(ttl=ttl, then=combined) if ttl > timedelta(0) else combined

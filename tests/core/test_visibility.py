@@ -326,3 +326,31 @@ async def test_private_output_of_a_tenant_agent_is_bound_to_its_tenant() -> None
     await flock.run_until_idle()
     [out] = (await flock.store.query_artifacts(FilterConfig(type_names="Summary")))[0]
     assert out.visibility == PrivateVisibility(agents={"r"}, tenant_id="acme")
+
+
+async def test_a_declared_delay_on_outputs_is_kept() -> None:
+    # publishes(visibility=AfterVisibility(...)) embargoes the outputs: nobody sees them before the
+    # delay, not even with a restricted input or a tenant added to the rule.
+    flock = Flock()
+    embargo = AfterVisibility(ttl=timedelta(hours=1), then=LabelledVisibility(required_labels={"press"}))
+    flock.agent("w").consumes(Doc).publishes(Summary, visibility=embargo).calls(summarize)
+    flock.agent("t").tenant("acme").consumes(Other).publishes(
+        Summary, visibility=AfterVisibility(ttl=3600)
+    ).calls(lambda o: Summary(text=o.text))
+    await flock.publish(Doc(text="news"), visibility=PrivateVisibility(agents={"w", "editor"}))
+    await flock.publish(Other(text="acme news"))
+    await flock.run_until_idle()
+    press = AgentIdentity(name="editor", labels=frozenset({"press"}), tenant_id="acme")
+    found, total = await flock.store.query_artifacts(FilterConfig(type_names="Summary", visible_to=press))
+    assert (found, total) == ([], 0)  # both are still under embargo
+    outs = {a.payload["text"]: a.visibility for a in await flock.store.list() if a.type == "Summary"}
+    later = max(a.created_at for a in await flock.store.list()) + timedelta(hours=2)
+    for text, who in (("news", press), ("acme news", AgentIdentity(name="x", tenant_id="acme"))):
+        vis = outs[text]
+        assert vis.allows(who, now=later, published_at=later - timedelta(hours=2))
+    assert not outs["news"].allows(
+        AgentIdentity(name="x", labels=frozenset({"press"})), now=later, published_at=later
+    )
+    assert not outs["acme news"].allows(
+        AgentIdentity(name="x", tenant_id="other"), now=later, published_at=later
+    )
