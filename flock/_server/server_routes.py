@@ -48,6 +48,18 @@ def _sees_all(principal: Principal) -> bool:
     return principal.tenant is None and "admin" in principal.scopes
 
 
+def _operator(request: Request) -> Principal:
+    """Traces span every tenant: only an operator (``admin`` without a tenant) reads them."""
+    principal = _principal(request, "admin")
+    if principal.tenant is not None:
+        raise HTTPException(
+            403,
+            f"traces span every tenant, and this admin key belongs to tenant {principal.tenant!r}: "
+            "read traces with an admin key that has no tenant",
+        )
+    return principal
+
+
 def _reader(principal: Principal) -> AgentIdentity | None:
     return None if _sees_all(principal) else principal.identity
 
@@ -243,8 +255,8 @@ async def traces(
     correlation_id: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
     """The most recent traced runs with their numbers (``correlation_id``: those of one workflow).
-    Traces span every tenant: admin only."""
-    _principal(request, "admin")
+    Traces span every tenant: operator keys only (admin, no tenant)."""
+    _operator(request)
 
     def load() -> list[dict[str, Any]]:
         with _trace_store(request) as store:
@@ -257,7 +269,7 @@ async def traces(
 @router.get("/traces/{trace_id}", summary="One trace (admin)", responses={404: {}})
 async def trace(request: Request, trace_id: str, format: str = "json") -> Response:
     """One run's spans (``?format=html`` for the trace page)."""
-    _principal(request, "admin")
+    _operator(request)
     from .._tracing.trace_html import render_html
     from .._tracing.trace_query import TraceNotFound
 

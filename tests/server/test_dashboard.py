@@ -200,7 +200,7 @@ def test_dashboard_in_chromium_logs_in_and_follows_the_board_live(
     assert "coffee machine" in texts(page, "#artifacts .payload")[0]
 
     # non-admin: traces are explained, not broken; logging out ends the session
-    assert "admin scope" in page.evaluate("document.getElementById('traces').textContent")
+    assert "admin key without a tenant" in page.evaluate("document.getElementById('traces').textContent")
     page.evaluate("document.getElementById('logout').click()")
     page.wait_for("document.title === 'Flock · log in'")
     assert page.cookies() == []

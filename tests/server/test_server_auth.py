@@ -122,3 +122,20 @@ async def test_serve_without_any_keys_refuses_to_start(monkeypatch):
         await flock.serve(port=1)
     with pytest.raises(ConfigurationError, match="takes ApiKeys"):
         await flock.serve(port=1, auth={"k": "v"})
+
+
+def test_traces_are_for_operators_not_for_a_tenants_admin(serve):
+    # A trace spans every tenant's runs: an admin key bound to a tenant must not read it.
+    keys = {
+        "acme-admin-key": Principal(tenant="acme", scopes={"admin"}),
+        "ops-key-0001": Principal(scopes={"admin"}),
+    }
+    served = serve(auth=ApiKeys(keys), probe="ops-key-0001")
+    with served.client("acme-admin-key") as acme:
+        for path in ("/traces", "/traces/abc"):
+            refused = acme.get(path)
+            assert refused.status_code == 403, path
+            assert "admin key that has no tenant" in refused.json()["detail"]
+        assert acme.get("/artifacts").status_code == 200  # every scope within its tenant
+    with served.client("ops-key-0001") as ops:
+        assert ops.get("/traces").status_code == 404  # allowed; tracing is off in this test

@@ -359,13 +359,14 @@
 
   // ------------------------------------------------------------------ traces
   var tracesTimer = null;
+  function operator() { return can("admin") && !(state.me && state.me.tenant); }
   function scheduleTraces() {  // spans reach the store in batches: look a little after a run ends
-    if (tracesTimer || !can("admin")) return;
+    if (tracesTimer || !operator()) return;
     tracesTimer = setTimeout(function () { tracesTimer = null; loadTraces(); }, 2000);
   }
   function loadTraces() {
     var box = $("traces"), run = state.run;
-    if (!can("admin")) { note(box, "Traces span every tenant: they need a key with the admin scope."); return; }
+    if (!operator()) { note(box, "Traces span every tenant: they need an admin key without a tenant."); return; }
     $("traces-of").textContent = run ? "of run " + short(run) : "";
     var path = "/traces?limit=15" + (run ? "&correlation_id=" + encodeURIComponent(run) : "");
     api(path).then(function (res) {
