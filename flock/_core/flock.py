@@ -259,7 +259,8 @@ class Flock:
         who = (
             identity
             if identity is not None
-            else (AgentIdentity(name="events", tenant_id=tenant) if tenant is not None else None)
+            # a tenant's subscriber reads as no agent: no agent can have the empty name
+            else (AgentIdentity(name="", tenant_id=tenant) if tenant is not None else None)
         )
         return self._events.subscribe(agents, identity=who, buffer=buffer)
 

@@ -34,6 +34,10 @@ class Principal:
     """Who a credential stands for: a tenant (``None``: no tenant, sees only public artifacts) and
     the scopes it holds. The tenant comes from the credential, never from a request.
 
+    ``name`` is the agent name the key reads as: artifacts private to that agent
+    (``PrivateVisibility(agents={name})``) are visible to it. ``None`` (the default): it reads as
+    no agent, so no agent's private artifacts reach it, whatever the agents are called.
+
     ::
 
         Principal(tenant="acme", scopes={"publish", "read"})
@@ -41,7 +45,7 @@ class Principal:
 
     tenant: str | None = None
     scopes: frozenset[str] = field(default_factory=frozenset)
-    name: str = "api"
+    name: str | None = None
 
     def __post_init__(self) -> None:
         scopes = self.scopes
@@ -59,8 +63,10 @@ class Principal:
             raise ConfigurationError(
                 f"Principal(tenant=...) takes a non-empty string or None, got {self.tenant!r}"
             )
-        if not isinstance(self.name, str) or not self.name.strip():
-            raise ConfigurationError(f"Principal(name=...) takes a non-empty string, got {self.name!r}")
+        if self.name is not None and (not isinstance(self.name, str) or not self.name.strip()):
+            raise ConfigurationError(
+                f"Principal(name=...) takes an agent's name to read as, or None, got {self.name!r}"
+            )
         object.__setattr__(self, "scopes", scopes)
 
     def allows(self, scope: str) -> bool:
@@ -69,8 +75,9 @@ class Principal:
 
     @property
     def identity(self) -> AgentIdentity:
-        """The identity visibility rules see when this principal reads."""
-        return AgentIdentity(name=self.name, tenant_id=self.tenant)
+        """The identity visibility rules see when this principal reads (no name: the empty name,
+        which no agent can have)."""
+        return AgentIdentity(name=self.name or "", tenant_id=self.tenant)
 
 
 def _digest(key: str) -> bytes:
@@ -152,7 +159,7 @@ class ApiKeys:
             if not isinstance(scopes, list):
                 raise ConfigurationError(f'{ENV_VAR}: "scopes" must be a list of scope names')
             keys[key] = Principal(
-                tenant=value.get("tenant"), scopes=frozenset(scopes), name=value.get("name", "api")
+                tenant=value.get("tenant"), scopes=frozenset(scopes), name=value.get("name")
             )
         return cls(keys)
 

@@ -145,3 +145,17 @@ async def test_activation_events_follow_the_inputs_the_subscriber_may_see() -> N
     assert outsider == []
     assert [e.state for e in boss if isinstance(e, ActivationEvent)] == ["started", "finished"]
     assert tokens(boss).startswith("hidden")
+
+
+async def test_a_tenant_subscriber_reads_as_no_agent() -> None:
+    # flock.events(tenant=...) is not an agent: an artifact private to an agent that happens to be
+    # called like the subscriber's internal name is not its to see.
+    flock = Flock()
+    flock.agent("events").consumes(Memo).calls(lambda m: None)
+    async with flock.events(tenant="acme") as acme:
+        await flock.publish(
+            Memo(text="private to the agent"), visibility=PrivateVisibility(agents={"events"})
+        )
+        await flock.run_until_idle()
+        acme.close()
+        assert [e async for e in acme] == []

@@ -70,7 +70,7 @@ def test_login_sets_a_strict_http_only_cookie_that_authenticates(serve: Callable
         assert browser.get("/me").json() == {
             "tenant": "a",
             "scopes": ["publish", "read"],
-            "name": "api",
+            "name": None,
             "session": True,
         }
         body = {"type": "Ticket", "payload": {"title": "by cookie"}}

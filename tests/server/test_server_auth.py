@@ -4,10 +4,12 @@ tenant's key, against a real server on 127.0.0.1."""
 from __future__ import annotations
 
 import json
+from functools import partial
 
+import anyio
 import pytest
 
-from flock import ApiKeys, ConfigurationError, Flock, Principal
+from flock import ApiKeys, ConfigurationError, Flock, Principal, PrivateVisibility
 
 ENDPOINTS = [
     ("GET", "/health"),
@@ -139,3 +141,25 @@ def test_traces_are_for_operators_not_for_a_tenants_admin(serve):
         assert acme.get("/artifacts").status_code == 200  # every scope within its tenant
     with served.client("ops-key-0001") as ops:
         assert ops.get("/traces").status_code == 404  # allowed; tracing is off in this test
+
+
+def test_a_key_reads_as_no_agent_unless_named(serve):
+    # An artifact private to an agent is not shown to keys, whatever the agent is called, unless a
+    # key is given that agent's name on purpose.
+    from pydantic import BaseModel
+
+    class Memo(BaseModel):
+        text: str
+
+    flock = Flock()
+    flock.agent("api").consumes(Memo).calls(lambda m: None)
+    memo = Memo(text="for the api agent")
+    anyio.run(partial(flock.publish, memo, visibility=PrivateVisibility(agents={"api"})))
+    keys = {
+        "acme-key-123": Principal(tenant="acme", scopes={"read"}),
+        "as-agent-1": Principal(scopes={"read"}, name="api"),
+    }
+    served = serve(flock=flock, auth=ApiKeys(keys), probe="acme-key-123")
+    with served.client("acme-key-123") as acme, served.client("as-agent-1") as agent:
+        assert acme.get("/artifacts").json()["total"] == 0
+        assert agent.get("/artifacts").json()["total"] == 1
