@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("flock")
 
 WORKFLOW_ERROR = "flock.WorkflowError"  # published by the flock itself when an activation fails
+JOIN_EXPIRED = "flock.JoinExpired"  # published for an agent with a join when a join window closes
+HUMAN_TASK = "flock.HumanTask"  # published by a human agent for each task it opens
 _WARNED = "flock.graph.warned"  # key in ModelSettings.shared: agents already warned about
 _SEEN = "flock.graph.seen_types"  # ... and every type name published so far
 _BOARD = "flock.graph.board_read"  # the types already on a durable board were read
@@ -35,6 +37,16 @@ def _uses_language_model(spec: AgentSpec) -> bool:
     if not spec.engines:
         return True
     return any(any(c.__name__ == "DSPyEngine" for c in type(e).__mro__) for e in spec.engines)
+
+
+def _flock_outputs(spec: AgentSpec) -> frozenset[str]:
+    """The records Flock publishes on an agent's behalf: ``JoinExpired`` for an agent with a join,
+    ``HumanTask`` for a human agent. They wake their consumers like any output, but no agent
+    declares them, so they are neither dead ends nor inputs that must come from outside."""
+    found = {JOIN_EXPIRED} if any(sub.join is not None for sub in spec.subscriptions) else set()
+    if spec.human is not None:
+        found.add(HUMAN_TASK)
+    return frozenset(found)
 
 
 @dataclass(frozen=True)
@@ -69,14 +81,17 @@ class AgentGraph:
 
     def inputs(self) -> list[str]:
         """Types some agent consumes but no agent publishes: they must come from outside."""
-        return sorted(self.consumed - self.published - {WORKFLOW_ERROR})
+        implicit = {t for spec in self.agents.values() for t in _flock_outputs(spec)}
+        return sorted(self.consumed - self.published - implicit - {WORKFLOW_ERROR})
 
     def unreachable(self, from_types: Iterable[Any] | None = None) -> list[str]:
         """Names of agents that can never run when only ``from_types`` are published from outside.
 
         ``from_types`` holds models or registered type names; by default every type no agent
         publishes (:meth:`inputs`). An AND gate needs all of its types; a scheduled agent always
-        runs; failures publish ``WorkflowError``, so its consumers count as reachable.
+        runs; failures publish ``WorkflowError``, so its consumers count as reachable, and an agent
+        that runs makes the records Flock publishes for it (``JoinExpired`` for a join, ``HumanTask``
+        for a human agent) reachable too.
         """
         available = set(self.inputs() if from_types is None else _names(from_types))
         available.add(WORKFLOW_ERROR)
@@ -91,7 +106,7 @@ class AgentGraph:
                     set(sub.type_names) <= available for sub in spec.subscriptions
                 ):
                     runs.add(name)
-                    available |= spec.published_type_names
+                    available |= spec.published_type_names | _flock_outputs(spec)
                     changed = True
         return sorted(set(self.agents) - runs)
 
@@ -108,7 +123,7 @@ class AgentGraph:
                 if other == name and ospec.prevent_self_trigger:
                     continue
                 if any(
-                    spec.published_type_names & set(sub.type_names)
+                    (spec.published_type_names | _flock_outputs(spec)) & set(sub.type_names)
                     and (sub.from_agents is None or name in sub.from_agents)
                     for sub in ospec.subscriptions
                 ):

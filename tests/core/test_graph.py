@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import textwrap
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
 
-from flock import AgentGraph, Flock, WorkflowError, flock_type
+from flock import AgentGraph, Flock, HumanTask, JoinExpired, JoinSpec, WorkflowError, flock_type
 from flock.cli import main
 
 pytestmark = pytest.mark.anyio
@@ -146,6 +147,38 @@ async def test_no_warning_once_the_missing_type_arrives(caplog: pytest.LogCaptur
         await flock.publish(Review(verdict="ok"))
         await flock.run_until_idle()
     assert not [r for r in caplog.records if "cannot run" in r.getMessage()]
+
+
+def test_records_flock_publishes_for_an_agent_wake_their_consumers_in_the_graph() -> None:
+    # JoinExpired comes from an agent with a join, HumanTask from a human agent: no agent declares
+    # them, yet their consumers can run, and neither is an input from outside nor a dead end.
+    flock = Flock()
+    flock.agent("pairer").consumes(
+        Idea, Draft, join=JoinSpec(by=lambda m: 1, within=timedelta(minutes=5))
+    ).publishes(Final).calls(lambda i, d: Final(text=d.text))
+    flock.agent("chaser").consumes(JoinExpired).calls(lambda e: None)
+    flock.agent("approver").consumes(Final).publishes(Review).human(prompt="ok?")
+    flock.agent("pager").consumes(HumanTask).calls(lambda t: None)
+    graph = flock.graph()
+    assert graph.inputs() == ["Draft", "Idea"]
+    assert graph.unreachable() == []
+    assert graph.unreachable(from_types=[Idea]) == ["approver", "chaser", "pager", "pairer"]
+    assert graph.problems() == []
+    assert graph.edges()["pairer"] == {"approver", "chaser"}
+    assert graph.edges()["approver"] == {"pager"}
+
+
+async def test_no_warning_for_a_consumer_of_join_expired(caplog: pytest.LogCaptureFixture) -> None:
+    flock = Flock()
+    flock.agent("pairer").consumes(
+        Idea, Draft, join=JoinSpec(by=lambda m: 1, within=timedelta(minutes=5))
+    ).publishes(Final).calls(lambda i, d: Final(text=d.text))
+    flock.agent("chaser").consumes(JoinExpired).calls(lambda e: None)
+    with caplog.at_level(logging.WARNING, logger="flock"):
+        await flock.publish(Idea(topic="bees"))
+        await flock.publish(Draft(text="bees"))
+        await flock.run_until_idle()
+    assert not [r.getMessage() for r in caplog.records if "cannot run" in r.getMessage()]
 
 
 def _module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, body: str) -> None:
