@@ -17,7 +17,7 @@ from .._live.variables import Variables
 from .artifact import EXTERNAL, Artifact, payload_of
 from .errors import ConfigurationError, InputInvalid
 from .spec import AgentSpec
-from .types import TypeRegistry, require_model
+from .types import TypeRegistry, require_instance
 from .visibility import PUBLIC, Visibility, _Base
 
 
@@ -87,7 +87,7 @@ class Catalog:
         """The artifact of a model instance someone publishes (its type registered on the way); a
         new correlation id, a new workflow, unless one is given."""
         if not isinstance(obj, BaseModel):
-            require_model(obj, caller)
+            require_instance(obj, caller)
         if visibility is not None and not isinstance(visibility, _Base):
             raise ConfigurationError(f"publish(visibility=...) takes a visibility object, got {visibility!r}")
         return Artifact(

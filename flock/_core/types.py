@@ -68,6 +68,19 @@ def require_model(obj: Any, where: str) -> type[BaseModel]:
     )
 
 
+def require_instance(obj: Any, where: str) -> BaseModel:
+    """Return ``obj`` if it is a Pydantic model instance, else raise a helpful :class:`NotAModelError`."""
+    if isinstance(obj, BaseModel):
+        return obj
+    if isinstance(obj, type) and issubclass(obj, BaseModel):
+        raise NotAModelError(
+            f"{where} got the class {obj.__name__}, but needs an instance: pass {obj.__name__}(...) "
+            "with its field values"
+        )
+    require_model(obj, where)  # raises: not a model at all
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 _SECRETS = (SecretStr, SecretBytes, Secret)
 
 

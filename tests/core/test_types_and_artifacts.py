@@ -12,6 +12,7 @@ from flock import (
     FilterConfig,
     Flock,
     FlockError,
+    NotAModelError,
     TypeConflictError,
     UnknownAgentError,
     flock_type,
@@ -67,6 +68,16 @@ def test_flock_type_rejects_non_models_and_empty_names() -> None:
         @flock_type(name="  ")
         class Blank(BaseModel):
             x: int
+
+
+async def test_publishing_a_class_or_a_dict_says_what_to_pass_instead() -> None:
+    flock = Flock()
+    instance = r"publish\(\) got the class Idea, but needs an instance: pass Idea\(\.\.\.\)"
+    with pytest.raises(NotAModelError, match=instance):
+        await flock.publish(Idea)
+    with pytest.raises(NotAModelError, match=r"got `\{'topic': 'bees'\}`, which is not a Pydantic model"):
+        await flock.publish({"topic": "bees"})
+    assert (await flock.store.query_artifacts())[1] == 0
 
 
 def test_subclass_gets_its_own_default_name() -> None:
