@@ -47,7 +47,17 @@ def classify(exc: BaseException, model: str, secrets: Iterable[str] = ()) -> Pro
         detail = detail[:600] + " [...]"
     where = f"model {model!r}" + (f" (HTTP {status})" if status else "")
     error: ProviderError
-    if code in _CONFIG_CODES or status in (401, 402, 403, 404):
+    keys = [k for k in getattr(exc, "env_keys", None) or () if isinstance(k, str)]
+    if code == "not_configured" and keys:
+        # DSPy's own text tells a DSPy user to pass api_key= to dspy.LM; a Flock user passes lm_kwargs.
+        error = ProviderConfigError(
+            f"{where} has no API key: set {' or '.join(keys)} in the environment, or pass the key as "
+            f"Flock({model!r}, lm_kwargs={{'api_key': ...}}) (or DSPyEngine(lm_kwargs=...) for one agent). "
+            "To try Flock without a key, use the built-in 'offline' model (Flock() with FLOCK_MODEL unset). "
+            "The run stopped and every input stays queued for the next run.",
+            model=model,
+        )
+    elif code in _CONFIG_CODES or status in (401, 402, 403, 404):
         error = ProviderConfigError(
             f"{where} refused the configuration: {detail}. Check the API key (api_key= in lm_kwargs or "
             "the provider's environment variable), the model name and the api_base; the run stopped and "

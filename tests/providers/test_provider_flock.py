@@ -242,6 +242,27 @@ async def test_a_missing_key_stops_the_run_once_and_keeps_every_input(
     assert len(server.requests) == refused + 50
 
 
+async def test_a_missing_api_key_says_which_variable_to_set_and_keeps_the_input(
+    server: OpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    flock = Flock("openai/gpt-4.1", lm_kwargs={"api_base": server.base_url})  # no api_key anywhere
+    flock.agent("a").consumes(Task).publishes(Summary)
+    await flock.publish(Task(text="bees"))
+    with pytest.raises(ProviderConfigError) as caught:
+        await flock.run_until_idle()
+    assert str(caught.value).startswith(
+        "model 'openai/gpt-4.1' has no API key: set OPENAI_API_KEY in the environment, or pass the key "
+        "as Flock('openai/gpt-4.1', lm_kwargs={'api_key': ...})"
+    )
+    assert "dspy.LM" not in str(caught.value)  # Flock users do not build dspy.LM themselves
+    assert server.requests == []  # refused before any request was sent
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key-0123456789")  # fixed: the queued input runs
+    with dspy.context(callbacks=[server.recorder]):
+        summary = await flock.run_until_idle(raise_on_error=True)
+    assert summary.activations == 1 and len(await flock.store.get_by_type(Summary)) == 1
+
+
 async def test_flock_wide_secrets_are_scrubbed_too(server: OpenAIServer) -> None:
     echo = {"error": {"message": f"bad header {SECRET}", "type": "server_error"}}  # a 500: recorded
     server.always(Reply(status=500, body=echo))
