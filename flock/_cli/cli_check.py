@@ -12,6 +12,7 @@ import importlib
 import inspect
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from .._core.errors import ConfigurationError
@@ -40,19 +41,57 @@ def add_parser(subparsers: Any) -> None:
 def load(target: str) -> Flock:
     """``module:attr`` (or ``module``, attribute ``flock``) → the Flock; a callable is called first."""
     module_name, _, attr = target.partition(":")
+    attr = attr or "flock"
+    if module_name.endswith(".py") or "/" in module_name or "\\" in module_name:
+        path = Path(module_name)
+        ways = [] if path.is_absolute() else [f"{'.'.join(path.with_suffix('').parts)}:{attr} from here"]
+        if path.parent != Path("."):
+            ways.append(f"{path.stem}:{attr} from {path.parent}/")
+        raise _LoadError(
+            f"{module_name!r} is a file path; give a module name, as for `python -m`: {', or '.join(ways)}"
+        )
     sys.path.insert(0, os.getcwd())  # like `python -m`: modules next to the caller are importable
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        raise _LoadError(f"cannot import {module_name!r}: {exc}") from exc
+        if exc.name and not (module_name == exc.name or module_name.startswith(exc.name + ".")):
+            # the module was found, but it imports something that is not installed
+            raise _LoadError(
+                f"importing {module_name!r} failed: it needs {exc.name!r}, which is not installed ({exc}); "
+                "install it into this environment"
+            ) from exc
+        raise _LoadError(
+            f"cannot import {module_name!r}: {exc}. Run from the directory that holds "
+            f"{module_name.split('.')[0]} (it is looked up there and on sys.path), or check the name"
+        ) from exc
     finally:
         sys.path.remove(os.getcwd())
-    value = getattr(module, attr or "flock", None)
+    if not hasattr(module, attr):
+        found = sorted(name for name, value in vars(module).items() if isinstance(value, Flock))
+        raise _LoadError(
+            f"module {module_name!r} has no attribute {attr!r}; "
+            + (
+                f"the Flocks it defines: {', '.join(f'{module_name}:{n}' for n in found)}"
+                if found
+                else "it defines no Flock at module level (a Flock made inside a function cannot be "
+                f"loaded): add `flock = Flock(...)` at module level, or name a function that returns "
+                f"one, e.g. {module_name}:build"
+            )
+        )
+    value = getattr(module, attr)
     if inspect.isfunction(value):  # a factory: flock check app:make_flock
+        try:
+            inspect.signature(value).bind()
+        except TypeError:
+            raise _LoadError(
+                f"{module_name}:{attr} is a function that needs arguments "
+                f"({', '.join(inspect.signature(value).parameters)}); name a "
+                "module-level Flock, or a function that takes none and returns one"
+            ) from None
         value = value()
     if not isinstance(value, Flock):
         raise _LoadError(
-            f"{module_name}:{attr or 'flock'} is {type(value).__name__}, not a Flock: name the attribute "
+            f"{module_name}:{attr} is {type(value).__name__}, not a Flock: name the attribute "
             "that holds it, e.g. flock check app:flock"
         )
     return value

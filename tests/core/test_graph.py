@@ -261,3 +261,41 @@ def test_flock_check_exits_2_when_the_target_is_not_a_flock(
     assert main(["check", "other_app:Ticket"]) == 2
     assert "not a Flock" in capsys.readouterr().err
     assert main(["check", "no_such_module_here"]) == 2
+
+
+def test_flock_check_says_how_to_load_what_it_could_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _module(tmp_path, monkeypatch, "other_flock", "")  # a module-level `flock`
+    header = "from flock import Flock\n"
+    (tmp_path / "made_in_main.py").write_text(header + "def build(store):\n    return Flock(store=store)\n")
+    (tmp_path / "needs_dep.py").write_text("import flock_no_such_dependency\n")
+
+    def error(*argv: str) -> str:
+        assert main(["check", *argv]) == 2
+        return capsys.readouterr().err.strip()
+
+    assert error("apps/made_in_main.py") == (
+        "flock check: 'apps/made_in_main.py' is a file path; give a module name, as for `python -m`: "
+        "apps.made_in_main:flock from here, or made_in_main:flock from apps/"
+    )
+    assert error("made_in_main:flock") == (
+        "flock check: module 'made_in_main' has no attribute 'flock'; it defines no Flock at module level "
+        "(a Flock made inside a function cannot be loaded): add `flock = Flock(...)` at module level, or "
+        "name a function that returns one, e.g. made_in_main:build"
+    )
+    assert error("other_flock:board") == (
+        "flock check: module 'other_flock' has no attribute 'board'; the Flocks it defines: other_flock:flock"
+    )
+    assert error("made_in_main:build") == (
+        "flock check: made_in_main:build is a function that needs arguments (store); name a module-level "
+        "Flock, or a function that takes none and returns one"
+    )
+    assert error("needs_dep") == (
+        "flock check: importing 'needs_dep' failed: it needs 'flock_no_such_dependency', which is not "
+        "installed (No module named 'flock_no_such_dependency'); install it into this environment"
+    )
+    assert error("no_such_app_module").startswith(
+        "flock check: cannot import 'no_such_app_module': No module named 'no_such_app_module'. Run from "
+        "the directory that holds no_such_app_module"
+    )
