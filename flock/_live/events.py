@@ -165,11 +165,15 @@ class EventStream:
             if self._closed:
                 raise StopAsyncIteration
             # A bare future: anyio.Event costs several times more per wake-up (Flock runs on
-            # asyncio: DSPy does).
-            self._waiter = asyncio.get_running_loop().create_future()
-            if self._hub is not None and self.plain:
-                self._hub.sleeping(self)
-            await self._waiter
+            # asyncio: DSPy does). Readers of one stream share it, and each waits through a shield:
+            # a reader that is cancelled (or gives up) must not cancel the others' wait, and every
+            # one of them is woken, by the next event or by close().
+            waiter = self._waiter
+            if waiter is None or waiter.done():
+                self._waiter = waiter = asyncio.get_running_loop().create_future()
+                if self._hub is not None and self.plain:
+                    self._hub.sleeping(self)
+            await asyncio.shield(waiter)
         batch = list(queue)
         queue.clear()
         self._taken += len(batch)

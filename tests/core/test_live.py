@@ -378,6 +378,51 @@ async def test_a_waiting_reader_gets_every_event_when_they_come_close_together()
                 flock.variables.set("tone", "bold")
     assert got == ["dry", "warm", "bold"]
 
+
+async def test_several_readers_of_one_stream_share_its_events_and_all_end_when_it_closes() -> None:
+    # Two tasks read one stream: each event reaches one of them, and close() ends both (before,
+    # the second reader's wait replaced the first's, which then waited forever).
+    flock = Flock()
+    got: list[object] = []
+    async with flock.events() as events:
+
+        async def read() -> None:
+            async for event in events:
+                got.append(event.value)  # type: ignore[union-attr]
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(read)
+                tg.start_soon(read)
+                await anyio.sleep(0.01)  # both wait
+                flock.variables.set("tone", "dry")
+                await anyio.sleep(0.01)
+                flock.variables.set("tone", "warm")
+                await anyio.sleep(0.01)
+                events.close()
+    assert got == ["dry", "warm"]
+
+
+async def test_a_reader_cancelled_while_another_waits_leaves_that_one_waiting() -> None:
+    flock = Flock()
+    got: list[object] = []
+    async with flock.events() as events:
+
+        async def read() -> None:
+            async for event in events:
+                got.append(event.value)  # type: ignore[union-attr]
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(read)
+                await anyio.sleep(0.01)
+                with anyio.move_on_after(0.01):  # a second reader gives up while both wait
+                    await read()
+                flock.variables.set("tone", "dry")
+                await anyio.sleep(0.01)
+                events.close()
+    assert got == ["dry"]
+
 # ------------------------------------------------------------------ the live view
 
 
