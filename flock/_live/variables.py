@@ -174,18 +174,23 @@ class Variables:
             return
         from .saved_vars import saved_artifacts, saved_values
 
-        if self._saved is None:
-            self._saved = await saved_values(store)
-            for name in self._durable:
-                if name in self._saved and name not in self._unsaved:
-                    self._restore(name, self._saved[name])
-        if self._unsaved:
-            changes, self._unsaved = self._unsaved, {}
+        try:
+            if self._saved is None:
+                self._saved = saved = await saved_values(store)
+                for name in self._durable:
+                    if name in saved and name not in self._unsaved:
+                        self._restore(name, saved[name])
+            changes = dict(self._unsaved)
             adapters = {n: self._adapter(n, self._types.get(n, Any)) for n in changes}
             encoded = [(n, adapters[n].dump_python(v, mode="json")) for n, v in changes.items()]
-            for artifact in saved_artifacts(encoded):
+            for (name, value), artifact in zip(changes.items(), saved_artifacts(encoded), strict=True):
                 await store.put(artifact)
-            self._saved.update(changes)
+                self._saved[name] = value
+                if self._unsaved.get(name, _MISSING) is value:  # not set again meanwhile
+                    del self._unsaved[name]
+        except BaseException:
+            self._dirty = True  # what was not saved (or read) is tried again by the next sync()
+            raise
 
     def _restore(self, name: str, raw: Any) -> None:
         tp = self._types.get(name, Any)

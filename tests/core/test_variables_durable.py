@@ -149,3 +149,35 @@ async def test_an_engine_parameter_bound_to_a_durable_var_starts_from_the_saved_
     await second.resume()
     assert second.variables.get("creativity") == 0.95
     await stop(second)
+
+
+class FailsOnce(SQLiteStore):
+    """A SQLite board whose next write fails once (a full disk, a lost connection)."""
+
+    failing = False
+
+    async def put(self, artifact):  # type: ignore[no-untyped-def]
+        if self.failing:
+            self.failing = False
+            raise OSError("disk full")
+        await super().put(artifact)
+
+
+async def test_a_change_whose_saving_failed_is_saved_on_the_next_try(tmp_path: Path) -> None:
+    path = tmp_path / "board.db"
+    store = FailsOnce(path)
+    first = Flock(store=store)
+    first.variables.declare("style", "plain", durable=True)
+    await first.variables.sync()
+    first.variables.set("style", "bold")
+    store.failing = True
+    with pytest.raises(OSError, match="disk full"):
+        await first.publish(Note(text="a"))  # saving the change fails: the publish says so
+    await first.publish(Note(text="a"))  # the next try saves it
+    await stop(first)
+
+    second = Flock(store=SQLiteStore(path))
+    second.variables.declare("style", "plain", durable=True)
+    await second.variables.sync()
+    assert second.variables.get("style") == "bold"
+    await stop(second)
