@@ -6,8 +6,10 @@ with ``&``, ``|`` and ``~``.
 
 from __future__ import annotations
 
+import builtins
 import copy
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any, Protocol
 
 from pydantic import BaseModel
@@ -25,6 +27,58 @@ class Board(Protocol):
     def is_idle(self) -> bool: ...
 
 
+
+
+class SeenBy:
+    """The board as one agent sees it: what its activation conditions evaluate against.
+
+    ``store`` counts and reads only the artifacts ``identity`` may see, so an agent is never
+    released (or held) by artifacts it may not see: another tenant's, or one private to others.
+    """
+
+    def __init__(self, board: Board, identity: Any) -> None:
+        self._board = board
+        self.store = _VisibleStore(board.store, identity)
+
+    def is_idle(self) -> bool:
+        return self._board.is_idle()
+
+
+class _VisibleStore:
+    """The reads of a store, limited to what ``identity`` may see (``FilterConfig.visible_to``)."""
+
+    def __init__(self, store: Any, identity: Any) -> None:
+        self._store, self._identity = store, identity
+
+    def _seen(self, filters: FilterConfig | None) -> FilterConfig:
+        return replace(filters or FilterConfig(), visible_to=self._identity)
+
+    async def count(self, filters: FilterConfig | None = None) -> int:
+        n: int = await self._store.count(self._seen(filters))
+        return n
+
+    async def query_artifacts(
+        self, filters: FilterConfig | None = None, limit: int = 50, offset: int = 0
+    ) -> tuple[builtins.list[Any], int]:
+        seen = self._seen(filters)
+        found: tuple[builtins.list[Any], int] = await self._store.query_artifacts(seen, limit, offset)
+        return found
+
+    async def get(self, artifact_id: Any) -> Any:
+        artifact = await self._store.get(artifact_id)
+        if artifact is None or not self._seen(None).matches(artifact):
+            return None
+        return artifact
+
+    async def list(self) -> builtins.list[Any]:
+        return (await self.query_artifacts(limit=2**62))[0]
+
+    async def get_by_type(
+        self, model: type[BaseModel], *, correlation_id: str | None = None
+    ) -> builtins.list[Any]:
+        filters = FilterConfig(type_names=frozenset([type_name(model)]), correlation_id=correlation_id)
+        found, _ = await self.query_artifacts(filters, limit=2**62)
+        return [model.model_validate(a.payload) for a in found]
 
 
 class Condition:

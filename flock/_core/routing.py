@@ -30,6 +30,7 @@ from pydantic import BaseModel
 
 from .artifact import Artifact, payload_of
 from .catalog import Catalog
+from .conditions import SeenBy
 from .decisions import (
     Activate,
     CloseTask,
@@ -237,7 +238,9 @@ class Router:
     ) -> bool | None:
         """Evaluate an activation condition; ``None`` when it raised (the failure goes to ``out``)."""
         try:
-            return bool(await sub.activation.evaluate(self._scope, correlation_id))
+            # The condition sees the board as the agent does: what it may not see does not count.
+            seen = SeenBy(self._scope, spec.identity)
+            return bool(await sub.activation.evaluate(seen, correlation_id))
         except Exception as exc:
             out.append(self._subscription_error(spec, sub, artifacts, exc))
             return None

@@ -362,3 +362,25 @@ async def test_a_raising_activation_condition_is_reported_not_raised() -> None:
     assert [e.kind for e in summary.errors] == ["subscription_error", "subscription_error"]
     assert all(e.agent == "a" and e.error_type == "TypeError" for e in summary.errors)
     assert summary.deferred == 0  # reported once each, not re-checked forever
+
+
+async def test_an_activation_condition_counts_only_what_the_agent_may_see() -> None:
+    # Another tenant (over REST a client chooses its correlation id) or a private vote must not
+    # release a tenant agent's held documents: the agent acts on what it may see.
+    from flock import PrivateVisibility, TenantVisibility
+
+    flock = Flock()
+    fired: list[int] = []
+    flock.agent("acme-decider").tenant("acme").consumes(
+        Doc, activation=When.correlation(Vote).count_at_least(2)
+    ).calls(lambda d: fired.append(d.n))
+    acme, globex = TenantVisibility(tenant_id="acme"), TenantVisibility(tenant_id="globex")
+    await flock.publish(Doc(n=1), correlation_id="w", visibility=acme)
+    await flock.publish(Vote(n=1), correlation_id="w", visibility=acme)
+    await flock.publish(Vote(n=2), correlation_id="w", visibility=globex)
+    await flock.publish(Vote(n=3), correlation_id="w", visibility=PrivateVisibility(agents={"auditor"}))
+    summary = await flock.run_until_idle()
+    assert fired == [] and summary.deferred == 1
+    await flock.publish(Vote(n=4), correlation_id="w")  # public: the agent sees a second vote
+    await flock.run_until_idle()
+    assert fired == [1]
