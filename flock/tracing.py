@@ -32,6 +32,7 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from ._core.errors import ConfigurationError
+from ._core.extras import install_command
 from ._tracing.lean_spans import FlockTracerProvider
 from ._tracing.metrics_export import MetricsSetupError, enable_metrics, flush_metrics, metrics_snapshot
 from ._tracing.span_export import SpanPipeline
@@ -246,7 +247,7 @@ def _otlp_exporter() -> SpanExporter:
             "opentelemetry-exporter-otlp-proto-grpc",
         )
     else:
-        module, package = "opentelemetry.exporter.otlp.proto.http.trace_exporter", "flock[otlp]"
+        module, package = "opentelemetry.exporter.otlp.proto.http.trace_exporter", ""
     import importlib
 
     try:
@@ -254,7 +255,8 @@ def _otlp_exporter() -> SpanExporter:
     except ImportError as exc:
         raise TracingSetupError(
             f"OTLP export to {endpoint} needs the OTLP exporter, which is not installed: "
-            f"pip install '{package}' (or pass enable_tracing(otlp=False), "
+            f"{f'pip install {package!r}' if package else install_command('otlp')} "
+            "(or pass enable_tracing(otlp=False), "
             "or unset OTEL_EXPORTER_OTLP_ENDPOINT)"
         ) from exc
     exporter: SpanExporter = exporter_class()  # reads endpoint, headers and timeouts from OTEL_* variables

@@ -39,6 +39,7 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .._core.errors import ConfigurationError
+    from .._core.extras import install_command
     from .._server.auth import ApiKeys, Principal
     from .cli_check import _LoadError, load
 
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         from .._mcp.serve import LOCAL, serve_http, serve_stdio
     except ImportError as exc:
         raise ConfigurationError(
-            f"flock mcp needs the mcp extra ({exc.name} is missing): pip install 'flock[mcp]'"
+            f"flock mcp needs the mcp extra ({exc.name} is missing): {install_command('mcp')}"
         ) from None
     keys = ApiKeys.from_env() if args.http else None  # before importing the app: no keys fails fast
     if args.http and args.tenant is not None:

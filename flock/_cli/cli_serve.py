@@ -7,12 +7,15 @@ keys the command refuses to start. The flock is shut down when the server stops 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import signal
 import sys
 from typing import Any
 
 import anyio
 
+from .._core.errors import ConfigurationError
+from .._core.extras import install_command
 from .._server.auth import ApiKeys
 
 
@@ -34,6 +37,11 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from .cli_check import _LoadError, load
 
+    missing = [name for name in ("fastapi", "uvicorn") if importlib.util.find_spec(name) is None]
+    if missing:  # before asking for keys: setting them would not help
+        raise ConfigurationError(
+            f"flock serve needs the server extra ({', '.join(missing)} missing): {install_command('server')}"
+        )
     keys = ApiKeys.from_env()  # before importing the app: a missing key fails fast
     try:
         flock = load(args.target)

@@ -37,6 +37,7 @@ from .errors import (
     UnknownAgentError,
     WorkflowFailed,
 )
+from .extras import install_command
 from .graph import AgentGraph, warn_unreachable
 from .human import HumanTask
 from .lifecycle import Lifecycle
@@ -503,7 +504,7 @@ class Flock:
             from .._server.server import serve
         except ImportError as exc:
             raise ConfigurationError(
-                f"serving needs the server extra ({exc.name} is missing): pip install 'flock[server]'"
+                f"serving needs the server extra ({exc.name} is missing): {install_command('server')}"
             ) from None
         await serve(self, host, port, auth=auth, log_level=log_level)
 

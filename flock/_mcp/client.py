@@ -21,6 +21,7 @@ from typing import Any
 import anyio
 
 from .._core.errors import ConfigurationError
+from .._core.extras import install_command
 from .._engine.tools import ToolDef, ToolFailed
 from .._tracing.redact import register_secrets, scrub
 from .servers import MCPError, MCPServer
@@ -33,7 +34,7 @@ try:
     from mcp.shared.exceptions import MCPError as _SDKError
 except ImportError as exc:  # pragma: no cover - checked by .with_mcp() first
     raise ConfigurationError(
-        f"MCP tools need the mcp extra ({exc.name} is missing): pip install 'flock[mcp]'"
+        f"MCP tools need the mcp extra ({exc.name} is missing): {install_command('mcp')}"
     ) from None
 
 log = logging.getLogger("flock")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._core.errors import ConfigurationError
+from .._core.extras import install_command
 from .servers import MCPServer
 
 
@@ -29,7 +30,7 @@ class MCPTools:
     def of(cls, server: Any, allow: str | Iterable[str] | None, agent: str) -> MCPTools:
         if importlib.util.find_spec("mcp") is None:
             raise ConfigurationError(
-                f"agent {agent!r}: with_mcp() needs the MCP SDK: pip install 'flock[mcp]'"
+                f"agent {agent!r}: with_mcp() needs the MCP SDK: {install_command('mcp')}"
             )
         spec = MCPServer.of(server)
         names: frozenset[str] | None = None

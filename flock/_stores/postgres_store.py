@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from .._core.artifact import Artifact, utcnow
 from .._core.errors import ConfigurationError, DuplicateArtifactError, FlockClosedError, FlockError
+from .._core.extras import install_command
 from .._core.types import type_name
 from .postgres_commit import GroupCommit
 from .postgres_leader import _LEADER_LOCK
@@ -114,7 +115,7 @@ class PostgresStore:
             import psycopg_pool  # noqa: F401
         except ImportError as exc:
             raise ConfigurationError(
-                "PostgresStore needs psycopg 3 and psycopg-pool: pip install 'flock[postgres]'"
+                f"PostgresStore needs psycopg 3 and psycopg-pool: {install_command('postgres')}"
             ) from exc
         self.dsn = dsn
         self.schema = check_schema_name(schema)

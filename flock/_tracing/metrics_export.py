@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._core.errors import ConfigurationError
+from .._core.extras import install_command
 from .metrics import metrics_on
 
 _OTLP_ENDPOINT_ENVS = ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
@@ -162,7 +163,7 @@ def _otlp_exporter() -> Any:
     except ImportError as exc:
         raise MetricsSetupError(
             f"OTLP metrics export to {endpoint} needs the OTLP exporter, which is not installed: "
-            "pip install 'flock[otlp]' (or pass enable_metrics(otlp=False), "
+            f"{install_command('otlp')} (or pass enable_metrics(otlp=False), "
             "or unset OTEL_EXPORTER_OTLP_ENDPOINT)"
         ) from exc
     return OTLPMetricExporter()  # reads endpoint, headers and timeouts from OTEL_* variables
