@@ -111,7 +111,9 @@ class DSPyEngine(EngineComponent):
             accepts (remembered per model); ``"json_schema"`` insists on a schema form; ``"off"``
             never sends one. See ``flock._engine.structured``.
 
-    Every parameter but ``reward``, ``interpreter`` and ``programs`` may be a :class:`~flock.Var`:
+    ``model``, ``instructions``, ``adapter``, ``program``, ``temperature``, ``max_tokens``,
+    ``max_tool_calls``, ``max_reasks``, ``cache``, ``retries``, ``seed``, ``adapter_fallback``,
+    ``lm_kwargs``, ``n`` and ``threshold`` may be a :class:`~flock.Var`:
     the engine then reads the variable when each activation starts (``flock.variables.set()``
     refuses values the parameter cannot take), and records the values on its span.
 
