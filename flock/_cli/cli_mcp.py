@@ -57,6 +57,10 @@ def run(args: argparse.Namespace) -> int:
     except _LoadError as exc:
         print(f"flock mcp: {exc}", file=sys.stderr)
         return 2
+    if args.http:
+        from .._server.address import check_address
+
+        check_address(args.host, args.port)
     principal = LOCAL
     if args.tenant is not None:
         principal = Principal(tenant=args.tenant, scopes=frozenset({"publish", "read"}))

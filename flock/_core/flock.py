@@ -506,6 +506,9 @@ class Flock:
             raise ConfigurationError(
                 f"serving needs the server extra ({exc.name} is missing): {install_command('server')}"
             ) from None
+        from .._server.address import check_address
+
+        check_address(host, port)
         await serve(self, host, port, auth=auth, log_level=log_level)
 
     # ----------------------------------------------------------------- lifecycle
