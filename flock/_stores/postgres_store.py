@@ -27,7 +27,7 @@ from .postgres_commit import GroupCommit
 from .postgres_leader import _LEADER_LOCK
 from .postgres_schema import check_schema_name, journal_params, migrate, typed
 from .rows import Decoded, visible_page
-from .sqlite_schema import ArtifactRow, micros
+from .sqlite_schema import ArtifactRow, filter_sql, micros
 from .store import ActivationRecord, FilterConfig
 
 M = TypeVar("M", bound=BaseModel)
@@ -42,33 +42,6 @@ _INSERT = (
     "RETURNING 1"
 )
 _PUT = _INSERT.format(conflict="")
-
-
-def _where(f: FilterConfig) -> tuple[str, builtins.list[Any]]:
-    """The SQL part of a filter (everything except ``visible_to``)."""
-    clauses: builtins.list[str] = []
-    params: builtins.list[Any] = []
-    for column, values in (
-        ("type", f.type_names),
-        ("produced_by", f.produced_by),
-        ("visibility_kind", f.visibility),
-    ):
-        if values is not None:
-            clauses.append(f"{column} = ANY(%s)")
-            params.append(sorted(values))
-    if f.correlation_id is not None:
-        clauses.append("correlation_id = %s")
-        params.append(f.correlation_id)
-    if f.tags is not None:
-        clauses.append("seq IN (SELECT seq FROM artifact_tags WHERE tag = ANY(%s))")
-        params.append(sorted(f.tags))
-    if f.start is not None:
-        clauses.append("created_us >= %s")
-        params.append(micros(f.start))
-    if f.end is not None:
-        clauses.append("created_us <= %s")
-        params.append(micros(f.end))
-    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
 def _router_name(application_name: str) -> str:
@@ -244,8 +217,9 @@ class PostgresStore:
         return self._decoded.artifacts(await self._rows("SELECT id::text, body FROM artifacts ORDER BY seq"))
 
     async def get_by_type(self, model: type[M], *, correlation_id: str | None = None) -> builtins.list[M]:
-        where, params = _where(
-            FilterConfig(type_names=frozenset([type_name(model)]), correlation_id=correlation_id)
+        where, params = filter_sql(
+            FilterConfig(type_names=frozenset([type_name(model)]), correlation_id=correlation_id),
+            postgres=True,
         )
         rows = await self._rows(f"SELECT id::text, body FROM artifacts{where} ORDER BY seq", params)
         return [model.model_validate(a.payload) for a in self._decoded.artifacts(rows)]
@@ -255,7 +229,7 @@ class PostgresStore:
     ) -> tuple[builtins.list[Artifact], int]:
         filters = filters or FilterConfig()
         limit, offset = max(limit, 0), max(offset, 0)
-        where, params = _where(filters)
+        where, params = filter_sql(filters, postgres=True)
         if filters.visible_to is None:
             rows = await self._rows(
                 f"SELECT id::text, body, COUNT(*) OVER () FROM artifacts{where} "
@@ -289,7 +263,7 @@ class PostgresStore:
         filters = filters or FilterConfig()
         if filters.visible_to is not None:
             return (await self.query_artifacts(filters, limit=0))[1]
-        where, params = _where(filters)
+        where, params = filter_sql(filters, postgres=True)
         ((total,),) = await self._rows(f"SELECT COUNT(*) FROM artifacts{where}", params)
         return int(total)
 

@@ -283,31 +283,36 @@ def _statement(sql: tuple[str, str, str], size: int) -> str:
     return head + ", ".join([group] * size) + tail
 
 
-def filter_sql(f: FilterConfig) -> tuple[str, list[Any]]:
-    """The SQL part of a filter (everything except ``visible_to``)."""
+def filter_sql(f: FilterConfig, postgres: bool = False) -> tuple[str, list[Any]]:
+    """The WHERE part of a filter (everything except ``visible_to``) and its parameters, with
+    SQLite's placeholders or, for ``postgres``, PostgreSQL's (both stores use it)."""
+    mark = "%s" if postgres else "?"
     clauses: list[str] = []
     params: list[Any] = []
 
-    def any_of(column: str, values: frozenset[str]) -> None:
-        clauses.append(f"{column} IN ({','.join('?' * len(values))})")
+    def one_of(column: str, values: frozenset[str]) -> str:
+        if postgres:  # one array parameter
+            params.append(sorted(values))
+            return f"{column} = ANY(%s)"
         params.extend(sorted(values))
+        return f"{column} IN ({','.join('?' * len(values))})"
 
-    if f.type_names is not None:
-        any_of("type", f.type_names)
-    if f.produced_by is not None:
-        any_of("produced_by", f.produced_by)
+    for column, values in (
+        ("type", f.type_names),
+        ("produced_by", f.produced_by),
+        ("visibility_kind", f.visibility),
+    ):
+        if values is not None:
+            clauses.append(one_of(column, values))
     if f.correlation_id is not None:
-        clauses.append("correlation_id = ?")
+        clauses.append(f"correlation_id = {mark}")
         params.append(f.correlation_id)
-    if f.visibility is not None:
-        any_of("visibility_kind", f.visibility)
     if f.tags is not None:
-        clauses.append(f"seq IN (SELECT seq FROM artifact_tags WHERE tag IN ({','.join('?' * len(f.tags))}))")
-        params.extend(sorted(f.tags))
+        clauses.append(f"seq IN (SELECT seq FROM artifact_tags WHERE {one_of('tag', f.tags)})")
     if f.start is not None:
-        clauses.append("created_us >= ?")
+        clauses.append(f"created_us >= {mark}")
         params.append(micros(f.start))
     if f.end is not None:
-        clauses.append("created_us <= ?")
+        clauses.append(f"created_us <= {mark}")
         params.append(micros(f.end))
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
