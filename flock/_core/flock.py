@@ -255,6 +255,19 @@ class Flock:
             )
         if tenant is not None and identity is not None:
             raise ConfigurationError("flock.events() takes tenant= or identity=, not both")
+        if agents is not None:  # a misspelt name would give a stream that stays silent
+            names = [agents] if isinstance(agents, str) else agents
+            if not isinstance(names, Iterable) or not all(isinstance(n, str) for n in names):
+                raise ConfigurationError(
+                    f"flock.events(agents=...) takes agent names (a name or a list of them), got {agents!r}"
+                )
+            unknown = sorted(set(names) - set(self._catalog.specs))
+            if unknown:
+                raise UnknownAgentError(
+                    f"no agent named {unknown[0]!r}; declared agents: {sorted(self._catalog.specs)} "
+                    "(declare the agents before subscribing to their events)"
+                )
+            agents = list(names)
         if not isinstance(buffer, int) or buffer < 1:
             raise ConfigurationError(f"flock.events(buffer=...) must be an int >= 1, got {buffer!r}")
         who = (

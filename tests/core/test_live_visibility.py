@@ -115,6 +115,7 @@ async def test_tokens_of_outputs_declared_private_are_not_shown_to_others() -> N
 async def test_a_tenant_subscriber_gets_no_variable_changes() -> None:
     # Variables are flock-wide settings of the operator, as over REST (admin keys only).
     flock = Flock()
+    flock.agent("writer").consumes(Idea).publishes(Pitch).with_engines(Echo())
     async with (
         flock.events(tenant="acme") as acme,
         flock.events(agents="writer") as writer,
@@ -159,3 +160,15 @@ async def test_a_tenant_subscriber_reads_as_no_agent() -> None:
         await flock.run_until_idle()
         acme.close()
         assert [e async for e in acme] == []
+
+
+async def test_events_of_an_unknown_agent_or_a_wrong_filter_are_refused_with_what_to_do() -> None:
+    # A misspelt name used to give a stream that stays silent forever.
+    from flock import ConfigurationError, UnknownAgentError
+
+    flock = Flock()
+    flock.agent("writer").consumes(Idea).publishes(Pitch).with_engines(Echo())
+    with pytest.raises(UnknownAgentError, match=r"no agent named 'writter'; declared agents: \['writer'\]"):
+        flock.events(agents=["writter"])
+    with pytest.raises(ConfigurationError, match="agent names"):
+        flock.events(agents=7)  # type: ignore[arg-type]
