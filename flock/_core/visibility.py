@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from .errors import VisibilityError
 
 _TIMEDELTA: TypeAdapter[timedelta] = TypeAdapter(timedelta)
+MAX_TTL = timedelta(days=36_525)  # 100 years: far from the end of datetime's calendar
 
 
 class AgentIdentity(BaseModel):
@@ -150,6 +151,11 @@ class AfterVisibility(_Base):
             data["ttl"] = ttl = timedelta(seconds=ttl)
         if not isinstance(ttl, timedelta) or ttl < timedelta(0):
             raise VisibilityError(f"AfterVisibility needs a ttl >= 0 (a timedelta or seconds), got {ttl!r}")
+        if ttl > MAX_TTL:  # past the calendar's end, every visibility check would raise OverflowError
+            raise VisibilityError(
+                f"AfterVisibility needs a ttl of at most 100 years, got {ttl}: its end would lie past "
+                "the calendar's, and no visibility check could be made; choose a shorter delay"
+            )
         super().__init__(**data)
 
     def allows(self, identity: AgentIdentity, *, now: datetime, published_at: datetime) -> bool:

@@ -77,6 +77,9 @@ def readers(flock: Flock, *specs: tuple[str, dict]) -> dict[str, list[str]]:
         (lambda: PrivateVisibility(), "at least one agent"),
         (lambda: AfterVisibility(ttl=-1), "ttl >= 0"),
         (lambda: AfterVisibility(ttl="soon"), "ttl >= 0"),
+        # a delay past the calendar's end broke every later read of the board (OverflowError)
+        (lambda: AfterVisibility(ttl=10**12), "at most 100 years"),
+        (lambda: AfterVisibility(ttl=timedelta.max), "at most 100 years"),
     ],
 )
 def test_visibility_fails_closed(factory, hint) -> None:
@@ -354,3 +357,12 @@ async def test_a_declared_delay_on_outputs_is_kept() -> None:
     assert not outs["acme news"].allows(
         AgentIdentity(name="x", tenant_id="other"), now=later, published_at=later
     )
+
+
+async def test_an_embargo_too_long_for_the_calendar_is_refused_before_it_reaches_the_board() -> None:
+    flock = Flock()
+    with pytest.raises(VisibilityError):
+        await flock.publish(Doc(text="x"), visibility=AfterVisibility(ttl=10**12))
+    assert await flock.store.list() == []
+    everyone, _ = await flock.store.query_artifacts(FilterConfig(visible_to=AgentIdentity(name="x")))
+    assert everyone == []
