@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from . import declaration as checks
 from .catalog import Catalog
+from .clock import MAX_DELAY
 from .errors import ConfigurationError
 from .spec import (
     AgentSpec,
@@ -265,6 +266,10 @@ class AgentBuilder:
                     f"agent {self._name!r}: human(timeout=...) takes positive seconds or a timedelta, "
                     f"got {timeout!r}"
                 )
+            if seconds > MAX_DELAY.total_seconds():  # every task's deadline would overflow the calendar
+                raise ConfigurationError(
+                    f"agent {self._name!r}: human(timeout=...) must be at most 100 years, got {timeout!r}"
+                )
         return self._update(human=HumanSpec(prompt=prompt, timeout=seconds, default=default))
 
     def with_history(self, turns: int = 10) -> AgentBuilder:
@@ -420,11 +425,19 @@ class AgentBuilder:
         def span(value: timedelta | float | None, what: str) -> timedelta | None:
             if value is None:
                 return None
-            if isinstance(value, int | float) and not isinstance(value, bool):
+            if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:  # not NaN
+                if value > MAX_DELAY.total_seconds():
+                    raise ConfigurationError(
+                        f"agent {self._name!r}: schedule({what}=...) must be at most 100 years, got {value!r}"
+                    )
                 value = timedelta(seconds=value)
             if not isinstance(value, timedelta) or value < timedelta(0) or (what == "every" and not value):
                 raise ConfigurationError(
                     f"agent {self._name!r}: schedule({what}=...) must be a positive timedelta"
+                )
+            if value > MAX_DELAY:
+                raise ConfigurationError(
+                    f"agent {self._name!r}: schedule({what}=...) must be at most 100 years, got {value}"
                 )
             return value
 

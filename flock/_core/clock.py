@@ -14,6 +14,11 @@ from datetime import UTC, datetime, timedelta
 import anyio
 import anyio.lowlevel
 
+MAX_DELAY = timedelta(days=36_525)
+"""The longest delay Flock accepts (100 years: a visibility's ttl, a schedule's interval, a human
+task's timeout). A moment further ahead would lie near or past the end of ``datetime``'s calendar,
+where adding to a date raises ``OverflowError`` long after the declaration was accepted."""
+
 
 class Clock:
     """What the orchestrator asks of time."""

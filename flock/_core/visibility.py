@@ -14,10 +14,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from .clock import MAX_DELAY
 from .errors import VisibilityError
 
 _TIMEDELTA: TypeAdapter[timedelta] = TypeAdapter(timedelta)
-MAX_TTL = timedelta(days=36_525)  # 100 years: far from the end of datetime's calendar
 
 
 class AgentIdentity(BaseModel):
@@ -147,15 +147,18 @@ class AfterVisibility(_Base):
         if isinstance(ttl, str):  # the JSON form, an ISO 8601 duration: loading a stored artifact
             with contextlib.suppress(ValidationError):  # not a duration: refused just below
                 data["ttl"] = ttl = _TIMEDELTA.validate_python(ttl)
-        if isinstance(ttl, int | float) and not isinstance(ttl, bool):
+        too_long = (
+            f"AfterVisibility needs a ttl of at most 100 years, got {ttl!r}: its end would lie past the "
+            "calendar's, and no visibility check could be made; choose a shorter delay"
+        )
+        if isinstance(ttl, int | float) and not isinstance(ttl, bool) and ttl >= 0:  # not NaN
+            if ttl > MAX_DELAY.total_seconds():
+                raise VisibilityError(too_long)
             data["ttl"] = ttl = timedelta(seconds=ttl)
         if not isinstance(ttl, timedelta) or ttl < timedelta(0):
             raise VisibilityError(f"AfterVisibility needs a ttl >= 0 (a timedelta or seconds), got {ttl!r}")
-        if ttl > MAX_TTL:  # past the calendar's end, every visibility check would raise OverflowError
-            raise VisibilityError(
-                f"AfterVisibility needs a ttl of at most 100 years, got {ttl}: its end would lie past "
-                "the calendar's, and no visibility check could be made; choose a shorter delay"
-            )
+        if ttl > MAX_DELAY:
+            raise VisibilityError(too_long)
         super().__init__(**data)
 
     def allows(self, identity: AgentIdentity, *, now: datetime, published_at: datetime) -> bool:

@@ -224,6 +224,8 @@ async def test_declaration_mistakes_are_refused() -> None:
         flock.agent("a").consumes(Draft).human(prompt="?").publishes(Approval).publishes(Note)
     with pytest.raises(ConfigurationError, match="timeout"):
         flock.agent("b").consumes(Draft).publishes(Approval).human(prompt="?", timeout=0)
+    with pytest.raises(ConfigurationError, match="at most 100 years"):  # every task would fail
+        flock.agent("b2").consumes(Draft).publishes(Approval).human(prompt="?", timeout=10**12)
     with pytest.raises(ConfigurationError, match="default"):
         flock.agent("c").consumes(Draft).publishes(Approval).human(prompt="?", default=Note(text="x"))
     with pytest.raises(ConfigurationError, match="no engine"):

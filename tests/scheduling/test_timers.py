@@ -197,6 +197,10 @@ def test_an_invalid_cron_expression_fails_at_declaration(expression: str) -> Non
         {"at": "09:00"},
         {"at": datetime(2030, 1, 1, 9)},  # naive
         {"every": 60, "max_repeats": 0},
+        # past the calendar's end: the run crashed with an OverflowError once the first tick ran
+        {"every": 10**12},
+        {"every": timedelta.max},
+        {"every": 60, "after": 10**12},
     ],
 )
 def test_invalid_schedules_fail_at_declaration(kwargs: dict[str, object]) -> None:
