@@ -130,6 +130,12 @@ def run(args: argparse.Namespace) -> int:
         )
         print("\n".join(diff) or f"{a.version} and {b.version} render the same prompt")
         return 0
+    if not current:
+        print(
+            f"{args.target}: no agent runs the DSPy engine, so there are no prompts (agents with .calls(), "
+            "other engines or .human() send none)"
+        )
+        return 0
     width = max((len(v.agent) for v in current), default=5)
     print(f"{'agent':<{width}}  group  version")
     for v in current:

@@ -67,9 +67,18 @@ def run(args: argparse.Namespace) -> int:
         from .._stores.worker import attach
 
         if not args.store.startswith(("postgresql://", "postgres://")):
-            raise ConfigurationError(f"--store takes a postgresql:// DSN, got {args.store.split(':')[0]}:...")
+            raise ConfigurationError(
+                f"--store takes a postgresql:// DSN, got {args.store.split(':')[0]}:...; workers share a "
+                "board on PostgreSQL (a SQLite file has one writer): --store postgresql://user:password@host/db"
+            )
         attach(flock, PostgresStore(args.store, schema=args.schema), lease=args.lease)
     queue = flock._orchestrator.lifecycle.queue
+    if not hasattr(queue, "release_all"):  # before the banner and the event loop: nothing to clean up
+        raise ConfigurationError(
+            f"flock worker needs a board that workers share, and {args.target} keeps its board in "
+            f"{type(flock.store).__name__}: pass --store postgresql://user:password@host/db, or make it "
+            "Flock(store=PostgresStore(dsn)) (see docs/scaling-out.md)"
+        )
     if hasattr(queue, "lease"):
         queue.lease = args.lease
     if args.concurrency is not None:
