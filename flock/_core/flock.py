@@ -49,7 +49,7 @@ from .resume import restore
 from .routing import Router
 from .runtime import Runtime
 from .scheduler import Activation
-from .settings import ModelSettings, resolve_model
+from .settings import ModelSettings, check_limits_and_budget, resolve_model
 from .spec import AgentSpec
 from .tasks import Tasks
 from .visibility import AgentIdentity, Visibility
@@ -129,6 +129,7 @@ class Flock:
             raise ConfigurationError(f"queue= takes a WorkQueue (such as InProcessQueue()), got {queue!r}")
         for component in components:
             _check_component(component)
+        check_limits_and_budget(limits, budget)
         self.model = resolve_model(model)
         self.settings = ModelSettings(
             model=self.model,

@@ -10,12 +10,13 @@ is process-global: two flocks in one process never share it.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .._engine.model_names import check_model_name
 from .._tracing.latency import LatencyStats
+from .errors import ConfigurationError
 
 
 def resolve_model(model: str | None) -> str:
@@ -29,6 +30,28 @@ def resolve_model(model: str | None) -> str:
         if value:
             return check_model_name(value, variable)
     return "offline"
+
+
+def check_limits_and_budget(limits: Any, budget: Any) -> None:
+    """Refuse ``Flock(limits=..., budget=...)`` values that are not what they should be."""
+    from .._providers.budget import Budget
+    from .._providers.ratelimit import RateLimit
+
+    if isinstance(limits, RateLimit) or not isinstance(limits, Iterable):
+        raise ConfigurationError(
+            f"limits= takes a list of RateLimit values, e.g. limits=[RateLimit('openai/*', "
+            f"requests_per_minute=500)]; got {limits!r}"
+        )
+    for limit in limits:
+        if not isinstance(limit, RateLimit):
+            raise ConfigurationError(
+                f"limits= takes RateLimit values, e.g. RateLimit('openai/*', requests_per_minute=500); "
+                f"got {limit!r}"
+            )
+    if budget is not None and not isinstance(budget, Budget):
+        raise ConfigurationError(
+            f"budget= takes a Budget, e.g. Budget(max_tokens=2_000_000, max_cost_usd=5.0); got {budget!r}"
+        )
 
 
 @dataclass

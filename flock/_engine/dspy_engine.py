@@ -164,6 +164,19 @@ class DSPyEngine(EngineComponent):
         problem = _programs.program_problem(program, self.programs, reward=reward, interpreter=interpreter)
         if problem:
             raise ConfigurationError(f"DSPyEngine(program={program!r}): {problem}")
+        for label in (
+            "instructions",
+            "temperature",
+            "max_tokens",
+            "seed",
+            "cache",
+            "adapter_fallback",
+            "lm_kwargs",
+        ):
+            if not CHECKS[label][1](p[label]):  # as a Var's values are checked at set()
+                raise ConfigurationError(
+                    f"DSPyEngine({label}=...) takes {CHECKS[label][0]}, got {p[label]!r}"
+                )
         for label in ("n", "threshold"):
             if not CHECKS[label][1](p[label]) and not (label == "threshold" and p[label] is None):
                 raise ConfigurationError(

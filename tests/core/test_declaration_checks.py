@@ -203,3 +203,40 @@ async def test_a_sync_join_key_still_joins_after_the_checks() -> None:
     await flock.publish(Triage(category="c"), correlation_id="c1")
     await flock.run_until_idle()
     assert pairs == ["tc"]
+
+
+def test_flock_limits_and_budget_of_the_wrong_kind_are_refused_with_an_example() -> None:
+    from flock import Budget, RateLimit
+
+    limit = RateLimit("openai/*", requests_per_minute=500)
+    with pytest.raises(
+        ConfigurationError, match=r"limits= takes a list of RateLimit values, e\.g\. limits=\["
+    ):
+        Flock(limits=limit)  # type: ignore[arg-type]  # one limit, not a list of them
+    with pytest.raises(ConfigurationError, match=r"limits= takes RateLimit values.*got 500"):
+        Flock(limits=[500])
+    with pytest.raises(
+        ConfigurationError, match=r"budget= takes a Budget, e\.g\. Budget\(max_tokens=.*got 5"
+    ):
+        Flock(budget=5)
+    flock = Flock(limits=[limit], budget=Budget(max_tokens=10))
+    assert flock.settings.limits == (limit,)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"temperature": 5}, "DSPyEngine(temperature=...) takes a number from 0 to 2, or None, got 5"),
+        ({"max_tokens": 0}, "DSPyEngine(max_tokens=...) takes an int >= 1, or None, got 0"),
+        ({"cache": "yes"}, "DSPyEngine(cache=...) takes True or False, got 'yes'"),
+        ({"lm_kwargs": ["api_base"]}, "DSPyEngine(lm_kwargs=...) takes a dict of dspy.LM keyword arguments"),
+    ],
+)
+def test_engine_values_are_checked_when_given_as_when_set_through_a_variable(
+    kwargs: dict[str, Any], message: str
+) -> None:
+    from flock import DSPyEngine
+
+    with pytest.raises(ConfigurationError) as caught:
+        DSPyEngine(**kwargs)
+    assert str(caught.value).startswith(message)
