@@ -132,8 +132,17 @@ def _secret_in(annotation: Any, path: str, seen: set[type]) -> tuple[str, str] |
 
 def type_name(model: type[BaseModel]) -> str:
     """The registered name of a model class: its ``@flock_type`` name, else the class name."""
-    own = model.__dict__.get(_NAME_ATTR)
-    return own if isinstance(own, str) else model.__name__
+    try:
+        own = model.__dict__.get(_NAME_ATTR)
+        return own if isinstance(own, str) else model.__name__
+    except AttributeError:  # not a class: say so here rather than deep inside a store
+        if isinstance(model, str):
+            raise NotAModelError(
+                f"got the type name {model!r} where a model class is needed: pass the class itself "
+                f"({model.rsplit('.', 1)[-1]}), not its name"
+            ) from None
+        require_model(model, "a call that takes a model class")
+        raise
 
 
 class TypeRegistry:

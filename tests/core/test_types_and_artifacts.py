@@ -80,6 +80,20 @@ async def test_publishing_a_class_or_a_dict_says_what_to_pass_instead() -> None:
     assert (await flock.store.query_artifacts())[1] == 0
 
 
+async def test_reading_the_board_by_a_type_name_says_to_pass_the_class(tmp_path) -> None:
+    from flock import SQLiteStore
+
+    for store in (Flock().store, SQLiteStore(tmp_path / "board.db")):
+        with pytest.raises(NotAModelError) as caught:
+            await store.get_by_type("custom.Pitch")
+        assert str(caught.value) == (
+            "got the type name 'custom.Pitch' where a model class is needed: pass the class itself (Pitch), "
+            "not its name"
+        )
+        with pytest.raises(NotAModelError, match="got an instance of Idea, but needs the class: pass Idea"):
+            await store.get_by_type(Idea(topic="bees"))
+
+
 def test_subclass_gets_its_own_default_name() -> None:
     @flock_type(name="base.Name")
     class Base(BaseModel):
