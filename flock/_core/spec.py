@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from .clock import MAX_DELAY
 from .visibility import AgentIdentity, Visibility
 
 Predicate = Callable[[Any], bool]
@@ -50,6 +51,10 @@ class BatchSpec:
         if self.timeout is not None:
             t = self.timeout
             if isinstance(t, int | float) and not isinstance(t, bool):
+                if not 0 < t <= MAX_DELAY.total_seconds():  # NaN, inf or past the calendar too
+                    raise ConfigurationError(
+                        f"BatchSpec timeout must be positive seconds, at most 100 years, got {t!r}"
+                    )
                 object.__setattr__(self, "timeout", timedelta(seconds=t))
             elif not isinstance(t, timedelta):
                 raise ConfigurationError(f"BatchSpec timeout must be a timedelta or seconds, got {t!r}")

@@ -49,7 +49,7 @@ class Budget:
         if self.max_cost_usd is not None and (
             isinstance(self.max_cost_usd, bool)
             or not isinstance(self.max_cost_usd, int | float)
-            or self.max_cost_usd < 0
+            or not self.max_cost_usd >= 0  # NaN too: it compares false, so it would limit nothing
         ):
             raise ConfigurationError(
                 f"Budget(max_cost_usd=...) must be a number >= 0 or None, got {self.max_cost_usd!r}"

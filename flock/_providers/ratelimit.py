@@ -63,7 +63,7 @@ class RateLimit:
         for label in ("requests_per_minute", "tokens_per_minute"):
             value = getattr(self, label)
             if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int | float) or value <= 0
+                isinstance(value, bool) or not isinstance(value, int | float) or not value > 0  # NaN too
             ):
                 raise ConfigurationError(
                     f"RateLimit({label}=...) must be a number > 0 or None, got {value!r}"

@@ -113,6 +113,10 @@ def test_bad_limits_breakers_and_budgets_fail_at_construction() -> None:
         lambda: DSPyEngine(timeout=0),
         lambda: DSPyEngine(fallbacks=(42,)),  # type: ignore[arg-type]
         lambda: DSPyEngine(breaker=5),
+        # NaN compares false with everything: a budget of NaN dollars was no budget at all
+        lambda: Budget(max_cost_usd=float("nan")),
+        lambda: RateLimit("m", requests_per_minute=float("nan")),
+        lambda: RateLimit("m", tokens_per_minute=float("nan")),
     ):
         with pytest.raises(ConfigurationError):
             make()

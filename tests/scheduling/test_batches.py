@@ -234,3 +234,9 @@ def test_property_every_artifact_is_delivered_exactly_once(
         assert summary.waiting == {}
 
     anyio.run(scenario, backend=anyio_backend)
+
+
+def test_a_batch_timeout_that_is_no_number_of_seconds_is_a_configuration_error() -> None:
+    for timeout in (float("nan"), float("inf"), 10**20):  # a bare ValueError/OverflowError before
+        with pytest.raises(ConfigurationError, match="BatchSpec timeout"):
+            BatchSpec(size=2, timeout=timeout)
