@@ -72,7 +72,7 @@ _TOOLS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "invoke": (
         "publish",
         "Run one agent directly on an input (`type` and `payload`, not put on the board) and return "
-        "its outputs (not published).",
+        "its outputs that this key may see (not published; `withheld` counts the others).",
         {
             "type": "object",
             "properties": {
@@ -170,7 +170,10 @@ class FlockTools:
             outputs = await self.flock.invoke(agent, value, publish_outputs=False, timeout=timeout)
         except Exception as exc:  # the agent's own failure (or the timeout): the caller reads it
             raise ToolFailure(f"agent {agent!r} failed: {type(exc).__name__}: {exc}") from None
-        return {"outputs": [_json(a) for a in outputs]}
+        # The outputs carry what the agent was shown (its context too): the key gets those it may see.
+        who, now = _reader(principal), self.flock._clock.now()
+        shown = [a for a in outputs if who is None or a.visibility.allows(who, now=now, published_at=now)]
+        return {"outputs": [_json(a) for a in shown], "withheld": len(outputs) - len(shown)}
 
     async def _list_agents(self, args: dict[str, Any], principal: Principal) -> dict[str, Any]:
         items = [

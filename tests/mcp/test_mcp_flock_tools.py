@@ -107,3 +107,29 @@ async def test_unknown_tools_and_bad_arguments_are_tool_errors() -> None:
         assert "unknown tool 'teleport'" in await refused(client, "teleport")
         assert "lacks the 'publish' scope" in await refused(client, "invoke", agent="triage", type="Ticket")
         assert "correlation_id must be a string" in await refused(client, "query", correlation_id=5)
+
+
+async def test_invoke_returns_only_the_outputs_the_key_may_see() -> None:
+    # The agent reads a finance memo as context, so its output is for finance only: a tenant key that
+    # invokes it learns that an output was withheld, not what it says.
+    from flock import Artifact, LabelledVisibility
+
+    flock = helpdesk()
+    memo: list[Artifact] = []
+
+    def memos(request: Any) -> list[Artifact]:
+        return memo
+
+    flock.agent("finance_triage").labels("finance").consumes(Ticket).publishes(Triaged).calls(
+        lambda t, ctx: Triaged(title=f"{t.title}: {ctx.artifacts[0].payload['title']}", urgent=True)
+    ).with_context(memos)
+    memo.append(
+        await flock.publish(
+            Ticket(title="salaries leak"), visibility=LabelledVisibility(required_labels={"finance"})
+        )
+    )
+    acme = Principal(tenant="acme", scopes={"publish", "read"}, name="acme")
+    async with connected(flock, acme) as client:
+        got = await call(client, "invoke", agent="finance_triage", type="Ticket", payload={"title": "t"})
+    assert got["outputs"] == [] and got["withheld"] == 1
+    assert "salaries" not in str(got)
