@@ -43,7 +43,10 @@ def ensure_venv(extras: str) -> None:
         run(sys.executable, "-m", "venv", VENV)
         run(PY, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
     target = f".[{extras}]" if extras else "."
-    run(PY, "-m", "pip", "install", "--quiet", "-e", target)
+    # setuptools warns on every editable install that a folder named like the package may shadow it
+    # (here it is the package): a boxed warning a newcomer cannot act on, so it is not shown.
+    quiet = {**os.environ, "PYTHONWARNINGS": "ignore::UserWarning"}
+    run(PY, "-m", "pip", "install", "--quiet", "-e", target, env=quiet)
     stamp.write_text(want)
 
 
