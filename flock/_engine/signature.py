@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, get_args, get_origin
 import inflection
 from pydantic import BaseModel
 
-from .._core.errors import ConfigurationError
+from .._core.errors import ConfigurationError, UnknownAgentError
 from .._core.spec import AgentSpec, OutputGroup, Subscription
 from .._core.types import type_name
 
@@ -377,7 +377,7 @@ def inspect_signature(
     ``subscription`` the ``consumes()`` call, ``context=True`` shows the ``context`` field that
     appears when the activation has context artifacts::
 
-        sig = flock.inspect_signature(writer)
+        sig = inspect_signature(writer)     # or inspect_signature(flock, agent="writer")
         print(sig)                # fields, types, descriptions and instructions
         sig.field("ideas").description   # 'Generate exactly 5 ideas.'
     """
@@ -432,6 +432,14 @@ def _resolve_spec(target: Any, agent: str | None) -> AgentSpec:
                 found = getattr(item, "spec", item)
                 if isinstance(found, AgentSpec) and found.name == agent:
                     return found
+    names = [getattr(getattr(s, "spec", s), "name", None) for s in specs_attr or ()]
+    if isinstance(specs_attr, list | tuple) and names:
+        if agent is not None:
+            raise UnknownAgentError(f"inspect_signature: no agent named {agent!r}; declared agents: {names}")
+        raise ConfigurationError(
+            f"inspect_signature: this Flock has {len(names)} agents; name one: "
+            f"inspect_signature(flock, agent={names[0]!r})"
+        )
     raise ConfigurationError(
         f"inspect_signature needs an agent builder, an AgentSpec, or a Flock with agent='name'; "
         f"got {type(target).__name__}" + (f" and agent={agent!r}" if agent else "")

@@ -177,3 +177,22 @@ def test_inspecting_what_does_not_exist_says_what_to_do() -> None:
         inspect_signature(agent, group=3)
     with pytest.raises(ConfigurationError, match="agent='name'"):
         inspect_signature(object())
+
+
+def test_inspect_signature_names_the_agents_it_could_have_meant() -> None:
+    from flock import UnknownAgentError
+
+    flock = Flock()
+    flock.agent("writer").consumes(Task).publishes(Summary)
+    flock.agent("critic").consumes(Summary).publishes(Idea)
+    with pytest.raises(UnknownAgentError) as unknown:
+        inspect_signature(flock, agent="editor")
+    assert str(unknown.value) == (
+        "inspect_signature: no agent named 'editor'; declared agents: ['writer', 'critic']"
+    )
+    with pytest.raises(ConfigurationError) as unnamed:
+        inspect_signature(flock)
+    assert str(unnamed.value) == (
+        "inspect_signature: this Flock has 2 agents; name one: inspect_signature(flock, agent='writer')"
+    )
+    assert inspect_signature(flock, agent="critic").agent == "critic"
