@@ -56,6 +56,7 @@ async def main() -> None:
             print(f"  idea   {idea.angle:<10} {idea.title}")
         for review in reviews[:4]:
             print(f"  review {review.stars}* {review.comment}")
+        print(f"  ... and {len(reviews) - 4} more reviews (each idea got between 2 and 4)")
         print()
         print(summary)
 
