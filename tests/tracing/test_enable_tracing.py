@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -14,6 +15,7 @@ from typing import ClassVar
 import pytest
 
 from flock import ConfigurationError
+from flock._core.extras import install_command
 from flock._tracing.trace_query import TraceStore
 from flock.tracing import CAPTURE_CONTENT_ENV, TracingSetupError, capture_content_enabled, enable_tracing
 
@@ -215,7 +217,7 @@ def test_capture_content_is_off_by_default(monkeypatch: pytest.MonkeyPatch) -> N
 def test_otlp_endpoint_without_the_extra_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
     monkeypatch.setitem(sys.modules, "opentelemetry.exporter.otlp.proto.http.trace_exporter", None)
-    with pytest.raises(TracingSetupError, match=r"pip install 'flock\[otlp\]'") as info:
+    with pytest.raises(TracingSetupError, match=re.escape(install_command("otlp"))) as info:
         enable_tracing(store=None)  # fails before anything global is touched
     assert isinstance(info.value, ConfigurationError)
     assert "http://127.0.0.1:4318" in str(info.value)
