@@ -14,6 +14,8 @@ from datetime import UTC, datetime, timedelta
 import anyio
 import anyio.lowlevel
 
+from .errors import ConfigurationError
+
 MAX_DELAY = timedelta(days=36_525)
 """The longest delay Flock accepts (100 years: a visibility's ttl, a schedule's interval, a human
 task's timeout). A moment further ahead would lie near or past the end of ``datetime``'s calendar,
@@ -83,7 +85,10 @@ class ManualClock(Clock):
         """Move time forward by ``delta`` (a timedelta or seconds)."""
         seconds = delta.total_seconds() if isinstance(delta, timedelta) else float(delta)
         if seconds < 0:
-            raise ValueError("ManualClock cannot go back in time")
+            raise ConfigurationError(
+                f"ManualClock.advance({delta!r}): a clock cannot go back in time; give a duration >= 0 "
+                "(a timedelta or seconds)"
+            )
         self._offset += seconds
         if self._moved is not None:
             self._moved.set()

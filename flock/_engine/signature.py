@@ -112,11 +112,11 @@ class AgentSignature:
         return self.inputs + self.outputs
 
     def field(self, name: str) -> SignatureField:
-        """The field called ``name``; raises ``KeyError`` if there is none."""
+        """The field called ``name``; raises ``KeyError`` (naming the fields there are) if there is none."""
         for f in self.fields:
             if f.name == name:
                 return f
-        raise KeyError(name)
+        raise KeyError(f"no field {name!r} in this signature; its fields: {[f.name for f in self.fields]}")
 
     @property
     def spec(self) -> str:

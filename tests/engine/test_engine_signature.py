@@ -196,3 +196,11 @@ def test_inspect_signature_names_the_agents_it_could_have_meant() -> None:
         "inspect_signature: this Flock has 2 agents; name one: inspect_signature(flock, agent='writer')"
     )
     assert inspect_signature(flock, agent="critic").agent == "critic"
+
+
+def test_a_missing_signature_field_names_the_fields_there_are() -> None:
+    flock = Flock()
+    writer = flock.agent("writer").consumes(Task).publishes(Summary)
+    fields = r"no field 'summaries' in this signature; its fields: \['task', 'summary'\]"
+    with pytest.raises(KeyError, match=fields):
+        inspect_signature(writer).field("summaries")

@@ -334,3 +334,11 @@ def test_manual_clock_moves_only_forward() -> None:
     assert clock.monotonic() == 90.5
     with pytest.raises(ValueError):
         clock.advance(-1)
+
+
+def test_a_manual_clock_refuses_to_go_back_and_says_what_it_takes() -> None:
+    clock = ManualClock()
+    with pytest.raises(ConfigurationError, match=r"ManualClock\.advance\(-5\): a clock cannot go back"):
+        clock.advance(-5)
+    clock.advance(timedelta(seconds=5))
+    assert clock.monotonic() == 5
