@@ -241,6 +241,16 @@ async def warn_unreachable(flock: Any, summary: RunSummary) -> None:
     shared = flock.settings.shared
     seen: set[str] = shared.setdefault(_SEEN, set())
     warned: set[str] = shared.setdefault(_WARNED, set())
+    for spec in flock.agents:  # ran, and nothing came of it: say so once, not never
+        ran = spec.name in summary.agents_run and spec.name not in warned
+        if ran and not spec.output_groups and _uses_language_model(spec):
+            warned.add(spec.name)
+            log.warning(
+                "agent %r ran with no .publishes(...), so its language model was not asked anything "
+                "and nothing was published: add .publishes(SomeType), or .calls(func) for an agent "
+                "that only acts",
+                spec.name,
+            )
     seen.update(summary.artifacts_by_type)
     if not shared.get(_BOARD) and getattr(flock.store, "durable", True):
         # A durable board holds what earlier processes published (a resumed board, a task answered

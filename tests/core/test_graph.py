@@ -299,3 +299,21 @@ def test_flock_check_says_how_to_load_what_it_could_not(
         "flock check: cannot import 'no_such_app_module': No module named 'no_such_app_module'. Run from "
         "the directory that holds no_such_app_module"
     )
+
+
+async def test_a_language_model_agent_that_publishes_nothing_is_warned_about_once_it_runs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    flock = Flock()
+    flock.agent("silent").consumes(Idea)  # no .publishes(), no .calls(): the DSPy engine, asked nothing
+    flock.agent("doer").consumes(Idea).calls(lambda i: None)  # a function that only acts: fine
+    with caplog.at_level(logging.WARNING, logger="flock"):
+        for topic in ("bees", "ants"):
+            await flock.publish(Idea(topic=topic))
+            summary = await flock.run_until_idle()
+            assert summary.agents_run["silent"] == 1
+    warnings = [r.getMessage() for r in caplog.records if "ran with no .publishes" in r.getMessage()]
+    assert warnings == [
+        "agent 'silent' ran with no .publishes(...), so its language model was not asked anything and "
+        "nothing was published: add .publishes(SomeType), or .calls(func) for an agent that only acts"
+    ]
