@@ -212,6 +212,7 @@ class Runtime:
                 now=self._now(),
                 artifact_id=uuid5(act.record.id, "failure"),
                 tenant_id=spec.tenant_id,
+                shown=ctx.artifacts,  # the message may quote what the engine read
             )
         return outcome
 
@@ -449,7 +450,10 @@ def failure_artifact(
     now: Any,
     artifact_id: UUID | None = None,
     tenant_id: str | None = None,
+    shown: Sequence[Artifact] = (),
 ) -> Artifact:
+    """The WorkflowError artifact of a failure: as restricted as the inputs and whatever else the
+    agent was ``shown`` (its context), since the message may quote them, and kept in its tenant."""
     message = error if isinstance(error, str) else f"{error}"
     record = WorkflowError(
         agent=agent,
@@ -469,7 +473,7 @@ def failure_artifact(
         if first
         else Artifact.model_fields["correlation_id"].get_default(call_default_factory=True),
         partition_key=first.partition_key if first else None,
-        visibility=within_tenant(most_restrictive(a.visibility for a in inputs), tenant_id),
+        visibility=within_tenant(most_restrictive(a.visibility for a in (*inputs, *shown)), tenant_id),
         created_at=now,
         consumed_from=tuple(a.id for a in inputs),
     )

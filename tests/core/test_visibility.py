@@ -366,3 +366,30 @@ async def test_an_embargo_too_long_for_the_calendar_is_refused_before_it_reaches
     assert await flock.store.list() == []
     everyone, _ = await flock.store.query_artifacts(FilterConfig(visible_to=AgentIdentity(name="x")))
     assert everyone == []
+
+
+async def test_a_failure_is_as_restricted_as_what_the_agent_was_shown() -> None:
+    # An error message may quote what the engine read (a model's unparsable answer, a function's
+    # exception): the WorkflowError of an agent that read a finance memo is for finance only.
+    flock = Flock(context_provider=CorrelationContext())
+
+    def fail(doc: Doc, ctx: Context) -> Summary:
+        raise ValueError(f"cannot summarize with {ctx.artifacts[0].payload['text']}")
+
+    flock.agent("w").labels("finance").consumes(Doc).publishes(Summary).calls(fail)
+    memo = await flock.publish(
+        Other(text="salaries"), visibility=LabelledVisibility(required_labels={"finance"})
+    )
+    await flock.publish(Doc(text="public"), correlation_id=memo.correlation_id)
+    summary = await flock.run_until_idle()
+    assert "salaries" in summary.errors[0].message
+    outsider = AgentIdentity(name="x")
+    seen, _ = await flock.store.query_artifacts(
+        FilterConfig(type_names="flock.WorkflowError", visible_to=outsider)
+    )
+    assert seen == []
+    finance = AgentIdentity(name="x", labels=frozenset({"finance"}))
+    errors, _ = await flock.store.query_artifacts(
+        FilterConfig(type_names="flock.WorkflowError", visible_to=finance)
+    )
+    assert len(errors) == 1
