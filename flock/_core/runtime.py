@@ -228,7 +228,9 @@ class Runtime:
                 for u in spec.utilities:
                     await u.on_post_publish(spec, ctx, art)
         except Exception as hook_exc:
-            failures.append(self._hook_failure(spec, act, hook_exc, "post_publish"))
+            failures.append(
+                self._hook_failure(spec, act, hook_exc, "post_publish", (*ctx.artifacts, *outcome.outputs))
+            )
         failures += await self.terminate(spec, ctx, act)
         return failures
 
@@ -238,10 +240,13 @@ class Runtime:
             try:
                 await u.on_terminate(spec, ctx)
             except Exception as hook_exc:
-                failures.append(self._hook_failure(spec, act, hook_exc, "terminate"))
+                failures.append(self._hook_failure(spec, act, hook_exc, "terminate", ctx.artifacts))
         return failures
 
-    def _hook_failure(self, spec: AgentSpec, act: Activation, error: Exception, hook: str) -> Artifact:
+    def _hook_failure(
+        self, spec: AgentSpec, act: Activation, error: Exception, hook: str, shown: Sequence[Artifact]
+    ) -> Artifact:
+        """A hook that raised: its message may quote the context and outputs the hook was handed."""
         return failure_artifact(
             spec.name,
             act.artifacts,
@@ -251,6 +256,7 @@ class Runtime:
             now=self._now(),
             artifact_id=uuid5(act.record.id, f"hook:{hook}"),
             tenant_id=spec.tenant_id,
+            shown=shown,
         )
 
     async def _context_for(self, spec: AgentSpec, act: Activation) -> list[Artifact]:

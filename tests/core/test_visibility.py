@@ -393,3 +393,27 @@ async def test_a_failure_is_as_restricted_as_what_the_agent_was_shown() -> None:
         FilterConfig(type_names="flock.WorkflowError", visible_to=finance)
     )
     assert len(errors) == 1
+
+
+async def test_a_failing_hook_is_as_restricted_as_what_the_agent_was_shown() -> None:
+    from flock import AgentComponent
+
+    class Auditor(AgentComponent):
+        async def on_terminate(self, agent, ctx):  # type: ignore[no-untyped-def]
+            raise RuntimeError(f"audit failed for {[a.payload['text'] for a in ctx.artifacts]}")
+
+    flock = Flock(context_provider=CorrelationContext())
+    flock.agent("w").labels("finance").consumes(Doc).publishes(Summary).calls(summarize).with_utilities(
+        Auditor()
+    )
+    memo = await flock.publish(
+        Other(text="salaries"), visibility=LabelledVisibility(required_labels={"finance"})
+    )
+    await flock.publish(Doc(text="public"), correlation_id=memo.correlation_id)
+    summary = await flock.run_until_idle()
+    assert "salaries" in summary.errors[0].message
+    outsider = AgentIdentity(name="x")
+    seen, _ = await flock.store.query_artifacts(
+        FilterConfig(type_names="flock.WorkflowError", visible_to=outsider)
+    )
+    assert seen == []
