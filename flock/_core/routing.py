@@ -52,7 +52,7 @@ from .outcomes import JoinExpired
 from .scheduler import Activation, Gates, JoinGroup, Joins, RoutingIndex
 from .spec import AgentSpec, Subscription, Tick
 from .types import type_name
-from .visibility import most_restrictive
+from .visibility import most_restrictive, within_tenant
 
 log = logging.getLogger("flock")
 _EVENTS = UUID("0c0f3a55-5e1d-4c7e-9a53-3f6b2d1e8a77")  # namespace of ids derived from their cause
@@ -327,7 +327,8 @@ class Router:
                 payload=payload_of(event),
                 produced_by=spec.name,
                 correlation_id=members[0].correlation_id,
-                visibility=most_restrictive(a.visibility for a in members),
+                # the agent's output: kept in its tenant, like every output of a tenant's agent
+                visibility=within_tenant(most_restrictive(a.visibility for a in members), spec.tenant_id),
                 created_at=self._now(),
                 consumed_from=tuple(a.id for a in members),
             )

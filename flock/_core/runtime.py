@@ -37,14 +37,11 @@ from .scheduler import Activation
 from .spec import AgentSpec, OutputDecl, OutputGroup
 from .types import type_name
 from .visibility import (
-    AfterVisibility,
-    AllOfVisibility,
-    PrivateVisibility,
-    TenantVisibility,
     Visibility,
     _Base,
     most_restrictive,
     narrowed,
+    within_tenant,
 )
 
 log = logging.getLogger("flock")
@@ -424,23 +421,6 @@ def _outputs_bound(spec: AgentSpec, shown: Visibility) -> Visibility | None:
                 return None
             bound = narrowed(vis, bound)  # type: ignore[arg-type]
     return within_tenant(bound, spec.tenant_id)
-
-
-def within_tenant(visibility: Visibility, tenant_id: str | None) -> Visibility:
-    """``visibility``, further limited to ``tenant_id`` unless it already is."""
-    if tenant_id is None:
-        return visibility
-    if isinstance(visibility, AfterVisibility):  # the delay stays, the tenant limits what follows
-        return AfterVisibility(ttl=visibility.ttl, then=within_tenant(visibility.then, tenant_id))
-    parts = visibility.parts if isinstance(visibility, AllOfVisibility) else (visibility,)
-    for part in parts:
-        if isinstance(part, TenantVisibility) and part.tenant_id == tenant_id:
-            return visibility
-    if isinstance(visibility, PrivateVisibility) and visibility.tenant_id is None:
-        return PrivateVisibility(agents=visibility.agents, tenant_id=tenant_id)
-    if isinstance(visibility, PrivateVisibility) and visibility.tenant_id == tenant_id:
-        return visibility
-    return most_restrictive((visibility, TenantVisibility(tenant_id=tenant_id)))
 
 
 _STRING_ERRORS = {"loop_guard": "LoopGuardTripped", "subscription_error": "SubscriptionChanged"}

@@ -231,3 +231,20 @@ def narrowed(declared: Visibility, shown: Visibility) -> Visibility:
         declared = declared.then
     combined = most_restrictive((declared, shown))
     return AfterVisibility(ttl=ttl, then=combined) if ttl > timedelta(0) else combined
+
+
+def within_tenant(visibility: Visibility, tenant_id: str | None) -> Visibility:
+    """``visibility``, further limited to ``tenant_id`` unless it already is."""
+    if tenant_id is None:
+        return visibility
+    if isinstance(visibility, AfterVisibility):  # the delay stays, the tenant limits what follows
+        return AfterVisibility(ttl=visibility.ttl, then=within_tenant(visibility.then, tenant_id))
+    parts = visibility.parts if isinstance(visibility, AllOfVisibility) else (visibility,)
+    for part in parts:
+        if isinstance(part, TenantVisibility) and part.tenant_id == tenant_id:
+            return visibility
+    if isinstance(visibility, PrivateVisibility) and visibility.tenant_id is None:
+        return PrivateVisibility(agents=visibility.agents, tenant_id=tenant_id)
+    if isinstance(visibility, PrivateVisibility) and visibility.tenant_id == tenant_id:
+        return visibility
+    return most_restrictive((visibility, TenantVisibility(tenant_id=tenant_id)))

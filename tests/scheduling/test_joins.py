@@ -365,3 +365,26 @@ def test_property_every_member_is_joined_expired_or_waiting_exactly_once(
                 assert max(times) - min(times) < timedelta(minutes=5)
 
     anyio.run(scenario, backend=anyio_backend)
+
+
+async def test_the_expiry_of_a_tenants_join_stays_in_its_tenant() -> None:
+    # A JoinExpired is the agent's output: like every output of a tenant's agent, it stays in the
+    # tenant, even when the members were public.
+    from flock import AgentIdentity, FilterConfig
+
+    flock = Flock(clock=ManualClock())
+    (
+        flock.agent("acme-matcher")
+        .tenant("acme")
+        .consumes(Order, Payment, join=JoinSpec(by=lambda m: m.key, within=timedelta(minutes=5)))
+        .publishes(Matched)
+        .calls(Matcher())
+    )
+    await flock.publish(Order(key=7))
+    assert await flock.run_until(Until.exists(JoinExpired), timeout=5)
+    filters = FilterConfig(type_names=frozenset({"flock.JoinExpired"}), visible_to=AgentIdentity(name="x"))
+    assert await flock.store.count(filters) == 0
+    acme = FilterConfig(
+        type_names=frozenset({"flock.JoinExpired"}), visible_to=AgentIdentity(name="x", tenant_id="acme")
+    )
+    assert await flock.store.count(acme) == 1
