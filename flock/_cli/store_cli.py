@@ -29,7 +29,7 @@ def add_parser(subparsers: Any) -> None:
     store.add_argument(
         "path",
         metavar="BOARD",
-        help="the board file, e.g. .flock/board.db, or postgresql://user@host/db",
+        help="the board file, e.g. .flock/board.db (or sqlite:///.flock/board.db), or postgresql://user@host/db",
     )
     store.add_argument("--schema", default="flock", help="the board's PostgreSQL schema (with a URL)")
     store.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -56,8 +56,8 @@ def run(args: argparse.Namespace) -> int:
 
         opened: Any = PostgresStore(args.path, schema=args.schema, max_connections=1)
         _board_exists(opened)
-    else:
-        path = Path(args.path)
+    else:  # a path, or the sqlite:///path form that `flock tasks --store` takes
+        path = Path(args.path.removeprefix("sqlite:///"))
         if not path.is_file():
             raise ConfigurationError(
                 f"no board at {path}: give the file a SQLiteStore writes, e.g. .flock/board.db, "

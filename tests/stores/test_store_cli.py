@@ -61,6 +61,13 @@ def test_stats_counts_by_type(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert report["artifacts_by_type"] == {"cli_test.Answer": 3, "cli_test.Question": 4}
 
 
+def test_the_sqlite_url_form_names_the_same_board(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "board.db"  # `flock tasks --store sqlite:///...` takes this form: so does `flock store`
+    board(path, answered=1, queued=0)
+    assert main(["store", f"sqlite:///{path}"]) == 0
+    assert capsys.readouterr().out.startswith("2 artifacts, 1 consumption records")
+
+
 def test_recent_lists_newest_first(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "board.db"
     board(path, answered=2, queued=1)
