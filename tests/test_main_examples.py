@@ -91,3 +91,36 @@ def test_the_human_approval_example_waits_for_the_manager_then_pays(tmp_path: Pa
     assert "three days later: 0 tasks open" in out
     assert "manager: approved=False (no answer within two days)" in out
     assert "payments: [('ada', 12.5), ('bob', 1800.0)]" in out
+
+
+def test_the_wiring_example_finds_what_no_single_declaration_shows(tmp_path: Path) -> None:
+    out = _run("20_wiring.py", tmp_path).stdout
+    assert "inputs (nobody publishes them): ['Escalation', 'Ticket']" in out
+    assert "dead ends (nobody consumes them): ['Survey']" in out
+    assert "cycles: [['fixer', 'reviewer']]" in out
+    assert "can never run when only Tickets arrive: ['escalator']" in out
+    checked = subprocess.run(  # its module-level flock, from a terminal
+        [sys.executable, "-m", "flock", "check", "20_wiring:flock", "--inputs", "Ticket"],
+        cwd=EXAMPLES,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert checked.returncode == 1, checked.stderr
+    assert checked.stdout.endswith(
+        "problem: agent 'escalator' can never run from the inputs ['Ticket']\n2 problems\n"
+    )
+
+
+def test_the_map_example_keeps_input_order_and_isolates_the_failure(tmp_path: Path) -> None:
+    done = _run("21_map.py", tmp_path)
+    lines = done.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["translator"] * 4 + ["checker"] * 4
+    assert lines[0].startswith("translator  'good morning'") and "Translation(french=" in lines[0]
+    assert lines[4:] == [
+        "checker     'good morning'         -> 2 words",
+        "checker     'the bees are back'    -> 4 words",
+        "checker     ''                     -> failed (ValueError): an empty phrase has nothing to check",
+        "checker     'see you soon'         -> 3 words",
+    ]
+    assert "map translator: 4/4 done, 0 failed" in done.stderr
