@@ -124,3 +124,10 @@ def test_the_map_example_keeps_input_order_and_isolates_the_failure(tmp_path: Pa
         "checker     'see you soon'         -> 3 words",
     ]
     assert "map translator: 4/4 done, 0 failed" in done.stderr
+
+
+def test_the_visibility_example_shows_restrictions_passed_on_and_refused(tmp_path: Path) -> None:
+    lines = _run("22_visibility.py", tmp_path).stdout.splitlines()
+    assert lines[:2] == ["payroll saw Note: raise for ada", "all_hands saw Announcement: new office"]
+    assert lines[2].startswith("hr wrote 'summary of complaint #7', visible as LabelledVisibility(")
+    assert [line.split(":")[0] for line in lines[4:]] == ["refused"] * 3
