@@ -131,3 +131,11 @@ def test_the_visibility_example_shows_restrictions_passed_on_and_refused(tmp_pat
     assert lines[:2] == ["payroll saw Note: raise for ada", "all_hands saw Announcement: new office"]
     assert lines[2].startswith("hr wrote 'summary of complaint #7', visible as LabelledVisibility(")
     assert [line.split(":")[0] for line in lines[4:]] == ["refused"] * 3
+
+
+def test_the_components_example_masks_and_vetoes_without_touching_the_agent(tmp_path: Path) -> None:
+    assert _run("23_components.py", tmp_path).stdout.splitlines() == [
+        "idle: 3 artifacts stored, 1 activation(s) vetoed",
+        "Re 'printer on fire': we wrote to [email] and will copy you.",
+        "emails masked: 1, activations: 1",
+    ]
