@@ -256,6 +256,10 @@ class Flock:
             )
         if tenant is not None and identity is not None:
             raise ConfigurationError("flock.events() takes tenant= or identity=, not both")
+        if tenant is not None and (not isinstance(tenant, str) or not tenant.strip()):
+            raise ConfigurationError(
+                f"flock.events(tenant=...) takes a tenant id (a non-empty string), got {tenant!r}"
+            )
         if agents is not None:  # a misspelt name would give a stream that stays silent
             names = [agents] if isinstance(agents, str) else agents
             if not isinstance(names, Iterable) or not all(isinstance(n, str) for n in names):

@@ -172,3 +172,6 @@ async def test_events_of_an_unknown_agent_or_a_wrong_filter_are_refused_with_wha
         flock.events(agents=["writter"])
     with pytest.raises(ConfigurationError, match="agent names"):
         flock.events(agents=7)  # type: ignore[arg-type]
+    for tenant in ("", " ", 5):  # a pydantic ValidationError (or an identity of tenant "") before
+        with pytest.raises(ConfigurationError, match="tenant"):
+            flock.events(tenant=tenant)  # type: ignore[arg-type]
