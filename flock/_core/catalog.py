@@ -95,7 +95,7 @@ class Catalog:
             payload=payload_of(obj),
             correlation_id=str(correlation_id) if correlation_id is not None else str(uuid4()),
             partition_key=partition_key,
-            tags=frozenset([tags] if isinstance(tags, str) else (tags or ())),
+            tags=_tags(tags),
             visibility=visibility or PUBLIC,
             created_at=now,
         )
@@ -123,3 +123,13 @@ class Catalog:
 def _first_lines(text: str, n: int = 4) -> str:
     lines = text.splitlines()
     return "; ".join(lines[:n]) + (" …" if len(lines) > n else "")
+
+
+def _tags(tags: object) -> frozenset[str]:
+    if tags is None:
+        return frozenset()
+    if isinstance(tags, str):
+        return frozenset([tags])
+    if not isinstance(tags, Iterable) or not all(isinstance(t, str) for t in tags):
+        raise ConfigurationError(f"publish(tags=...) takes a tag or a set of tags (strings), got {tags!r}")
+    return frozenset(tags)

@@ -343,6 +343,10 @@ class Flock:
 
     async def publish_many(self, objs: Iterable[BaseModel], **options: Any) -> list[Artifact]:
         """Publish several values with the same options."""
+        if not isinstance(objs, Iterable) or isinstance(objs, BaseModel):
+            raise ConfigurationError(
+                f"publish_many() takes a list of model instances (publish() takes one), got {objs!r}"
+            )
         return [await self.publish(o, **options) for o in objs]
 
     # ----------------------------------------------------------------- running

@@ -34,7 +34,7 @@ from .._tracing.tracing import SpanIndex, publish_span
 from .artifact import EXTERNAL, Artifact
 from .catalog import Catalog
 from .decisions import Activate, CloseTask, Decision, Emit, Fail, RecordFailure, WakeLater
-from .errors import DuplicateArtifactError, FlockClosedError, RunTimeout
+from .errors import ConfigurationError, DuplicateArtifactError, FlockClosedError, RunTimeout
 from .lifecycle import Lifecycle
 from .outcomes import JoinExpired, RunSummary, WorkflowError
 from .routing import Router
@@ -332,6 +332,10 @@ class Orchestrator:
         (:class:`RunHalted`, a store failure) once running work finished, and
         :class:`FlockClosedError` when ``shutdown()`` ended a run without a condition (one with a
         condition returns False)."""
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout >= 0
+        ):
+            raise ConfigurationError(f"timeout= takes seconds >= 0 or None, got {timeout!r}")
         if self.closed:
             raise FlockClosedError("this Flock was shut down; create a new Flock to run again")
         if self._drive_lock is None:

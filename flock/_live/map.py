@@ -81,6 +81,10 @@ def check_inputs(catalog: Catalog, agent: str, inputs: Iterable[Any]) -> list[Ba
         for sub in spec.subscriptions
         if len(sub.type_names) == 1 and sub.batch is None and sub.join is None
     }
+    if not isinstance(inputs, Iterable) or isinstance(inputs, BaseModel):
+        raise ConfigurationError(
+            f"map({agent!r}, ...) takes a list of inputs (model instances), got {inputs!r}"
+        )
     items = list(inputs)
     for item in items:
         if not isinstance(item, BaseModel):

@@ -28,7 +28,7 @@ from .postgres_leader import _LEADER_LOCK
 from .postgres_schema import check_schema_name, journal_params, migrate, typed
 from .rows import Decoded, visible_page
 from .sqlite_schema import ArtifactRow, filter_sql, micros
-from .store import ActivationRecord, FilterConfig
+from .store import ActivationRecord, FilterConfig, as_filters
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -227,7 +227,7 @@ class PostgresStore:
     async def query_artifacts(
         self, filters: FilterConfig | None = None, limit: int = 50, offset: int = 0
     ) -> tuple[builtins.list[Artifact], int]:
-        filters = filters or FilterConfig()
+        filters = as_filters(filters)
         limit, offset = max(limit, 0), max(offset, 0)
         where, params = filter_sql(filters, postgres=True)
         if filters.visible_to is None:
@@ -260,7 +260,7 @@ class PostgresStore:
         return self._decoded.artifacts(rows), total
 
     async def count(self, filters: FilterConfig | None = None) -> int:
-        filters = filters or FilterConfig()
+        filters = as_filters(filters)
         if filters.visible_to is not None:
             return (await self.query_artifacts(filters, limit=0))[1]
         where, params = filter_sql(filters, postgres=True)

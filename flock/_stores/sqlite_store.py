@@ -33,7 +33,7 @@ from .board_file import WriterLock, typed
 from .rows import Decoded, visible_page
 from .sqlite_schema import ArtifactRow, filter_sql, insert_artifact, micros, migrate
 from .sqlite_worker import Op, Worker, apply_reads, apply_writes
-from .store import ActivationRecord, FilterConfig
+from .store import ActivationRecord, FilterConfig, as_filters
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
@@ -268,7 +268,7 @@ class SQLiteStore:
     async def query_artifacts(
         self, filters: FilterConfig | None = None, limit: int = 50, offset: int = 0
     ) -> tuple[builtins.list[Artifact], int]:
-        filters = filters or FilterConfig()
+        filters = as_filters(filters)
         limit, offset = max(limit, 0), max(offset, 0)
         where, params = filter_sql(filters)
         await self._barrier(self._behind_artifacts)
@@ -312,7 +312,7 @@ class SQLiteStore:
         return self._decoded.artifacts(rows), total
 
     async def count(self, filters: FilterConfig | None = None) -> int:
-        filters = filters or FilterConfig()
+        filters = as_filters(filters)
         if filters.visible_to is not None:
             return (await self.query_artifacts(filters, limit=0))[1]
         where, params = filter_sql(filters)

@@ -14,7 +14,7 @@ from uuid import UUID
 from pydantic import BaseModel
 
 from .._core.artifact import Artifact, utcnow
-from .._core.errors import DuplicateArtifactError
+from .._core.errors import ConfigurationError, DuplicateArtifactError
 from .._core.types import type_name
 from .._core.visibility import AgentIdentity
 
@@ -67,6 +67,18 @@ class FilterConfig:
                 self.visible_to, now=now or utcnow(), published_at=artifact.created_at
             )
         return True
+
+
+def as_filters(filters: object) -> FilterConfig:
+    """``filters``, or the empty filter for ``None``; anything else is refused with what to pass."""
+    if filters is None:
+        return FilterConfig()
+    if not isinstance(filters, FilterConfig):
+        raise ConfigurationError(
+            "store queries take a FilterConfig(type_names=..., correlation_id=..., ...) or None, "
+            f"got {filters!r}"
+        )
+    return filters
 
 
 ActivationStatus = Literal["pending", "running", "done"]
@@ -254,7 +266,7 @@ class InMemoryStore:
     async def query_artifacts(
         self, filters: FilterConfig | None = None, limit: int = 50, offset: int = 0
     ) -> tuple[builtins.list[Artifact], int]:
-        filters = filters or FilterConfig()
+        filters = as_filters(filters)
         matched = self._exact(filters)
         if matched is None:
             now = utcnow()
@@ -262,7 +274,7 @@ class InMemoryStore:
         return matched[offset : offset + limit], len(matched)
 
     async def count(self, filters: FilterConfig | None = None) -> int:
-        filters = filters or FilterConfig()
+        filters = as_filters(filters)
         if filters == FilterConfig():
             return len(self._items)
         exact = self._exact(filters)

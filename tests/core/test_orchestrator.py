@@ -586,3 +586,24 @@ async def test_a_failing_where_is_recorded_once_even_when_resume_routes_it_again
     assert [e.kind for e in first.errors] == ["subscription_error"]
     assert again.errors == []
     assert len(await flock.store.get_by_type(WorkflowError)) == 1
+
+
+async def test_wrong_arguments_to_the_run_api_say_what_to_pass() -> None:
+    # Each of these escaped as a bare TypeError or AttributeError from deep inside, or, for a
+    # negative timeout, as a RunTimeout that blamed the run.
+    from flock import ConfigurationError, FilterConfig
+
+    flock = Flock()
+    flock.agent("a").consumes(Task).calls(lambda t: None)
+    calls = {
+        "tags": lambda: flock.publish(Task(title="x"), tags=5),
+        "publish_many": lambda: flock.publish_many(None),
+        "timeout=": lambda: flock.run_until_idle(timeout="5"),
+        "seconds >= 0": lambda: flock.run_until(Until.idle(), timeout=-1),
+        "FilterConfig": lambda: flock.store.query_artifacts({"type_names": {"Task"}}),
+        "map": lambda: flock.map("a", 5),
+    }
+    for hint, call in calls.items():
+        with pytest.raises(ConfigurationError, match=hint):
+            await call()
+    assert isinstance(await flock.store.query_artifacts(FilterConfig()), tuple)
