@@ -241,6 +241,14 @@ async def warn_unreachable(flock: Any, summary: RunSummary) -> None:
     shared = flock.settings.shared
     seen: set[str] = shared.setdefault(_SEEN, set())
     warned: set[str] = shared.setdefault(_WARNED, set())
+    for spec in flock.agents:
+        if spec.name not in warned and not spec.subscriptions and spec.schedule is None:
+            warned.add(spec.name)  # declared, but nothing can ever start it
+            log.warning(
+                "agent %r consumes nothing and has no schedule, so it never runs: add "
+                ".consumes(SomeType) or .schedule(every=...)",
+                spec.name,
+            )
     for spec in flock.agents:  # ran, and nothing came of it: say so once, not never
         ran = spec.name in summary.agents_run and spec.name not in warned
         if ran and not spec.output_groups and _uses_language_model(spec):

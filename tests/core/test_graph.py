@@ -317,3 +317,17 @@ async def test_a_language_model_agent_that_publishes_nothing_is_warned_about_onc
         "agent 'silent' ran with no .publishes(...), so its language model was not asked anything and "
         "nothing was published: add .publishes(SomeType), or .calls(func) for an agent that only acts"
     ]
+
+
+async def test_an_agent_that_nothing_can_start_is_warned_about_after_a_run(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    flock = Flock()
+    flock.agent("idle").publishes(Draft).calls(lambda: Draft(text="never"))  # no consumes, no schedule
+    with caplog.at_level(logging.WARNING, logger="flock"):
+        await flock.run_until_idle()
+        await flock.run_until_idle()
+    assert [r.getMessage() for r in caplog.records] == [
+        "agent 'idle' consumes nothing and has no schedule, so it never runs: add .consumes(SomeType) or "
+        ".schedule(every=...)"
+    ]
