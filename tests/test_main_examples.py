@@ -139,3 +139,13 @@ def test_the_components_example_masks_and_vetoes_without_touching_the_agent(tmp_
         "Re 'printer on fire': we wrote to [email] and will copy you.",
         "emails masked: 1, activations: 1",
     ]
+
+
+def test_the_sessions_example_remembers_each_session_apart(tmp_path: Path) -> None:
+    assert _run("24_sessions.py", tmp_path).stdout.splitlines() == [
+        "ada: My name is Ada.    -> Nice to meet you.",
+        "bob: My name is Bob.    -> Nice to meet you.",
+        "ada: What is my name?   -> Your name is Ada.",
+        "bob: What is my name?   -> Your name is Bob.",
+        "eve: What is my name?   -> You have not told me.",
+    ]
