@@ -24,6 +24,7 @@ from pydantic import BaseModel
 
 from .._live.events import EventHub
 from .._stores.store import output_id
+from .._tracing.redact import scrub
 from .._tracing.tracing import SpanIndex, activation_span, evaluate_span, mark_failed
 from .artifact import Artifact, payload_of
 from .catalog import Catalog
@@ -440,7 +441,9 @@ def failure_artifact(
 ) -> Artifact:
     """The WorkflowError artifact of a failure: as restricted as the inputs and whatever else the
     agent was ``shown`` (its context), since the message may quote them, and kept in its tenant."""
-    message = error if isinstance(error, str) else f"{error}"
+    # Out of the message: environment secrets and credential shapes (an error may echo a key, such
+    # as an HTTP client's that names the URL); the record goes on the board, the summary, the log.
+    message = scrub(error if isinstance(error, str) else f"{error}")
     record = WorkflowError(
         agent=agent,
         kind=kind,  # type: ignore[arg-type]

@@ -73,3 +73,39 @@ def test_models_without_secrets_and_recursive_models_are_fine() -> None:
         children: list[Folder] = []
 
     assert Folder.__flock_type_name__ == "Folder"  # type: ignore[attr-defined]
+
+
+@pytest.mark.anyio
+async def test_a_secret_in_an_error_message_does_not_reach_the_board(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A function agent's exception echoes a key (an HTTP client's error with the URL, say): the
+    # WorkflowError on the board, the run summary and the log line carry it redacted.
+    import logging
+
+    from pydantic import BaseModel
+
+    from flock import Flock
+
+    secret = "pk-live-4f9a8b7c6d5e4f3a2b1c"
+    monkeypatch.setenv("BILLING_API_KEY", secret)
+
+    class Invoice(BaseModel):
+        amount: int
+
+    def charge(invoice: Invoice) -> None:
+        raise RuntimeError(f"POST https://billing.example/charge?key={secret} answered 401")
+
+    flock = Flock()
+    flock.agent("biller").consumes(Invoice).calls(charge)
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logging.getLogger("flock").addHandler(handler)
+    try:
+        await flock.publish(Invoice(amount=5))
+        summary = await flock.run_until_idle()
+    finally:
+        logging.getLogger("flock").removeHandler(handler)
+    [error] = summary.errors
+    assert secret not in error.message and "answered 401" in error.message
+    assert all(secret not in str(a.payload) for a in await flock.store.list())
+    assert records and all(secret not in r.getMessage() for r in records)
