@@ -143,11 +143,26 @@ class Orchestrator:
         """Close a human task: publish its answer (or what its deadline publishes). The first
         artifact carries the task's answer id, so exactly one closing wins, across processes too;
         returns False when the task was already closed."""
-        first, *rest = artifacts
-        if not await self.publish(first, once=True):
+        put_all = getattr(self.store, "put_all", None)
+        if put_all is None or len(artifacts) == 1:  # a store without it: one by one
+            first, *rest = artifacts
+            if not await self.publish(first, once=True):
+                return False
+            for artifact in rest:
+                await self.publish(artifact, once=True)
+            return True
+        # All of the answer or none of it: a failure (or a crash) between two artifacts must not
+        # leave the task closed with part of its answer lost.
+        if await self.store.get(artifacts[0].id) is not None:
             return False
-        for artifact in rest:
-            await self.publish(artifact, once=True)
+        if self.board_mark is None:
+            self.board_mark = await self.store.count()
+        try:
+            await put_all(artifacts)
+        except DuplicateArtifactError:
+            return False  # closed meanwhile by another answer or its deadline
+        for artifact in artifacts:
+            await self.announce(artifact)
         return True
 
     async def announce(self, artifact: Artifact) -> None:

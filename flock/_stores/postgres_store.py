@@ -174,20 +174,32 @@ class PostgresStore:
     # ------------------------------------------------------------------ artifacts
     async def put(self, artifact: Artifact) -> None:
         """Add an artifact. Raises :class:`DuplicateArtifactError` if its id exists."""
+        await self.put_all([artifact])
+
+    async def put_all(self, artifacts: Sequence[Artifact]) -> None:
+        """Add all of ``artifacts`` in one transaction, or none: :class:`DuplicateArtifactError`
+        if one's id exists."""
         import psycopg
 
-        row = ArtifactRow.of(artifact)
+        rows = [ArtifactRow.of(a) for a in artifacts]
         try:
             async with self.connection() as conn:
-                await conn.execute(_PUT, _row_values(row))
+                if len(rows) == 1:
+                    await conn.execute(_PUT, _row_values(rows[0]))
+                else:
+                    async with conn.transaction():
+                        for row in rows:
+                            await conn.execute(_PUT, _row_values(row))
         except Exception as exc:
             if isinstance(exc.__cause__, psycopg.errors.UniqueViolation):
+                which = artifacts[0].id if len(rows) == 1 else [a.id for a in artifacts]
                 raise DuplicateArtifactError(
-                    f"artifact {artifact.id} is already on the board; artifacts are immutable. "
+                    f"artifact {which} is already on the board; artifacts are immutable. "
                     "Publish a new artifact (a new id) instead of re-publishing one"
                 ) from None
             raise
-        self._decoded.add(row.id, artifact)
+        for row, artifact in zip(rows, artifacts, strict=True):
+            self._decoded.add(row.id, artifact)
 
     async def get(self, artifact_id: UUID | str) -> Artifact | None:
         try:

@@ -218,6 +218,19 @@ class SQLiteStore:
         await self._submit(self._writer, Op(run, independent=True))
         self._decoded.add(row.values[0], artifact)
 
+    async def put_all(self, artifacts: Sequence[Artifact]) -> None:
+        """Add all of ``artifacts`` in one transaction, or none: :class:`DuplicateArtifactError`
+        if one's id exists (the writer rolls a failing operation back to its savepoint)."""
+        rows = [ArtifactRow.of(a) for a in artifacts]
+
+        def run(conn: sqlite3.Connection) -> None:
+            for row in rows:
+                insert_artifact(conn, row, skip_existing=False)
+
+        await self._submit(self._writer, Op(run, independent=True))
+        for row, artifact in zip(rows, artifacts, strict=True):
+            self._decoded.add(row.values[0], artifact)
+
     async def get(self, artifact_id: UUID | str) -> Artifact | None:
         try:
             key = str(artifact_id if isinstance(artifact_id, UUID) else UUID(str(artifact_id)))

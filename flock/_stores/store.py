@@ -134,6 +134,11 @@ class BlackboardStore(Protocol):
     Besides artifacts, a store keeps the activation journal: which activations are pending or
     running, and which (artifact, agent, subscription) pairs were consumed. ``commit_activation``
     writes an activation's outputs, its consumption records and its completion atomically.
+
+    A store may also offer ``put_all(artifacts)``: add all of them in one transaction, or none if
+    one's id exists (:class:`DuplicateArtifactError`). Flock uses it to publish the several
+    artifacts of a human task's answer at once; without it they are added one by one. The three
+    stores Flock ships have it.
     """
 
     async def put(self, artifact: Artifact) -> None:
@@ -203,6 +208,20 @@ class InMemoryStore:
                 f"artifact {artifact.id} is already on the board; artifacts are immutable. "
                 "Publish a new artifact (a new id) instead of re-publishing one"
             )
+        self._add(artifact)
+
+    async def put_all(self, artifacts: Sequence[Artifact]) -> None:
+        """Add all of ``artifacts`` or, if one's id exists, none (:class:`DuplicateArtifactError`)."""
+        ids = [a.id for a in artifacts]
+        taken = next((i for i in ids if i in self._items), None)
+        if taken is not None or len(set(ids)) < len(ids):
+            raise DuplicateArtifactError(
+                f"artifact {taken or ids} is already on the board; nothing of this batch was added"
+            )
+        for artifact in artifacts:
+            self._add(artifact)
+
+    def _add(self, artifact: Artifact) -> None:
         self._items[artifact.id] = artifact
         self._seq[artifact.id] = len(self._seq)
         self._by_type.setdefault(artifact.type, []).append(artifact)

@@ -172,6 +172,22 @@ async def test_duplicate_id_raises_and_keeps_the_original(store: Any) -> None:
     assert await store.count() == 2
 
 
+async def test_put_all_adds_every_artifact_or_none(store: Any) -> None:
+    held = make(1)
+    await store.put(held)
+    fresh, clash = make(2), make(3, id=held.id, payload={"n": 999})
+    with pytest.raises(DuplicateArtifactError):
+        await store.put_all([fresh, clash])  # the second one's id exists: nothing is added
+    assert await store.get(fresh.id) is None and await store.count() == 1
+    assert await store.get(held.id) == held
+    with pytest.raises(DuplicateArtifactError):
+        await store.put_all([fresh, fresh])  # twice in one batch
+    assert await store.count() == 1
+    more = [make(4), make(5), make(6)]
+    await store.put_all(more)
+    assert [a.id for a in await store.list()] == [held.id] + [a.id for a in more]
+
+
 async def test_get_by_type_returns_models_optionally_by_workflow(store: Any) -> None:
     arts = await filled(store, 20)
     notes = await store.get_by_type(Note)

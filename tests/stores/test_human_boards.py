@@ -28,6 +28,11 @@ class Approval(BaseModel):
     ok: bool
 
 
+@flock_type(name="human_test.Note")
+class Note(BaseModel):
+    text: str
+
+
 def build(store: Any) -> Flock:
     flock = Flock(store=store)
     flock.agent("reviewer").consumes(Draft).publishes(Approval).human(prompt="ok?")
@@ -128,3 +133,46 @@ async def test_flock_tasks_answers_on_a_postgres_board(postgres_dsn: str, tmp_pa
     assert [a.payload for a in approvals] == [{"ok": True}]
     await seeding.shutdown()
     await seeding.store.close()
+
+
+async def test_an_answer_is_published_whole_or_not_at_all(tmp_path: Path) -> None:
+    # Writing the answer's second artifact fails (a trigger in the real SQLite file raises an
+    # error for it): before, the first was already stored, so the task counted as answered and
+    # the note was lost for good.
+    import sqlite3
+
+    from flock import SQLiteStore
+
+    def editor(path: Path) -> Flock:
+        flock = Flock(store=SQLiteStore(path))
+        flock.agent("editor").consumes(Draft).publishes(Approval, Note).human(prompt="edit")
+        return flock
+
+    path = tmp_path / "board.db"
+    flock = editor(path)
+    await flock.publish(Draft(text="v1"))
+    await flock.run_until_idle()
+    [task] = await flock.tasks.list()
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TRIGGER broken BEFORE INSERT ON artifacts WHEN NEW.type = 'human_test.Note' "
+            "BEGIN SELECT json('{'); END"
+        )
+    answer = {"human_test.Approval": {"ok": True}, "human_test.Note": {"text": "tighten the intro"}}
+    with pytest.raises(Exception, match="malformed JSON"):
+        await flock.tasks.answer(task.id, answer)
+    assert [t.id for t in await flock.tasks.list()] == [task.id]  # still open: nothing was kept
+    answered = ("human_test.Approval", "human_test.Note")
+    assert not [a for a in await flock.store.list() if a.type in answered]
+    await flock.shutdown()
+    await flock.store.close()
+    with sqlite3.connect(path) as db:  # the fault is mended; the process starts again
+        db.execute("DROP TRIGGER broken")
+    again = editor(path)
+    await again.resume()
+    made = await again.tasks.answer(task.id, answer)  # the same answer, given again, whole
+    assert [a.type for a in made] == list(answered)
+    assert [a.type for a in await again.store.list() if a.type in answered] == list(answered)
+    assert await again.tasks.list() == []
+    await again.shutdown()
+    await again.store.close()
