@@ -23,7 +23,7 @@ import anyio
 import httpx
 from pydantic import BaseModel, Field
 
-from flock import ApiKeys, Flock, Principal, flock_type
+from flock import ApiKeys, Flock, FlockError, Principal, flock_type
 
 
 @flock_type
@@ -122,4 +122,7 @@ async def tour() -> None:
 
 
 if __name__ == "__main__":
-    anyio.run(tour)
+    try:
+        anyio.run(tour)
+    except* FlockError as failed:  # e.g. the server extra is missing: say so in one line
+        raise SystemExit(f"16_serve.py: {failed.exceptions[0]}") from None

@@ -24,7 +24,7 @@ import contextlib
 import anyio
 from pydantic import BaseModel, Field
 
-from flock import ApiKeys, Flock, Principal, TenantVisibility, flock_type
+from flock import ApiKeys, Flock, FlockError, Principal, TenantVisibility, flock_type
 from flock.tracing import enable_tracing
 
 
@@ -98,5 +98,8 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=None)
     parser.add_argument("--seed", type=int, default=3)
     args = parser.parse_args()
-    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: stop serving, quietly
-        anyio.run(main, args.port, args.seconds, args.seed)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: stop serving, quietly
+            anyio.run(main, args.port, args.seconds, args.seed)
+    except* FlockError as failed:  # the server extra missing, the port taken: say so in one line
+        raise SystemExit(f"19_dashboard.py: {failed.exceptions[0]}") from None
