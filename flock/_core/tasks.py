@@ -34,6 +34,7 @@ from .visibility import AgentIdentity
 
 TaskStatus = Literal["open", "answered", "expired"]
 _PAGE = 500
+_LATE = 64  # tasks read again at each refresh that finds new ones (see _read_board)
 _WORKFLOW_ERROR = type_name(WorkflowError)
 
 
@@ -142,6 +143,12 @@ class Tasks:
         if total < self._scanned:  # retention removed tasks: read the board afresh
             self._open.clear()
             self._scanned = 0
+        if self._scanned < total:
+            # Read again the last _LATE tasks already read: on a board several processes write,
+            # a task whose transaction commits late sits before tasks read already (PostgreSQL
+            # numbers rows when they are written, not when they commit). Tasks met twice are
+            # kept once; closed ones go below.
+            self._scanned = max(0, self._scanned - _LATE)
         while self._scanned < total:
             page, _ = await store.query_artifacts(filters, limit=_PAGE, offset=self._scanned)
             if not page:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import anyio
 import pytest
@@ -176,3 +177,26 @@ async def test_an_answer_is_published_whole_or_not_at_all(tmp_path: Path) -> Non
     assert await again.tasks.list() == []
     await again.shutdown()
     await again.store.close()
+
+
+async def test_a_task_whose_transaction_commits_late_is_still_listed(postgres_dsn: str) -> None:
+    # Two processes open tasks at once: the first one's row is numbered first but commits after
+    # the second's. A reader that listed the board in between must still see it afterwards.
+    pytest.importorskip("psycopg", reason="psycopg is not installed: pip install 'flock[postgres]'")
+    from flock import PostgresStore
+    from flock._stores.postgres_store import _PUT, _row_values
+    from flock._stores.sqlite_schema import ArtifactRow
+
+    store = PostgresStore(postgres_dsn)
+    flock = build(store)
+    await flock.publish(Draft(text="v1"))
+    await flock.run_until_idle()
+    [first] = await flock.tasks.list()
+    late, early = (first.artifact.model_copy(update={"id": uuid4()}) for _ in range(2))
+    async with store.connection() as conn, conn.transaction():
+        await conn.execute(_PUT, _row_values(ArtifactRow.of(late)))  # numbered, not committed yet
+        await store.put(early)  # numbered after it, committed at once
+        assert {t.id for t in await flock.tasks.list()} == {first.id, early.id}
+    assert {t.id for t in await flock.tasks.list()} == {first.id, early.id, late.id}
+    await flock.shutdown()
+    await store.close()
