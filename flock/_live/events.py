@@ -124,7 +124,7 @@ class EventStream:
         self._seen = 0  # events given to this stream (a plain stream counts on the hub instead)
         self._hub: EventHub | None = hub  # None once closed
         self._since = hub.emitted  # the hub's count when it subscribed
-        self._waiter: asyncio.Future[None] | None = None
+        self._waiters: list[asyncio.Future[None]] = []  # one per reader waiting for an event
         self._woken = -WAKE_EVERY  # loop time of the last wake-up
         self._wake_due = False  # a timed wake-up is scheduled
         self._closed = False
@@ -164,16 +164,20 @@ class EventStream:
         while not queue:
             if self._closed:
                 raise StopAsyncIteration
-            # A bare future: anyio.Event costs several times more per wake-up (Flock runs on
-            # asyncio: DSPy does). Readers of one stream share it, and each waits through a shield:
-            # a reader that is cancelled (or gives up) must not cancel the others' wait, and every
-            # one of them is woken, by the next event or by close().
-            waiter = self._waiter
-            if waiter is None or waiter.done():
-                self._waiter = waiter = asyncio.get_running_loop().create_future()
-                if self._hub is not None and self.plain:
-                    self._hub.sleeping(self)
-            await asyncio.shield(waiter)
+            # Each waiting reader has a bare future of its own (anyio.Event costs several times
+            # more per wake-up; Flock runs on asyncio: DSPy does): a reader cancelled while it
+            # waits (a keep-alive timer) cancels only its own, and every reader of the stream is
+            # woken, by the next event or by close().
+            waiter = asyncio.get_running_loop().create_future()
+            if not self._waiters and self._hub is not None and self.plain:
+                self._hub.sleeping(self)
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+                raise
         batch = list(queue)
         queue.clear()
         self._taken += len(batch)
@@ -196,12 +200,11 @@ class EventStream:
         self._wake_soon()
 
     def _wake_soon(self) -> None:
-        """Wake the reader now, or, if it was woken less than ``WAKE_EVERY`` ago, then: a busy run
-        wakes its reader every few milliseconds, not once per activation."""
-        waiter = self._waiter
-        if waiter is None or self._wake_due:
+        """Wake the readers now, or, if they were woken less than ``WAKE_EVERY`` ago, then: a busy
+        run wakes its readers every few milliseconds, not once per activation."""
+        if not self._waiters or self._wake_due:
             return
-        loop = waiter.get_loop()
+        loop = self._waiters[0].get_loop()
         due = self._woken + WAKE_EVERY
         if loop.time() >= due:
             self._wake()
@@ -211,9 +214,8 @@ class EventStream:
 
     def _wake(self) -> None:
         self._wake_due = False
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
             if not waiter.done():
                 self._woken = waiter.get_loop().time()
                 waiter.set_result(None)
