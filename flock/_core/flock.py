@@ -18,7 +18,7 @@ from uuid import UUID
 import anyio
 from pydantic import BaseModel
 
-from .._live.events import EventHub, EventStream
+from .._live.events import EventHub, EventStream, subscription
 from .._live.live_view import LiveView, wanted
 from .._live.map import run_map
 from .._live.variables import Variables
@@ -254,34 +254,8 @@ class Flock:
             raise FlockClosedError(
                 "this Flock was shut down; it has no more events (subscribe before shutdown())"
             )
-        if tenant is not None and identity is not None:
-            raise ConfigurationError("flock.events() takes tenant= or identity=, not both")
-        if tenant is not None and (not isinstance(tenant, str) or not tenant.strip()):
-            raise ConfigurationError(
-                f"flock.events(tenant=...) takes a tenant id (a non-empty string), got {tenant!r}"
-            )
-        if agents is not None:  # a misspelt name would give a stream that stays silent
-            names = [agents] if isinstance(agents, str) else agents
-            if not isinstance(names, Iterable) or not all(isinstance(n, str) for n in names):
-                raise ConfigurationError(
-                    f"flock.events(agents=...) takes agent names (a name or a list of them), got {agents!r}"
-                )
-            unknown = sorted(set(names) - set(self._catalog.specs))
-            if unknown:
-                raise UnknownAgentError(
-                    f"no agent named {unknown[0]!r}; declared agents: {sorted(self._catalog.specs)} "
-                    "(declare the agents before subscribing to their events)"
-                )
-            agents = list(names)
-        if not isinstance(buffer, int) or buffer < 1:
-            raise ConfigurationError(f"flock.events(buffer=...) must be an int >= 1, got {buffer!r}")
-        who = (
-            identity
-            if identity is not None
-            # a tenant's subscriber reads as no agent: no agent can have the empty name
-            else (AgentIdentity(name="", tenant_id=tenant) if tenant is not None else None)
-        )
-        return self._events.subscribe(agents, identity=who, buffer=buffer)
+        names, who = subscription(agents, tenant, identity, buffer, self._catalog.specs)
+        return self._events.subscribe(names, identity=who, buffer=buffer)
 
     async def map(
         self,

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from uuid import UUID
 
 from .._core.artifact import Artifact, utcnow
+from .._core.errors import ConfigurationError, UnknownAgentError
 from .._core.visibility import AgentIdentity, Visibility
 
 if TYPE_CHECKING:
@@ -85,6 +86,45 @@ class VariableEvent:
 
 
 Event = ArtifactEvent | ActivationEvent | TokenEvent | VariableEvent
+
+
+def subscription(
+    agents: str | Iterable[str] | None,
+    tenant: str | None,
+    identity: AgentIdentity | None,
+    buffer: int,
+    declared: Collection[str],
+) -> tuple[list[str] | None, AgentIdentity | None]:
+    """The checked arguments of ``flock.events()``: the agents whose events to keep (each one
+    declared: a misspelt name would give a stream that stays silent) and who reads."""
+    if tenant is not None and identity is not None:
+        raise ConfigurationError("flock.events() takes tenant= or identity=, not both")
+    if tenant is not None and (not isinstance(tenant, str) or not tenant.strip()):
+        raise ConfigurationError(
+            f"flock.events(tenant=...) takes a tenant id (a non-empty string), got {tenant!r}"
+        )
+    names: list[str] | None = None
+    if agents is not None:
+        if isinstance(agents, str):
+            names = [agents]
+        elif isinstance(agents, Iterable):
+            names = list(agents)  # once: a generator is read only once
+        if names is None or not all(isinstance(n, str) for n in names):
+            raise ConfigurationError(
+                f"flock.events(agents=...) takes agent names (a name or a list of them), got {agents!r}"
+            )
+        unknown = sorted(set(names) - set(declared))
+        if unknown:
+            raise UnknownAgentError(
+                f"no agent named {unknown[0]!r}; declared agents: {sorted(declared)} "
+                "(declare the agents before subscribing to their events)"
+            )
+    if not isinstance(buffer, int) or buffer < 1:
+        raise ConfigurationError(f"flock.events(buffer=...) must be an int >= 1, got {buffer!r}")
+    if identity is None and tenant is not None:
+        # a tenant's subscriber reads as no agent: no agent can have the empty name
+        identity = AgentIdentity(name="", tenant_id=tenant)
+    return names, identity
 
 
 @dataclass

@@ -175,3 +175,17 @@ async def test_events_of_an_unknown_agent_or_a_wrong_filter_are_refused_with_wha
     for tenant in ("", " ", 5):  # a pydantic ValidationError (or an identity of tenant "") before
         with pytest.raises(ConfigurationError, match="tenant"):
             flock.events(tenant=tenant)  # type: ignore[arg-type]
+
+
+async def test_agents_given_as_a_generator_are_read_once() -> None:
+    # The names were checked by reading the generator, which left nothing to keep: a silent stream.
+    flock = Flock()
+    flock.agent("writer").consumes(Idea).publishes(Pitch).with_engines(Echo())
+    async with flock.events(agents=(name for name in ["writer"])) as events:
+        await flock.publish(Idea(topic="owls"))
+        await flock.run_until_idle()
+        events.close()
+        got = [e async for e in events]
+    assert events.agents == frozenset({"writer"})
+    kinds = [e.kind for e in got]
+    assert kinds[0] == "activation" and kinds[-1] == "artifact" and kinds.count("activation") == 2
