@@ -305,8 +305,8 @@ class EventHub:
         identity: AgentIdentity | None = None,
         buffer: int = 1000,
     ) -> AsyncIterator[EventStream]:
-        names = frozenset([agents] if isinstance(agents, str) else agents) if agents is not None else None
-        stream = EventStream(names, identity, buffer, self)
+        # (the arguments come checked by subscription(): agent names, an identity, a buffer >= 1)
+        stream = EventStream(frozenset(agents) if agents is not None else None, identity, buffer, self)
         self._subscribers.append(stream)
         self._changed()
         try:
